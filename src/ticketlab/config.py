@@ -1,0 +1,273 @@
+"""Typed experiment configs, loaded from YAML with `--set key=value` overrides.
+
+Every field has a default and a one-line help string (in the field's metadata), so that the resolved
+config written into a run directory spells out every choice, and `ticketlab find --help` can list
+every key. Unknown keys and wrong types are rejected with a message that names the key (and
+suggests the closest valid one), because a typo in a config silently running the default is the
+most expensive bug an experiment can have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ticketlab.errors import TicketlabError
+
+STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
+
+
+def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, steps: bool = False):
+    """A dataclass field carrying its help text (and allowed values) for docs and validation."""
+    meta = {"help": help, "choices": choices, "steps": steps}
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    family: str = _f("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
+                     "fasterrcnn, maskrcnn, keypointrcnn")
+    backbone: Optional[str] = _f(None, "backbone of a detector (resnet18, resnet34, resnet50)")
+    width: float = _f(1.0, "channel-width multiplier (1.0 = the stock architecture)")
+    num_classes: Optional[int] = _f(None, "number of classes; null = taken from the dataset")
+    weights: Optional[str] = _f(None, "local file of pretrained weights (.safetensors, or .pth read with "
+                                "weights_only=True); null = random init")
+
+
+@dataclass
+class DataConfig:
+    format: str = _f("digits", "dataset format", choices=(
+        "digits", "imagefolder", "cifar10", "cifar100", "svhn", "fashion_mnist", "coco", "voc"))
+    root: Optional[str] = _f(None, "directory holding the dataset files (not needed for digits)")
+    train: Optional[str] = _f(None, "training split: sub-directory or annotation file under root")
+    val: Optional[str] = _f(None, "validation split: sub-directory or annotation file under root")
+    image_size: Optional[int] = _f(None, "resize images to this size (null = dataset's own size)")
+    val_fraction: float = _f(0.25, "held-out fraction when the dataset has no validation split (digits)")
+    split_seed: int = _f(0, "seed of the train/val split; fixed across training seeds on purpose")
+    augment: bool = _f(True, "training augmentation (random crop + horizontal flip for natural images)")
+    num_workers: int = _f(0, "DataLoader worker processes")
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adam", "adamw"))
+    duration: str = _f("20ep", "training length per level, e.g. 18000it or 20ep", steps=True)
+    batch_size: int = _f(64, "training batch size")
+    eval_batch_size: int = _f(256, "evaluation batch size")
+    lr: float = _f(0.1, "peak learning rate")
+    momentum: float = _f(0.9, "SGD momentum (Adam: beta1 stays 0.9)")
+    nesterov: bool = _f(False, "Nesterov momentum for SGD")
+    weight_decay: float = _f(0.0, "weight decay (decoupled for adamw)")
+    warmup: str = _f("0it", "linear learning-rate warmup length, e.g. 500it or 1ep", steps=True)
+    schedule: str = _f("constant", "learning-rate schedule after warmup",
+                       choices=("constant", "multistep", "cosine"))
+    milestones: list[str] = _f([], "multistep: steps at which lr is multiplied by gamma, e.g. [12000it, 16000it]")
+    gamma: float = _f(0.1, "multistep: lr decay factor")
+    eval_every: str = _f("1ep", "evaluate on the validation set every N steps (e.g. 1ep, 500it)", steps=True)
+    checkpoint_every: str = _f("1ep", "write a resumable checkpoint every N steps", steps=True)
+    seed: int = _f(0, "seed of initialisation, data order and augmentation")
+    deterministic: bool = _f(True, "torch.use_deterministic_algorithms; needed for bit-exact resume on GPU")
+    device: str = _f("auto", "auto (cuda if available), cpu, cuda, cuda:N")
+    amp: bool = _f(False, "automatic mixed precision on CUDA (ignored on CPU)")
+
+
+@dataclass
+class PruneConfig:
+    scope: Optional[list[str]] = _f(None, "module groups to prune (null = every conv/linear weight)")
+    include: list[str] = _f([], "extra parameter-name patterns (fnmatch) to add to the scope")
+    exclude: list[str] = _f([], "module groups or parameter-name patterns to keep dense")
+    strategy: str = _f("global", "how to choose the weights to remove",
+                       choices=("global", "layerwise", "random"))
+    rate: float = _f(0.2, "fraction of the remaining scope weights removed per level")
+    levels: int = _f(8, "number of pruning levels after the dense level 0")
+    rewind: str = _f("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
+    rewind_optimizer: bool = _f(False, "late resetting also restores the optimizer state of the rewind point")
+
+
+@dataclass
+class Config:
+    task: str = _f("classification", "what the model is trained for", choices=(
+        "classification", "detection", "instance_segmentation", "keypoints"))
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model builder"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "dataset"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "training of each level"})
+    prune: PruneConfig = field(default_factory=PruneConfig, metadata={"help": "IMP"})
+
+
+# ----------------------------------------------------------------------------------------------
+# Step lengths ("500it", "2ep")
+
+
+def parse_steps(value: str, steps_per_epoch: int, *, key: str = "steps") -> int:
+    """Turn '500it' / '2ep' / '500' into a number of iterations."""
+    m = STEPS_RE.match(str(value))
+    if m is None:
+        if str(value).strip().isdigit():
+            return int(value)
+        raise TicketlabError(f"{key}: expected a step count like '500it' or '2ep', got {value!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    return n if unit == "it" else n * steps_per_epoch
+
+
+# ----------------------------------------------------------------------------------------------
+# Dict <-> dataclass with validation
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise TicketlabError(f"config key {key}: must not be null (expected {_type_name(tp)})")
+    if typing.get_origin(tp) is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            value = [value]
+        return [_coerce(v, item_tp, f"{key}[{i}]", {**meta, "choices": None}) for i, v in enumerate(value)]
+    if meta.get("steps"):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise TicketlabError(f"config key {key}: expected a step count like '500it' or '2ep', got {value!r}")
+        text = f"{value}it" if isinstance(value, int) else value.strip()
+        if STEPS_RE.match(text) is None:
+            raise TicketlabError(f"config key {key}: expected a step count like '500it' or '2ep', got {value!r}")
+        return text.replace(" ", "")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TicketlabError(f"config key {key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TicketlabError(f"config key {key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TicketlabError(f"config key {key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise TicketlabError(f"config key {key}: expected a string, got {value!r}")
+        value = str(value)
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            hint = difflib.get_close_matches(value, choices, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise TicketlabError(f"config key {key}: {value!r} is not one of {', '.join(choices)}{extra}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a plain mapping, rejecting unknown keys and wrong types."""
+    where = prefix.rstrip(".") or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise TicketlabError(f"config key {where}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            extra = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise TicketlabError(f"unknown config key '{prefix}{key}'{extra}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(tp, data[name], f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(data[name], tp, f"{prefix}{name}", dict(f.metadata))
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `key.sub=value` strings (value parsed as YAML) to a nested dict, in order."""
+    for item in overrides:
+        if "=" not in item:
+            raise TicketlabError(f"--set {item!r}: expected key=value, e.g. --set train.seed=1")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise TicketlabError(f"--set {key}: value {raw!r} is not valid YAML ({e.__class__.__name__})")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise TicketlabError(f"--set {key}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from the defaults when `path` is None) and apply overrides."""
+    data: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise TicketlabError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise TicketlabError(f"{path}: not valid YAML{at}")
+        if not isinstance(data, dict):
+            raise TicketlabError(f"{path}: expected a mapping of config keys at the top level")
+    data = apply_overrides(data, overrides or [])
+    try:
+        return from_dict(Config, data)
+    except TicketlabError as e:
+        raise TicketlabError(f"{path}: {e}" if path is not None else str(e)) from None
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def describe_fields(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, help) for every leaf field: used to generate the CLI's help text."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe_fields(tp, f"{prefix}{f.name}.")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((prefix + f.name, yaml.safe_dump(default, default_flow_style=True).strip()
+                         .removesuffix("...").strip(), f.metadata.get("help", "")))
+    return rows
