@@ -71,7 +71,8 @@ class TrainConfig:
     warmup: str = _f("0it", "linear learning-rate warmup length, e.g. 500it or 1ep", steps=True)
     schedule: str = _f("constant", "learning-rate schedule after warmup",
                        choices=("constant", "multistep", "cosine"))
-    milestones: list[str] = _f([], "multistep: steps at which lr is multiplied by gamma, e.g. [12000it, 16000it]")
+    milestones: list[str] = _f([], "multistep: steps at which lr is multiplied by gamma, e.g. [12000it, 16000it]",
+                               steps=True)
     gamma: float = _f(0.1, "multistep: lr decay factor")
     eval_every: str = _f("1ep", "evaluate on the validation set every N steps (e.g. 1ep, 500it)", steps=True)
     checkpoint_every: str = _f("1ep", "write a resumable checkpoint every N steps", steps=True)

@@ -1,0 +1,174 @@
+"""The `ticketlab` command: parses arguments, calls the layers below, prints, exits.
+
+No logic of its own. A `TicketlabError` (bad config, data, checkpoint, mask, run dir) is printed as
+one line and exits with status 2; `--debug` shows the traceback instead. Ctrl-C exits 130 and says
+how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ticketlab.errors import TicketlabError
+
+
+def _config_keys_help() -> str:
+    from ticketlab.config import describe_fields
+
+    rows = describe_fields()
+    width = max(len(k) for k, _, _ in rows)
+    lines = [f"  {k:<{width}}  {h} [default: {d}]" for k, d, h in rows]
+    return "config keys (YAML, or --set key=value):\n" + "\n".join(lines)
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+def summary_columns(rows: list[dict], headline: Optional[str] = None) -> list[str]:
+    cols = ["level", "sparsity_scope", "sparsity_network"]
+    metric_keys = [k for k in (rows[0] if rows else {}) if k not in cols and k not in
+                   ("kept_scope", "scope_size", "steps", "seconds")]
+    if headline and headline in metric_keys:
+        metric_keys.remove(headline)
+        metric_keys.insert(0, headline)
+    return cols + metric_keys[:4] + ["seconds"]
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_find(args) -> int:
+    from ticketlab.config import load_config
+    from ticketlab.lottery.imp import run_imp
+
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    print(f"run dir: {out}")
+    rows = run_imp(cfg, out)
+    print()
+    _print_table(rows, summary_columns(rows))
+    print(f"\nsummary: {out / 'summary.csv'}")
+    return 0
+
+
+def cmd_branch(args) -> int:
+    from ticketlab.lottery.branches import run_branch
+
+    out, metrics = run_branch(Path(args.level_dir), args.name, fraction=args.fraction, seed=args.seed)
+    _print_table([metrics], [k for k in metrics if k not in ("kept_scope", "scope_size")])
+    print(f"\nbranch dir: {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ticketlab.lottery.evaluate import evaluate_level
+
+    metrics = evaluate_level(Path(args.level_dir), save_detections=args.save_detections)
+    for k, v in metrics.items():
+        print(f"{k}: {v:.6f}" if isinstance(v, float) else f"{k}: {v}")
+    if args.save_detections:
+        print(f"detections: {args.save_detections}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    target = Path(args.target)
+    if target.is_dir():
+        from ticketlab.lottery.info import level_report
+
+        report = level_report(target)
+        _print_table(report.tensor_rows(), ["name", "group", "numel", "kept", "sparsity", "kernels", "zero_kernels"])
+        print()
+        _print_table(report.group_rows(), ["group", "numel", "kept", "sparsity"])
+        print(f"\nscope sparsity {report.scope_sparsity:.4f} ({report.scope_kept}/{report.scope_numel} kept), "
+              f"network sparsity {report.network_sparsity:.4f}")
+        return 0
+    from ticketlab.config import load_config
+    from ticketlab.lottery.info import group_table
+
+    rows, total, scope_size = group_table(load_config(target, args.set))
+    _print_table(rows, ["group", "params", "percent", "in_scope"])
+    print(f"\n{total} parameters; scope: {scope_size} ({100.0 * scope_size / total:.2f}% of the network)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ticketlab.lottery.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ticketlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks for errors")
+
+    p = sub.add_parser("find", parents=[common], help="run or resume IMP", epilog=_config_keys_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="YAML config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--out", help="run directory (default: runs/<config name>); rerun to resume")
+    p.set_defaults(func=cmd_find)
+
+    p = sub.add_parser("branch", parents=[common], help="control experiment on a finished level → level_NN/branch_<name>/")
+    p.add_argument("level_dir", help="RUN_DIR/level_NN")
+    p.add_argument("name", choices=["reinit", "random_mask", "complement", "perturb"])
+    p.add_argument("--fraction", type=float, help="perturb: fraction of the mask's ones (and as many zeros) to flip")
+    p.add_argument("--seed", type=int, help="seed of the random draw (default: the run's seed + 1)")
+    p.set_defaults(func=cmd_branch)
+
+    p = sub.add_parser("eval", parents=[common], help="re-evaluate a finished level")
+    p.add_argument("level_dir", help="RUN_DIR/level_NN (or a branch dir)")
+    p.add_argument("--save-detections", metavar="FILE.json", help="write the COCO results file (detection tasks)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("info", parents=[common], help="module groups of a config's model, or the sparsity report of a level")
+    p.add_argument("target", help="CONFIG.yaml or RUN_DIR/level_NN")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", parents=[common], help="the embedded default, end to end (rerun to resume)")
+    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    # cuBLAS reads this once, before its first matmul: bit-exact resume on GPU needs it set early.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TicketlabError as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"ticketlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nticketlab: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""CIFAR-10 / CIFAR-100 from the standard "python version" batches, read without trusting pickle.
+
+The official distribution (cifar-10-python.tar.gz, cifar-100-python.tar.gz) stores its batches as
+Python pickles. Unpickling a user file can run arbitrary code, so the batches are read with an
+unpickler that only accepts plain containers and numpy arrays; anything else is refused before it
+is called. (torchvision's CIFAR classes call pickle.load directly and recompute MD5s of all files
+on every start, so they are not used here; the on-disk layout is the same.)
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ticketlab.errors import TicketlabError
+
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 pickles (protocol 2) store raw bytes
+}
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    name: str
+    folder: str
+    archive: str
+    train_files: tuple[str, ...]
+    val_files: tuple[str, ...]
+    meta_file: str
+    label_key: str
+    names_key: str
+
+
+CIFAR10 = CifarLayout(
+    "CIFAR-10", "cifar-10-batches-py", "cifar-10-python.tar.gz",
+    tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "batches.meta", "labels", "label_names",
+)
+CIFAR100 = CifarLayout(
+    "CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz",
+    ("train",), ("test",), "meta", "fine_labels", "fine_label_names",
+)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Resolves only numpy's array-reconstruction globals; any other class or function is refused."""
+
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+
+
+def read_batch(path: Path) -> dict:
+    """One CIFAR batch (a pickled dict of lists and numpy arrays), read safely."""
+    try:
+        with open(path, "rb") as f:
+            obj = _ArrayUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise TicketlabError(f"{path}: not a CIFAR python batch ({e})") from None
+    if not isinstance(obj, dict):
+        raise TicketlabError(f"{path}: not a CIFAR python batch (expected a dict, got {type(obj).__name__})")
+    return obj
+
+
+class CifarDataset(Dataset):
+    """uint8 images N×3×32×32 + int64 labels, transformed on access."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Optional[Callable] = None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = self.images[i]
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, int(self.labels[i])
+
+
+def locate(root: Path, layout: CifarLayout) -> Path:
+    """The batch folder under `root` (or `root` itself), or a one-line error saying what to put where."""
+    for folder in (root / layout.folder, root):
+        if all((folder / f).is_file() for f in (*layout.train_files, *layout.val_files)):
+            return folder
+    folder = root / layout.folder
+    missing = [f for f in (*layout.train_files, *layout.val_files) if not (folder / f).is_file()]
+    what = "" if not folder.is_dir() else f"; missing {', '.join(missing)}"
+    raise TicketlabError(
+        f"data.root={root}: expected {layout.name} python batches at {folder} (download {layout.archive} "
+        f"from {CIFAR_URL} and extract it into {root}){what}"
+    )
+
+
+def _load(folder: Path, files: tuple[str, ...], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for name in files:
+        batch = read_batch(folder / name)
+        if "data" not in batch or label_key not in batch:
+            raise TicketlabError(f"{folder / name}: expected keys 'data' and {label_key!r} in a CIFAR batch")
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+
+
+def read_cifar(
+    root: Path, layout: CifarLayout, train_transform: Callable, val_transform: Callable
+) -> tuple[CifarDataset, CifarDataset, list[str]]:
+    """(train, test, class names); the test split serves as the validation split, as in the papers."""
+    folder = locate(root, layout)
+    x_train, y_train = _load(folder, layout.train_files, layout.label_key)
+    x_val, y_val = _load(folder, layout.val_files, layout.label_key)
+    names: list[str] = []
+    if (folder / layout.meta_file).is_file():
+        names = [str(n) for n in read_batch(folder / layout.meta_file).get(layout.names_key, [])]
+    return CifarDataset(x_train, y_train, train_transform), CifarDataset(x_val, y_val, val_transform), names

@@ -1,0 +1,1 @@
+"""Experiments composed from the layers below: IMP levels, rewinding, branches, run directories."""

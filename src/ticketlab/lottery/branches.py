@@ -1,0 +1,84 @@
+"""Controls on a finished level: is it the mask, the initialisation, or both that make the ticket?
+
+Each branch trains once more under the level's training schedule and writes the same contract files
+as a level, under `level_NN/branch_<name>/`:
+
+- `reinit`: the level's mask, a freshly drawn random initialisation (Frankle & Carbin's control);
+- `random_mask`: the level's per-tensor kept counts at random positions, from the rewind point;
+- `complement`: exactly the scope weights the level pruned, from the rewind point (paper 002);
+- `perturb`: the mask with a fraction of its ones and the same number of zeros flipped, from the
+  rewind point (paper 002 §5.2), so sparsity is unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ticketlab.errors import TicketlabError
+from ticketlab.lottery.experiment import build_experiment
+from ticketlab.lottery.imp import rewind_source
+from ticketlab.lottery.level import train_ticket
+from ticketlab.lottery.rundir import RunDir
+from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
+
+BRANCHES = ("reinit", "random_mask", "complement", "perturb")
+
+
+def branch_dir_name(name: str, fraction: Optional[float]) -> str:
+    return f"branch_{name}" if name != "perturb" else f"branch_perturb_{fraction:g}"
+
+
+def parse_level_dir(level_dir: Path) -> tuple[RunDir, int]:
+    level_dir = Path(level_dir)
+    suffix = level_dir.name.removeprefix("level_")
+    if not level_dir.name.startswith("level_") or not suffix.isdigit():
+        raise TicketlabError(f"{level_dir}: expected a level directory such as RUN_DIR/level_03")
+    run = RunDir(level_dir.parent)
+    level = int(suffix)
+    if not run.is_done(level):
+        raise TicketlabError(f"{level_dir}: level is not finished (no metrics.json); run `ticketlab find` first")
+    return run, level
+
+
+def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
+               seed: Optional[int] = None) -> tuple[Path, dict]:
+    """Train branch `name` of a finished level; returns its directory and metrics."""
+    if name not in BRANCHES:
+        raise TicketlabError(f"branch: {name!r} is not one of {', '.join(BRANCHES)}")
+    if name == "perturb":
+        if fraction is None or not 0.0 < fraction <= 1.0:
+            raise TicketlabError("branch perturb: --fraction must be given, in (0, 1]")
+    elif fraction is not None:
+        raise TicketlabError(f"branch {name}: --fraction only applies to perturb")
+    run, level = parse_level_dir(level_dir)
+    cfg = run.load_config()
+    exp = build_experiment(cfg)
+    shapes = {n: tuple(exp.model.state_dict()[n].shape) for n in exp.scope}
+    mask = load_mask(Path(level_dir) / "mask.safetensors", shapes)
+    seed = cfg.train.seed + 1 if seed is None else seed
+    generator = torch.Generator().manual_seed(seed)
+    if name in ("complement", "perturb", "random_mask") and level == 0:
+        raise TicketlabError(f"branch {name}: level_00 is dense; pick a pruned level (level_01 or later)")
+
+    start, opt_state = rewind_source(exp, run)
+    if name == "reinit":
+        start = {k: v.detach() for k, v in exp.fresh_model(seed).state_dict().items()}
+        opt_state = None
+    elif name == "random_mask":
+        mask = random_mask_like(mask, generator)
+    elif name == "complement":
+        mask = complement(mask)
+    else:
+        mask = perturb(mask, fraction, generator)
+
+    out = Path(level_dir) / branch_dir_name(name, fraction)
+    metrics = train_ticket(
+        exp, out, mask=mask, start_state=start, optimizer_state=opt_state,
+        identity={"level": level, "branch": name, "branch_seed": seed,
+                  **({"fraction": fraction} if fraction is not None else {})},
+        start_step=exp.rewind_step, desc=f"level {level} {name}",
+    )
+    return out, metrics

@@ -1,0 +1,104 @@
+"""Everything an IMP run needs, built once from a config: data, task, model, scope, step counts.
+
+`find`, `branch`, `eval` and `info` all start here, so a level re-evaluated later sees exactly the
+model, data split and scope the run trained with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from ticketlab.config import Config, parse_steps
+from ticketlab.data import build_data
+from ticketlab.data.bundle import DataBundle
+from ticketlab.errors import TicketlabError
+from ticketlab.models import build_model
+from ticketlab.models.spec import BuiltModel
+from ticketlab.sparsity import resolve_scope
+from ticketlab.tasks import build_task
+from ticketlab.tasks.base import Task
+from ticketlab.train import resolve_device, seed_everything
+
+
+@dataclass
+class Experiment:
+    cfg: Config
+    data: DataBundle
+    task: Task
+    built: BuiltModel
+    scope: list[str]
+    device: torch.device
+    steps_per_epoch: int
+    rewind_step: int  # 0 for `init` / `pretrained`, N for late resetting
+
+    @property
+    def model(self) -> nn.Module:
+        return self.built.module
+
+    def fresh_model(self, seed: int) -> nn.Module:
+        """A newly initialised model of the same architecture (the `reinit` control)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_model(self.cfg.model, self.data).module.to(self.device)
+
+    def scope_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: state[name] for name in self.scope}
+
+
+def rewind_step_of(cfg: Config, steps_per_epoch: int) -> int:
+    rewind = cfg.prune.rewind
+    if rewind == "init":
+        return 0
+    if rewind == "pretrained":
+        if not cfg.model.weights:
+            raise TicketlabError("prune.rewind: 'pretrained' needs model.weights (a local file of pretrained weights)")
+        return 0
+    return parse_steps(rewind, steps_per_epoch, key="prune.rewind")
+
+
+def build_experiment(cfg: Config) -> Experiment:
+    if not 0.0 < cfg.prune.rate < 1.0:
+        raise TicketlabError(f"prune.rate: expected a fraction in (0, 1), got {cfg.prune.rate}")
+    if cfg.prune.levels < 0:
+        raise TicketlabError(f"prune.levels: expected 0 or more, got {cfg.prune.levels}")
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    data = build_data(cfg.data, cfg.task)
+    task = build_task(cfg.task, data)
+    built = build_model(cfg.model, data)
+    built.module.to(device)
+    scope = resolve_scope(built.module, built.groups, cfg.prune.scope, cfg.prune.include, cfg.prune.exclude)
+    steps_per_epoch = max(1, math.ceil(len(data.train) / cfg.train.batch_size))
+    total = parse_steps(cfg.train.duration, steps_per_epoch, key="train.duration")
+    rewind_step = rewind_step_of(cfg, steps_per_epoch)
+    if rewind_step >= total:
+        raise TicketlabError(f"prune.rewind: {cfg.prune.rewind} is at or past the end of training "
+                             f"({cfg.train.duration} = {total} steps)")
+    return Experiment(cfg, data, task, built, scope, device, steps_per_epoch, rewind_step)
+
+
+def load_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Read a weights file written by ticketlab and check it fits `model` (names and shapes)."""
+    if not path.is_file():
+        raise TicketlabError(f"{path}: missing (the run directory is incomplete)")
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for truncated/corrupt files
+        raise TicketlabError(f"{path}: not a readable safetensors file ({e})") from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if keys:
+                parts.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', …' if len(keys) > 3 else ''})")
+        raise TicketlabError(f"{path}: does not fit the model: {'; '.join(parts)}")
+    return state

@@ -1,0 +1,119 @@
+"""Iterative magnitude pruning with rewinding: level 0 dense, then prune → rewind → retrain.
+
+Level k's mask comes from level k-1's trained weights (`final.safetensors`) and mask; its start
+weights are the rewind point ⊙ mask: the weights level 0 started from (`init`, `pretrained`) or
+the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
+`level_00/rewind_point.safetensors`). Finished levels (those with `metrics.json`) are never redone;
+every input of a level is read back from files, so a resumed run computes the same masks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import copy
+import json
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from ticketlab.atomic import atomic_save_safetensors
+from ticketlab.config import Config
+from ticketlab.errors import TicketlabError
+from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
+from ticketlab.lottery.level import train_ticket
+from ticketlab.lottery.rundir import RunDir
+from ticketlab.sparsity import full_mask, load_mask, prune
+from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
+
+REWIND_POINT = "rewind_point.safetensors"
+REWIND_OPTIMIZER = "rewind_optimizer.safetensors"
+
+
+def level_generator(seed: int, level: int) -> torch.Generator:
+    """Randomness of level `level`'s pruning (strategy `random`): a pure function of seed and level."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + level)
+
+
+def save_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> None:
+    tensors, meta = flatten_optimizer_state(copy.deepcopy(optimizer.state_dict()))
+    atomic_save_safetensors(path, tensors, {"optimizer": json.dumps(meta)})
+
+
+def load_optimizer_state(path: Path) -> dict:
+    if not path.is_file():
+        raise TicketlabError(f"{path}: missing; prune.rewind_optimizer needs the optimizer state of the rewind point")
+    with safe_open(str(path), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads((f.metadata() or {}).get("optimizer", "null") or "null")
+    if not isinstance(meta, dict):
+        raise TicketlabError(f"{path}: not an optimizer state written by ticketlab")
+    return unflatten_optimizer_state(tensors, meta)
+
+
+def rewind_source(exp: Experiment, run: RunDir) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
+    """The (unmasked) weights every pruned level restarts from, and the optimizer state to restore."""
+    level0 = run.level_dir(0)
+    if exp.rewind_step == 0:
+        return load_state(level0 / "rewind.safetensors", exp.model), None
+    state = load_state(level0 / REWIND_POINT, exp.model)
+    opt = load_optimizer_state(level0 / REWIND_OPTIMIZER) if exp.cfg.prune.rewind_optimizer else None
+    return state, opt
+
+
+def _save_rewind_point(level0: Path, with_optimizer: bool) -> Callable[[nn.Module, torch.optim.Optimizer], None]:
+    def hook(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if with_optimizer:
+            save_optimizer_state(level0 / REWIND_OPTIMIZER, optimizer)
+        atomic_save_safetensors(level0 / REWIND_POINT, model.state_dict())
+
+    return hook
+
+
+def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tensor]:
+    prev = run.level_dir(level - 1)
+    shapes = {n: tuple(exp.model.state_dict()[n].shape) for n in exp.scope}
+    prev_mask = load_mask(prev / "mask.safetensors", shapes)
+    weights = exp.scope_weights(load_state(prev / "final.safetensors", exp.model))
+    p = exp.cfg.prune
+    return prune(p.strategy, weights, prev_mask, p.rate, level_generator(exp.cfg.train.seed, level))
+
+
+def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
+    """Run (or resume) every level of `cfg` in run dir `out`; returns the summary rows."""
+    run = RunDir(Path(out))
+    run.start(cfg)
+    exp = build_experiment(cfg)
+    levels = range(cfg.prune.levels + 1)
+    for level in levels:
+        if run.is_done(level):
+            continue
+        out_dir = run.level_dir(level)
+        desc = f"level {level}/{cfg.prune.levels}"
+        if level == 0:
+            init = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
+            level0_file = out_dir / "rewind.safetensors"
+            if level0_file.is_file():  # a resumed level 0 starts from the weights it was started with
+                init = load_state(level0_file, exp.model)
+            metrics = train_ticket(
+                exp, out_dir, mask=full_mask(exp.scope_weights(init)), start_state=init,
+                identity={"level": 0},
+                rewind_step=exp.rewind_step if exp.rewind_step > 0 else None,
+                on_rewind=_save_rewind_point(out_dir, cfg.prune.rewind_optimizer) if exp.rewind_step > 0 else None,
+                desc=desc,
+            )
+        else:
+            mask = next_mask(exp, run, level)
+            start, opt_state = rewind_source(exp, run)
+            metrics = train_ticket(
+                exp, out_dir, mask=mask, start_state=start, identity={"level": level},
+                optimizer_state=opt_state, start_step=exp.rewind_step, desc=desc,
+            )
+        run.write_summary()
+        head = exp.task.headline
+        log(f"{desc}: scope sparsity {metrics['sparsity_scope']:.1%}, network sparsity "
+            f"{metrics['sparsity_network']:.1%}, {head} {metrics.get(head, float('nan')):.4f} "
+            f"({metrics['seconds']:.0f} s)")
+    return run.write_summary()

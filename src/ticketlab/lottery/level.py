@@ -1,0 +1,82 @@
+"""Train one ticket (a mask + the weights it restarts from) into a level or branch directory.
+
+Shared by IMP levels and by branches (`reinit`, `random_mask`, …): both are "start from these
+weights, keep this mask, train, write the contract files". The mask and start weights are written
+before training, `final.safetensors` after, and `metrics.json` last, so the directory is finished
+exactly when `metrics.json` exists.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from ticketlab.atomic import atomic_save_safetensors
+from ticketlab.lottery.experiment import Experiment
+from ticketlab.lottery.rundir import write_metrics
+from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
+from ticketlab.train import clear_checkpoint, train_level
+
+
+def masked_state(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with every masked-out weight set to exactly 0 (other entries untouched)."""
+    out = dict(state)
+    for name, keep in mask.items():
+        out[name] = state[name] * keep.to(device=state[name].device, dtype=state[name].dtype)
+    return out
+
+
+def sparsity_metrics(exp: Experiment, mask: dict[str, torch.Tensor]) -> dict:
+    report = sparsity_report(exp.model, mask, exp.built.groups)
+    return {
+        "sparsity_scope": report.scope_sparsity,
+        "sparsity_network": report.network_sparsity,
+        "kept_scope": report.scope_kept,
+        "scope_size": report.scope_numel,
+    }
+
+
+def train_ticket(
+    exp: Experiment,
+    out_dir: Path,
+    *,
+    mask: dict[str, torch.Tensor],
+    start_state: dict[str, torch.Tensor],
+    identity: dict,
+    optimizer_state: Optional[dict] = None,
+    on_rewind: Optional[Callable[[nn.Module, torch.optim.Optimizer], None]] = None,
+    rewind_step: Optional[int] = None,
+    start_step: int = 0,
+    desc: str = "",
+) -> dict:
+    """Train `exp.model` from `start_state` ⊙ `mask` into `out_dir`; return its metrics.
+
+    The start weights are a pure function of the run's files, so a resumed level rewrites the same
+    `mask.safetensors` / `rewind.safetensors` and the training loop continues from its checkpoint.
+    `identity` (e.g. {"level": 3}) leads the metrics row.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = masked_state(start_state, mask)
+    save_mask(out_dir / "mask.safetensors", mask)
+    atomic_save_safetensors(out_dir / "rewind.safetensors", start)
+    model = exp.model
+    model.load_state_dict(start)
+    enforcer = MaskEnforcer(model, mask)
+    t0 = time.time()
+    result = train_level(
+        model, exp.task, exp.data, exp.cfg.train,
+        workdir=out_dir, enforcer=enforcer, start_step=start_step,
+        optimizer_state=optimizer_state, rewind_step=rewind_step, on_rewind=on_rewind,
+        desc=desc, num_workers=exp.cfg.data.num_workers,
+    )
+    final = {k: v.detach() for k, v in model.state_dict().items()}
+    atomic_save_safetensors(out_dir / "final.safetensors", final)
+    metrics = {**identity, **sparsity_metrics(exp, mask), **result.metrics,
+               "steps": result.steps, "seconds": round(time.time() - t0, 2)}
+    write_metrics(out_dir, metrics)
+    clear_checkpoint(out_dir)
+    return metrics

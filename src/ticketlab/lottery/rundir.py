@@ -1,0 +1,124 @@
+"""The run directory: the one place an IMP run's results live, and the state that makes it resumable.
+
+Layout (DESIGN.md contract)::
+
+    RUN_DIR/config.yaml            resolved config, every default written out
+    RUN_DIR/level_NN/mask.safetensors, rewind.safetensors, final.safetensors, metrics.json, history.csv
+    RUN_DIR/summary.csv            one row per finished level
+
+A level is finished when its `metrics.json` exists: it is written last, atomically, so a run killed
+at any moment either has it (and every other file of the level) or redoes the level from its last
+checkpoint. Extra files: `level_00/rewind_point.safetensors` (late-resetting weights and, optionally,
+optimizer state) and `level_NN/checkpoint.safetensors` while a level trains.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ticketlab.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
+from ticketlab.config import Config, dump_config, from_dict, to_dict
+from ticketlab.errors import TicketlabError
+
+# Keys that may differ when `find` is rerun on an existing run dir: they change how or how far the
+# run goes on, not what a finished level means.
+RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers"}
+
+LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
+
+
+def level_name(level: int) -> str:
+    return f"level_{level:02d}"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+@dataclass
+class RunDir:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    def level_dir(self, level: int) -> Path:
+        return self.root / level_name(level)
+
+    def is_done(self, level: int) -> bool:
+        return (self.level_dir(level) / "metrics.json").is_file()
+
+    def finished_levels(self) -> list[int]:
+        levels = []
+        for p in sorted(self.root.glob("level_[0-9][0-9]*")):
+            suffix = p.name.removeprefix("level_")
+            if suffix.isdigit() and (p / "metrics.json").is_file():
+                levels.append(int(suffix))
+        return levels
+
+    # -- config -----------------------------------------------------------------------------
+
+    def load_config(self) -> Config:
+        if not self.config_path.is_file():
+            raise TicketlabError(f"{self.root}: not a ticketlab run directory (no config.yaml)")
+        data = yaml.safe_load(self.config_path.read_text())
+        try:
+            return from_dict(Config, data)
+        except TicketlabError as e:
+            raise TicketlabError(f"{self.config_path}: {e}") from None
+
+    def start(self, cfg: Config) -> None:
+        """Create the run dir, or check that an existing one was made with the same config."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.root)
+        if self.config_path.is_file():
+            old = _flatten(to_dict(self.load_config()))
+            new = _flatten(to_dict(cfg))
+            differ = sorted(k for k in set(old) | set(new)
+                            if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+            if differ:
+                shown = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in differ[:4])
+                more = f" (+{len(differ) - 4} more)" if len(differ) > 4 else ""
+                raise TicketlabError(
+                    f"{self.root} was started with a different config ({shown}{more}); "
+                    "use a new --out, or rerun with the original config to resume")
+        atomic_write_text(self.config_path, dump_config(cfg))
+
+    # -- results ----------------------------------------------------------------------------
+
+    def read_metrics(self, level: int) -> dict:
+        path = self.level_dir(level) / "metrics.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise TicketlabError(f"{path}: unreadable metrics file ({e.__class__.__name__})") from None
+
+    def write_summary(self) -> list[dict]:
+        rows = [self.read_metrics(k) for k in self.finished_levels()]
+        columns = list(LEADING_COLUMNS)
+        for row in rows:
+            columns += [c for c in row if c not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+        atomic_write_text(self.root / "summary.csv", buf.getvalue())
+        return rows
+
+
+def write_metrics(level_dir: Path, metrics: dict) -> None:
+    atomic_write_json(level_dir / "metrics.json", metrics)

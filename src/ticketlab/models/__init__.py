@@ -1,0 +1,61 @@
+"""Model registry: `model.family` from the config → a built model and its named module groups.
+
+Classification families are built here; the R-CNN families (`fasterrcnn`, `maskrcnn`,
+`keypointrcnn`) live in `models/detection.py` and are imported only when asked for, so a
+classification run never imports the detection stack. When `model.weights` is set, the file is
+loaded after building (a classifier's `fc` may be absent or of another size: it stays freshly
+initialised, as when transferring a pretrained backbone to a new label set).
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import partial
+from typing import Callable
+
+from ticketlab.config import ModelConfig
+from ticketlab.data.bundle import DataBundle
+from ticketlab.errors import TicketlabError
+from ticketlab.models.classifiers import build_cifar_resnet, build_lenet_300_100, build_resnet
+from ticketlab.models.cifar_resnet import CIFAR_RESNET_DEPTHS
+from ticketlab.models.resnet import RESNET_DEPTHS
+from ticketlab.models.spec import BuiltModel
+from ticketlab.models.weights import load_pretrained
+
+Builder = Callable[[ModelConfig, DataBundle, int], BuiltModel]
+
+CLASSIFIER_BUILDERS: dict[str, Builder] = {
+    **{f"resnet{d}": partial(build_resnet, d) for d in RESNET_DEPTHS},
+    **{f"cifar_resnet{d}": partial(build_cifar_resnet, d) for d in CIFAR_RESNET_DEPTHS},
+    "lenet_300_100": build_lenet_300_100,
+}
+DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
+
+
+def model_families() -> list[str]:
+    """Every valid `model.family`."""
+    return [*CLASSIFIER_BUILDERS, *DETECTION_FAMILIES]
+
+
+def build_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
+    """Build `cfg.family` for `data` (classes and input channels), loading `cfg.weights` if set."""
+    if cfg.family in DETECTION_FAMILIES:
+        from ticketlab.models.detection import build_detection_model
+
+        return build_detection_model(cfg, data)
+    builder = CLASSIFIER_BUILDERS.get(cfg.family)
+    if builder is None:
+        valid = model_families()
+        close = difflib.get_close_matches(cfg.family, valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TicketlabError(f"model.family: {cfg.family!r} is not one of {', '.join(valid)}{hint}")
+    num_classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
+    if num_classes < 1:
+        raise TicketlabError(f"model.num_classes: expected a positive integer, got {num_classes}")
+    built = builder(cfg, data, num_classes)
+    if cfg.weights:
+        load_pretrained(built.module, cfg.weights, strict=True, new_modules=("fc",))
+    return built
+
+
+__all__ = ["BuiltModel", "build_model", "model_families", "CLASSIFIER_BUILDERS", "DETECTION_FAMILIES"]

@@ -1,0 +1,83 @@
+"""Which samples each step sees, and with what augmentation randomness — as pure functions.
+
+Batch `s` holds positions `[b*B, (b+1)*B)` (b = s mod steps_per_epoch) of epoch `s // steps_per_epoch`'s
+permutation, drawn from a generator seeded with (seed, epoch). Every sample is loaded with the
+torch / Python / NumPy generators seeded from (seed, epoch, index), so its augmentation is fixed too.
+Starting at any step — late resetting, or resuming after a crash — needs no sampler or worker
+state, and the result does not depend on `num_workers`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed that is a pure function of `parts` (stable across processes and versions)."""
+    text = "\x1f".join(str(p) for p in parts).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & (2**63 - 1)
+
+
+def steps_per_epoch(num_samples: int, batch_size: int) -> int:
+    """Batches per epoch, keeping the last partial batch (drop_last=False)."""
+    return math.ceil(num_samples / batch_size)
+
+
+def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
+    return torch.randperm(num_samples, generator=gen)
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Yields, for steps `start` … `stop-1`, the batch of (epoch, sample index) keys of that step."""
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+        if num_samples <= 0:
+            raise ValueError("StepBatchSampler needs at least one sample")
+        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
+        self.start, self.stop = start, stop
+        self.steps_per_epoch = steps_per_epoch(num_samples, batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, perm = -1, torch.empty(0, dtype=torch.long)
+        for step in range(self.start, self.stop):
+            e, b = divmod(step, self.steps_per_epoch)
+            if e != epoch:
+                epoch, perm = e, epoch_permutation(self.num_samples, self.seed, e)
+            chunk = perm[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+            yield [(e, i) for i in chunk]
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so that item (epoch, index) is loaded under generators seeded from
+    (seed, epoch, index); the caller's generator states are left as they were."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        s = derive_seed(self.seed, "sample", epoch, index)
+        torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+        torch.random.default_generator.manual_seed(s)  # CPU only: CUDA generators untouched
+        random.seed(s)
+        np.random.seed(s % 2**32)
+        try:
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(torch_state)
+            random.setstate(py_state)
+            np.random.set_state(np_state)

@@ -1,0 +1,277 @@
+"""The one training loop: every task, every IMP level, dense or masked, fresh or resumed.
+
+A level trains from `start_step` to the configured duration. Everything that decides the outcome
+is a function of the config and the step — the data order and augmentation (`data_order`), the
+learning rate (`schedule`) — or is in the checkpoint (weights, optimizer, torch RNG, loss sums),
+so a run killed at any moment and started again ends with the same weights, bit for bit, as one
+that never stopped. Evaluation runs under its own RNG fork, so how often one evaluates does not
+change the training either.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from tqdm.auto import tqdm
+
+from ticketlab.config import TrainConfig, parse_steps
+from ticketlab.data.bundle import DataBundle
+from ticketlab.errors import TicketlabError
+from ticketlab.tasks.base import Task
+from ticketlab.train.amp import Amp, amp_for
+from ticketlab.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, load_optimizer_state, save_checkpoint
+from ticketlab.train.data_order import derive_seed, steps_per_epoch
+from ticketlab.train.device import deterministic_mode, resolve_device, seed_everything
+from ticketlab.train.history import HISTORY_FILE, TRAILING, write_history
+from ticketlab.train.loaders import train_loader, val_loader
+from ticketlab.train.schedule import LrSchedule, apply_lr, build_optimizer, schedule_from_config
+
+
+class Enforcer(Protocol):
+    """What the loop needs from `ticketlab.sparsity.enforce.MaskEnforcer`."""
+
+    def zero_weights(self) -> None: ...
+    def mask_grads(self) -> None: ...
+    def after_step(self, optimizer: Optimizer) -> None: ...
+    def mask_optimizer_state(self, optimizer: Optimizer) -> None: ...
+
+
+RewindHook = Callable[[nn.Module, Optimizer], None]
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]  # final evaluation
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0  # updates this level made: final_step - start_step (resumed parts included)
+    final_step: int = 0  # the step counter at the end: the level's total duration
+    seconds: float = 0.0  # training + evaluation time, summed over resumed runs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The config's step lengths resolved for this dataset."""
+
+    steps_per_epoch: int
+    total: int
+    eval_every: int  # 0 = only at the end
+    checkpoint_every: int  # 0 = never
+    schedule: LrSchedule
+
+
+def plan_level(cfg: TrainConfig, num_train: int) -> Plan:
+    if num_train <= 0:
+        raise TicketlabError("data: the training split is empty")
+    if cfg.batch_size <= 0:
+        raise TicketlabError(f"train.batch_size: must be positive, got {cfg.batch_size}")
+    spe = steps_per_epoch(num_train, cfg.batch_size)
+    schedule = schedule_from_config(cfg, spe)
+    return Plan(steps_per_epoch=spe, total=schedule.total,
+                eval_every=parse_steps(cfg.eval_every, spe, key="train.eval_every"),
+                checkpoint_every=parse_steps(cfg.checkpoint_every, spe, key="train.checkpoint_every"),
+                schedule=schedule)
+
+
+@dataclass
+class _Progress:
+    """Everything about a level in flight that is not weights or optimizer state; it travels in the
+    checkpoint's JSON so that a resumed level logs exactly what an uninterrupted one would."""
+
+    step: int
+    last_lr: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=dict)  # loss terms summed since the last row
+    count: int = 0  # steps in `sums`
+    seconds_before: float = 0.0  # time spent by earlier, interrupted runs of this level
+
+    def to_extra(self, fingerprint: dict[str, Any], seconds: float, scaler: dict) -> dict[str, Any]:
+        return {"fingerprint": fingerprint, "history": self.history, "sums": self.sums, "count": self.count,
+                "seconds": seconds, "lr": self.last_lr, "scaler": scaler}
+
+    @classmethod
+    def from_extra(cls, step: int, extra: dict[str, Any], fingerprint: dict[str, Any], where: Path) -> "_Progress":
+        saved = extra.get("fingerprint", {})
+        for key, now in fingerprint.items():
+            if saved.get(key) != now:
+                raise TicketlabError(f"{where}: checkpoint was written with {key}={saved.get(key)!r}, this "
+                                     f"run has {now!r}; restore the config or delete the checkpoint")
+        return cls(step=step, last_lr=extra["lr"], history=extra["history"], sums=extra["sums"],
+                   count=extra["count"], seconds_before=extra["seconds"])
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def evaluate(model: nn.Module, task: Task, loader: Any, device: torch.device, amp: Amp) -> dict[str, float]:
+    """task.evaluate in eval mode, without grads, under a forked RNG; restores the model's mode."""
+    was_training = model.training
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), amp.autocast():
+            metrics = task.evaluate(model, loader, device)
+    finally:
+        model.train(was_training)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _history_row(step: int, plan: Plan, sums: dict[str, float], count: int, metrics: dict[str, float],
+                 lr: float, seconds: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"step": step, "epoch": step / plan.steps_per_epoch}
+    if count:
+        row.update({k: v / count for k, v in sums.items()})
+    for k, v in metrics.items():
+        row[f"val_{k}" if k in row or k in TRAILING else k] = v
+    row["lr"], row["seconds"] = lr, seconds
+    return row
+
+
+def _check_finite(terms: dict[str, torch.Tensor], step: int, total: int, checkpoint: Path) -> dict[str, float]:
+    """Loss terms as floats (one device sync); a NaN/inf one stops the level with a clear error."""
+    if "loss" not in terms:
+        raise TicketlabError(f"task loss returned {sorted(terms)} without the total under 'loss'")
+    values = torch.stack([v.detach().float().mean() for v in terms.values()]).tolist()
+    out = dict(zip(terms, values))
+    for name in sorted(out, key=lambda k: k == "loss"):  # name the culprit term before the total
+        value = out[name]
+        if not math.isfinite(value):
+            kept = (f"; the last checkpoint ({checkpoint}) is kept" if checkpoint.exists()
+                    else "")
+            raise TicketlabError(f"training diverged at step {step + 1} of {total}: loss term {name!r} "
+                                 f"is {value} (try a lower train.lr or a longer train.warmup){kept}")
+    return out
+
+
+def train_level(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, workdir: str | Path,
+                enforcer: Optional[Enforcer] = None, start_step: int = 0,
+                optimizer_state: Optional[dict] = None, rewind_step: Optional[int] = None,
+                on_rewind: Optional[RewindHook] = None, desc: str = "", num_workers: int = 0) -> TrainResult:
+    """Train `model` on `task` from `start_step` to `cfg.duration`; resume from
+    `workdir/checkpoint.safetensors` when it exists.
+
+    - `start_step > 0` is late resetting: schedule and data order continue from that step.
+    - `optimizer_state` (an `optimizer.state_dict()`) is loaded into the fresh optimizer.
+    - `enforcer` keeps pruned weights at zero (see `Enforcer`).
+    - `on_rewind(model, optimizer)` is called once the step counter equals `rewind_step`
+      (0 = before the first update); a resumed run that is already past it does not call it again.
+      Snapshot with copies: the objects keep training after the call.
+    - Evaluates every `cfg.eval_every` steps and at the end, checkpoints every
+      `cfg.checkpoint_every` steps, writes `workdir/history.csv`. The checkpoint is left in place;
+      delete it with `clear_checkpoint(workdir)` once the level's results are saved.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    with deterministic_mode(cfg.deterministic):
+        return _train(model, task, data, cfg, workdir=workdir, device=device, enforcer=enforcer,
+                      start_step=start_step, optimizer_state=optimizer_state, rewind_step=rewind_step,
+                      on_rewind=on_rewind, desc=desc, num_workers=num_workers)
+
+
+def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, workdir: Path,
+           device: torch.device, enforcer: Optional[Enforcer], start_step: int,
+           optimizer_state: Optional[dict], rewind_step: Optional[int], on_rewind: Optional[RewindHook],
+           desc: str, num_workers: int) -> TrainResult:
+    plan = plan_level(cfg, len(data.train))  # type: ignore[arg-type]
+    total = plan.total
+    if not 0 <= start_step <= total:
+        raise TicketlabError(f"start step {start_step} is outside the level's 0…{total} steps "
+                             f"(train.duration={cfg.duration})")
+    model.to(device)
+    model.train()
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    if optimizer_state is not None:
+        load_optimizer_state(optimizer, optimizer_state, where="rewind optimizer state")
+    amp = amp_for(device, cfg.amp)
+    ckpt = workdir / CHECKPOINT_FILE
+    fingerprint = {"total_steps": total, "steps_per_epoch": plan.steps_per_epoch,
+                   "batch_size": cfg.batch_size, "seed": cfg.seed, "start_step": start_step,
+                   "optimizer": cfg.optimizer}
+
+    resumed = ckpt.exists()
+    if resumed:
+        step, extra = load_checkpoint(ckpt, model, optimizer)
+        progress = _Progress.from_extra(step, extra, fingerprint, ckpt)
+        if extra.get("scaler"):
+            amp.scaler.load_state_dict(extra["scaler"])
+        write_history(workdir / HISTORY_FILE, progress.history)  # drops rows logged after the checkpoint
+    else:
+        seed_everything(derive_seed(cfg.seed, "train", start_step))
+        progress = _Progress(step=start_step, last_lr=optimizer.param_groups[0]["initial_lr"]
+                             * plan.schedule.factor(max(start_step - 1, 0)))
+    if enforcer is not None:
+        enforcer.zero_weights()
+        enforcer.mask_optimizer_state(optimizer)
+    if on_rewind is not None and rewind_step == progress.step and not resumed:
+        on_rewind(model, optimizer)
+
+    pin = device.type == "cuda"
+    loader = train_loader(data, batch_size=cfg.batch_size, seed=cfg.seed, start=progress.step, stop=total,
+                          num_workers=num_workers, pin_memory=pin)
+    evaluation_loader = val_loader(data, batch_size=cfg.eval_batch_size, num_workers=num_workers,
+                                   pin_memory=pin)
+    t0 = time.perf_counter()
+    metrics: dict[str, float] = {}
+    postfix: dict[str, str] = {}
+    headline = getattr(task, "headline", None)
+
+    def seconds() -> float:
+        return progress.seconds_before + time.perf_counter() - t0
+
+    def log_evaluation() -> None:
+        nonlocal metrics
+        metrics = evaluate(model, task, evaluation_loader, device, amp)
+        progress.history.append(_history_row(progress.step, plan, progress.sums, progress.count, metrics,
+                                             progress.last_lr, seconds()))
+        progress.sums, progress.count = {}, 0
+        write_history(workdir / HISTORY_FILE, progress.history)
+        if headline in metrics:
+            postfix[headline] = f"{metrics[headline]:.4g}"
+            bar.set_postfix(postfix, refresh=False)
+
+    with tqdm(total=total, initial=progress.step, desc=desc or None, disable=None, dynamic_ncols=True,
+              unit="it") as bar:
+        for batch in loader:
+            progress.last_lr = apply_lr(optimizer, plan.schedule, progress.step)
+            with amp.autocast():
+                terms = task.loss(model, batch, device)
+            values = _check_finite(terms, progress.step, total, ckpt)
+            optimizer.zero_grad(set_to_none=True)
+            amp.scaler.scale(terms["loss"]).backward()
+            if enforcer is not None:
+                enforcer.mask_grads()
+            amp.scaler.step(optimizer)
+            amp.scaler.update()
+            if enforcer is not None:
+                enforcer.after_step(optimizer)
+            progress.step += 1
+            for k, v in values.items():
+                progress.sums[k] = progress.sums.get(k, 0.0) + v
+            progress.count += 1
+            postfix["loss"] = f"{values['loss']:.4g}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+
+            step = progress.step
+            if on_rewind is not None and rewind_step == step:
+                on_rewind(model, optimizer)
+            if step == total or _due(step, plan.eval_every):
+                log_evaluation()
+            if step < total and _due(step, plan.checkpoint_every):
+                scaler = amp.scaler.state_dict() if amp.scaler.is_enabled() else {}
+                save_checkpoint(ckpt, model=model, optimizer=optimizer, step=step,
+                                extra=progress.to_extra(fingerprint, seconds(), scaler))
+        if not progress.history or progress.history[-1]["step"] != total:
+            log_evaluation()  # a level with nothing left to train (start_step == total)
+
+    return TrainResult(metrics=metrics, history=progress.history, steps=total - start_step,
+                       final_step=total, seconds=seconds())

@@ -1,0 +1,99 @@
+"""Optimizer and learning-rate schedule, built from a `TrainConfig`.
+
+The schedule is a pure function of the step (`lr_factor`), applied by setting each group's lr to
+`initial_lr * factor(step)` before every step. Its whole state is therefore the step counter: a
+resumed or late-reset run needs no scheduler state to land on the same learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+from torch.optim import Optimizer
+
+from ticketlab.config import TrainConfig, parse_steps
+from ticketlab.errors import TicketlabError
+
+
+def lr_factor(step: int, *, total: int, warmup: int = 0, schedule: str = "constant",
+              milestones: Sequence[int] = (), gamma: float = 0.1) -> float:
+    """Multiplier of the peak lr for the update taken at `step` (0-based).
+
+    Warmup rises linearly 1/warmup, 2/warmup, … 1 over the first `warmup` steps and multiplies the
+    schedule: `constant` (1), `multistep` (×gamma at every milestone <= step) or `cosine` (from 1
+    when warmup ends to 0 at `total`).
+    """
+    if schedule == "constant":
+        base = 1.0
+    elif schedule == "multistep":
+        base = gamma ** sum(1 for m in milestones if step >= m)
+    elif schedule == "cosine":
+        span = max(1, total - warmup)
+        progress = min(1.0, max(0.0, (step - warmup) / span))
+        base = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        raise TicketlabError(f"train.schedule: {schedule!r} is not one of constant, multistep, cosine")
+    if warmup > 0 and step < warmup:
+        base *= (step + 1) / warmup
+    return base
+
+
+@dataclass(frozen=True)
+class LrSchedule:
+    """`lr_factor`'s arguments resolved to step counts."""
+
+    total: int
+    warmup: int = 0
+    schedule: str = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+    def factor(self, step: int) -> float:
+        return lr_factor(step, total=self.total, warmup=self.warmup, schedule=self.schedule,
+                         milestones=self.milestones, gamma=self.gamma)
+
+
+def schedule_from_config(cfg: TrainConfig, steps_per_epoch: int) -> LrSchedule:
+    """Turn the config's '500it' / '2ep' strings into step counts."""
+    total = parse_steps(cfg.duration, steps_per_epoch, key="train.duration")
+    return LrSchedule(
+        total=total,
+        warmup=parse_steps(cfg.warmup, steps_per_epoch, key="train.warmup"),
+        schedule=cfg.schedule,
+        milestones=tuple(parse_steps(m, steps_per_epoch, key=f"train.milestones[{i}]")
+                         for i, m in enumerate(cfg.milestones)),
+        gamma=cfg.gamma,
+    )
+
+
+def apply_lr(optimizer: Optimizer, schedule: LrSchedule, step: int) -> float:
+    """Set every group's lr for the update at `step`; returns the first group's lr."""
+    factor = schedule.factor(step)
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+    return optimizer.param_groups[0]["lr"]
+
+
+def build_optimizer(params: Iterable[torch.Tensor] | Iterable[dict], cfg: TrainConfig) -> Optimizer:
+    """SGD (momentum, nesterov, L2 weight decay), Adam (L2) or AdamW (decoupled decay).
+
+    Each group records its peak lr as `initial_lr`, which `apply_lr` scales.
+    """
+    params = list(params)
+    if cfg.optimizer == "sgd":
+        if cfg.nesterov and cfg.momentum <= 0:
+            raise TicketlabError("train.nesterov: Nesterov needs train.momentum > 0")
+        opt: Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                         nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise TicketlabError(f"train.optimizer: {cfg.optimizer!r} is not one of sgd, adam, adamw")
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return opt

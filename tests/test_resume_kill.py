@@ -1,0 +1,52 @@
+"""A run killed with SIGKILL in the middle of a level and rerun ends exactly like an uninterrupted run."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ARGS = ["--set", "train.duration=60ep", "--set", "train.checkpoint_every=5ep",
+        "--set", "train.eval_every=20ep", "--set", "prune.levels=2"]
+
+
+def find(out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ticketlab", "find", "configs/digits_lenet.yaml", *ARGS,
+                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def summary_without_timing(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_level_then_resume_matches_uninterrupted(tmp_path):
+    reference = tmp_path / "reference"
+    assert find(reference).wait(timeout=600) == 0
+
+    killed = tmp_path / "killed"
+    proc = find(killed)
+    checkpoint = killed / "level_01" / "checkpoint.safetensors"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # the kill landed inside level 1: its checkpoint exists, its metrics do not
+    assert (killed / "level_00" / "metrics.json").is_file()
+    assert not (killed / "level_01" / "metrics.json").is_file()
+
+    rerun = find(killed)
+    assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
+    assert summary_without_timing(killed / "summary.csv") == summary_without_timing(reference / "summary.csv")
+    for level in range(3):
+        for name in ("mask.safetensors", "final.safetensors", "rewind.safetensors"):
+            a = (killed / f"level_{level:02d}" / name).read_bytes()
+            b = (reference / f"level_{level:02d}" / name).read_bytes()
+            assert a == b, (level, name)
+    assert not list(killed.rglob(".tmp-*"))
