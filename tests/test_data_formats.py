@@ -174,5 +174,6 @@ def test_partial_cifar_lists_missing_batches(tmp_path):
 def test_root_required_and_must_exist(tmp_path):
     with pytest.raises(TicketlabError, match="data.root: required for format 'cifar10'"):
         build_data(DataConfig(format="cifar10"), "classification")
-    with pytest.raises(TicketlabError, match="directory not found"):
+    # a missing directory gets the reader's own message: which files belong where
+    with pytest.raises(TicketlabError, match=r"nope: expected SVHN files train_32x32.mat, test_32x32.mat there"):
         build_data(DataConfig(format="svhn", root=str(tmp_path / "nope")), "classification")

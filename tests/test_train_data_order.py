@@ -1,4 +1,4 @@
-"""Data order and augmentation are pure functions of (seed, epoch, index): any start step, any workers."""
+"""Data order and augmentation are pure functions of (seed, epoch, batch): any start step, any workers."""
 
 import torch
 from torch.utils.data import Dataset
@@ -29,7 +29,8 @@ def test_batches_cover_each_epoch_and_start_anywhere():
     assert [len(b) for b in full] == [4, 4, 2] * 3
     for epoch in range(3):
         keys = [k for b in full[3 * epoch:3 * epoch + 3] for k in b]
-        assert {e for e, _ in keys} == {epoch} and sorted(i for _, i in keys) == list(range(10))
+        assert {e for e, _, _ in keys} == {epoch} and sorted(i for _, _, i in keys) == list(range(10))
+        assert [{b for _, b, _ in batch} for batch in full[3 * epoch:3 * epoch + 3]] == [{0}, {1}, {2}]
     assert list(StepBatchSampler(10, 4, seed=0, start=4, stop=9)) == full[4:]
 
 

@@ -42,6 +42,25 @@ def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def _sorted_metadata(data: bytes) -> bytes:
+    """The same safetensors bytes with the `__metadata__` keys in sorted order.
+
+    The Rust writer keeps metadata in a hash map whose order changes from process to process, so
+    two runs that computed the same thing would write different bytes. The header is re-serialised
+    in the writer's compact form and padded back to its original length (offsets are relative to
+    the header's end, so nothing else moves).
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" not in header:
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > n:
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n:]
+
+
 def atomic_save_safetensors(
     path: str | os.PathLike,
     tensors: Mapping[str, torch.Tensor],
@@ -49,7 +68,8 @@ def atomic_save_safetensors(
 ) -> None:
     """Save tensors (made contiguous, on CPU) to `path` as safetensors, atomically."""
     plain = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, safetensors_bytes(plain, metadata=dict(metadata) if metadata else None))
+    data = safetensors_bytes(plain, metadata=dict(metadata) if metadata else None)
+    atomic_write_bytes(path, _sorted_metadata(data))
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> int:

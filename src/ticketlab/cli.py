@@ -91,9 +91,11 @@ def cmd_info(args) -> int:
         from ticketlab.lottery.info import level_report
 
         report = level_report(target)
-        _print_table(report.tensor_rows(), ["name", "group", "numel", "kept", "sparsity", "kernels", "zero_kernels"])
+        rows = report.to_rows()
+        _print_table([r for r in rows if r["kind"] == "tensor"],
+                     ["name", "group", "shape", "kept", "sparsity", "kernels", "zero_kernels"])
         print()
-        _print_table(report.group_rows(), ["group", "numel", "kept", "sparsity"])
+        _print_table([r for r in rows if r["kind"] != "tensor"], ["name", "numel", "kept", "sparsity"])
         print(f"\nscope sparsity {report.scope_sparsity:.4f} ({report.scope_kept}/{report.scope_numel} kept), "
               f"network sparsity {report.network_sparsity:.4f}")
         return 0

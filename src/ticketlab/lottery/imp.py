@@ -84,8 +84,8 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
 def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
     """Run (or resume) every level of `cfg` in run dir `out`; returns the summary rows."""
     run = RunDir(Path(out))
+    exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
     run.start(cfg)
-    exp = build_experiment(cfg)
     levels = range(cfg.prune.levels + 1)
     for level in levels:
         if run.is_done(level):

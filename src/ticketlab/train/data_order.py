@@ -1,8 +1,10 @@
 """Which samples each step sees, and with what augmentation randomness — as pure functions.
 
 Batch `s` holds positions `[b*B, (b+1)*B)` (b = s mod steps_per_epoch) of epoch `s // steps_per_epoch`'s
-permutation, drawn from a generator seeded with (seed, epoch). Every sample is loaded with the
-torch / Python / NumPy generators seeded from (seed, epoch, index), so its augmentation is fixed too.
+permutation, drawn from a generator seeded with (seed, epoch). Every batch is loaded with the
+torch / Python / NumPy generators seeded from (seed, epoch, b), so its augmentation is fixed too
+(seeding once per batch rather than per sample: reseeding three generators costs ~0.3 ms, more
+than loading a small sample).
 Starting at any step — late resetting, or resuming after a crash — needs no sampler or worker
 state, and the result does not depend on `num_workers`.
 """
@@ -35,8 +37,8 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_samples, generator=gen)
 
 
-class StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Yields, for steps `start` … `stop-1`, the batch of (epoch, sample index) keys of that step."""
+class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
+    """Yields, for steps `start` … `stop-1`, the batch of (epoch, batch, sample index) keys of that step."""
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, start: int, stop: int) -> None:
         if num_samples <= 0:
@@ -48,19 +50,19 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         epoch, perm = -1, torch.empty(0, dtype=torch.long)
         for step in range(self.start, self.stop):
             e, b = divmod(step, self.steps_per_epoch)
             if e != epoch:
                 epoch, perm = e, epoch_permutation(self.num_samples, self.seed, e)
             chunk = perm[b * self.batch_size:(b + 1) * self.batch_size].tolist()
-            yield [(e, i) for i in chunk]
+            yield [(e, b, i) for i in chunk]
 
 
 class SeededSamples(Dataset):
-    """Wraps a dataset so that item (epoch, index) is loaded under generators seeded from
-    (seed, epoch, index); the caller's generator states are left as they were."""
+    """Wraps a dataset so that the batch keyed (epoch, batch, index…) is loaded under generators seeded
+    from (seed, epoch, batch); the caller's generator states are left as they were."""
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset, self.seed = dataset, seed
@@ -68,15 +70,18 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        s = derive_seed(self.seed, "sample", epoch, index)
+    def __getitem__(self, key: tuple[int, int, int]) -> Any:
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int, int]]) -> list[Any]:
+        epoch, batch, _ = keys[0]
+        s = derive_seed(self.seed, "batch", epoch, batch)
         torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
         torch.random.default_generator.manual_seed(s)  # CPU only: CUDA generators untouched
         random.seed(s)
         np.random.seed(s % 2**32)
         try:
-            return self.dataset[index]
+            return [self.dataset[index] for _, _, index in keys]
         finally:
             torch.set_rng_state(torch_state)
             random.setstate(py_state)

@@ -1,0 +1,135 @@
+"""PASCAL VOC 2007/2012 detection annotations (XML) read into COCO form.
+
+Everything downstream (dataset, training, COCO metrics) speaks COCO, so VOC is converted once, by
+`voc_to_coco`, and VOC-specific evaluation (VOC07 mAP with `difficult` ignored) lives in
+`tasks/voc_eval.py`.
+
+Layout (`voc_root` is e.g. VOCdevkit/VOC2007):
+  Annotations/<id>.xml   JPEGImages/<id>.jpg   ImageSets/Main/<image_set>.txt (one id a line)
+
+Conversion rules:
+- categories: the 20 VOC classes in the standard order, COCO ids 1..20;
+- boxes: VOC's 1-based inclusive pixel corners (xmin..xmax) become COCO's continuous
+  [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1] (Detectron2's convention, so IoUs equal
+  the official VOC devkit's "+1" IoUs);
+- image ids: the digits of the file id ("2008_000123" → 2008000123, "000005" → 5), stable across
+  image sets; if any id is not of that form, ids are 1..N in image-set order;
+- `difficult` objects are kept with "difficult": 1, "ignore": 1 and "iscrowd": 1. COCO tools
+  (pycocotools and faster-coco-eval alike) honour only `iscrowd`, so marking them crowd is the one
+  way to make COCO metrics not count them as misses nor penalise detections on them; like crowd
+  regions they are not training targets (py-faster-rcnn's default `use_diff=False`). VOC07 mAP
+  reads the `difficult` flag and applies the devkit's exact rule.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ticketlab.atomic import atomic_write_text
+from ticketlab.data.detection_image import read_size
+from ticketlab.errors import TicketlabError
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)
+_NUMERIC_ID = re.compile(r"^\d+(_\d+)?$")
+
+
+@dataclass(frozen=True)
+class VocObject:
+    name: str
+    box: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax as written (1-based, inclusive)
+    difficult: bool
+
+
+@dataclass(frozen=True)
+class VocImage:
+    file_name: str
+    width: int
+    height: int
+    objects: tuple[VocObject, ...]
+
+
+def read_voc_xml(path: Path, image_dir: Path | None = None) -> VocImage:
+    """Parse one VOC annotation file. `image_dir` is read for the size when the XML lacks it."""
+    try:
+        root = ET.parse(path).getroot()
+    except FileNotFoundError:
+        raise TicketlabError(f"{path}: annotation file not found") from None
+    except ET.ParseError as e:
+        raise TicketlabError(f"{path}: not valid XML ({e})") from None
+    file_name = (root.findtext("filename") or "").strip() or f"{path.stem}.jpg"
+    width, height = _int(root.findtext("size/width")), _int(root.findtext("size/height"))
+    if not width or not height:
+        if image_dir is None:
+            raise TicketlabError(f"{path}: <size> lacks a positive width/height and no image directory was given")
+        width, height = read_size(image_dir / file_name)
+    objects = []
+    for i, obj in enumerate(root.findall("object")):
+        where = f"{path}: object {i}"
+        name = (obj.findtext("name") or "").strip()
+        if name not in VOC_CLASSES:
+            raise TicketlabError(f"{where}: class {name!r} is not one of the 20 VOC classes")
+        coords = [obj.findtext(f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")]
+        try:
+            box = tuple(float(c) for c in coords)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise TicketlabError(f"{where}: <bndbox> needs numeric xmin, ymin, xmax, ymax, got {coords}") from None
+        difficult = _int(obj.findtext("difficult")) == 1
+        objects.append(VocObject(name=name, box=box, difficult=difficult))  # type: ignore[arg-type]
+    return VocImage(file_name=file_name, width=width, height=height, objects=tuple(objects))
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(float(text)) if text is not None and text.strip() else 0
+    except ValueError:
+        return 0
+
+
+def read_image_set(voc_root: Path, image_set: str) -> list[str]:
+    path = Path(voc_root) / "ImageSets" / "Main" / f"{image_set}.txt"
+    if not path.is_file():
+        raise TicketlabError(f"{path}: VOC image set not found (expected one image id per line)")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | None = None) -> dict[str, Any]:
+    """Convert a VOC image set to a COCO annotation dict (written atomically to `out_json` if given)."""
+    voc_root = Path(voc_root)
+    ids = read_image_set(voc_root, image_set)
+    numeric = all(_NUMERIC_ID.match(i) for i in ids)
+    images, annotations = [], []
+    for n, stem in enumerate(ids, start=1):
+        info = read_voc_xml(voc_root / "Annotations" / f"{stem}.xml", voc_root / "JPEGImages")
+        image_id = int(stem.replace("_", "")) if numeric else n
+        images.append({"id": image_id, "file_name": info.file_name, "width": info.width,
+                       "height": info.height, "voc_id": stem})
+        for obj in info.objects:
+            x1, y1, x2, y2 = obj.box
+            w, h = x2 - x1 + 1, y2 - y1 + 1
+            d = int(obj.difficult)
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id,
+                "category_id": VOC_CLASSES.index(obj.name) + 1,
+                "bbox": [x1 - 1, y1 - 1, w, h], "area": w * h,
+                "iscrowd": d, "ignore": d, "difficult": d,
+            })
+    if len({img["id"] for img in images}) != len(images):
+        raise TicketlabError(f"{voc_root}/ImageSets/Main/{image_set}.txt: an image id is listed twice")
+    coco = {
+        "info": {"description": f"VOC {voc_root.name} {image_set}, converted by ticketlab"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n, "supercategory": "voc"} for i, n in enumerate(VOC_CLASSES)],
+    }
+    if out_json is not None:
+        atomic_write_text(Path(out_json), json.dumps(coco))
+    return coco
