@@ -108,10 +108,28 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_data_synth(args) -> int:
+    import yaml
+
+    from ticketlab.config import from_dict
+    from ticketlab.data.synth import SynthConfig, generate_synthetic
+
+    given = {k: yaml.safe_load(v) for k, v in vars(args).items() if k.startswith("synth_") and v is not None}
+    cfg = from_dict(SynthConfig, {k.removeprefix("synth_"): v for k, v in given.items()}, "synth.")
+    cfg.validate()
+    result = generate_synthetic(Path(args.out), cfg)
+    train = result["summary"]["train"]
+    print(f"wrote {result['train']} and {result['val']} ({cfg.n_train} + {cfg.n_val} images)")
+    print(f"  training objects per class: {train['per_class']}")
+    print(f"  training objects per size: {train['per_size']}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from ticketlab.lottery.demo import run_demo
 
-    return run_demo(Path(args.out))
+    run_demo(Path(args.out), print_table=_print_table)
+    return 0
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -148,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="CONFIG.yaml or RUN_DIR/level_NN")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=cmd_info)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("synth", parents=[common], help="write the synthetic COCO-format scenes")
+    p.add_argument("--out", required=True, help="output directory")
+    from ticketlab.config import describe_fields
+    from ticketlab.data.synth import SynthConfig
+
+    for key, default, help_text in describe_fields(SynthConfig):
+        p.add_argument("--" + key.replace("_", "-"), dest="synth_" + key, metavar="VALUE",
+                       help=f"{help_text} [default: {default}]")
+    p.set_defaults(func=cmd_data_synth)
 
     p = sub.add_parser("demo", parents=[common], help="the embedded default, end to end (rerun to resume)")
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")

@@ -25,7 +25,7 @@ from ticketlab.errors import TicketlabError
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 
 
-def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, steps: bool = False):
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, steps: bool = False):
     """A dataclass field carrying its help text (and allowed values) for docs and validation."""
     meta = {"help": help, "choices": choices, "steps": steps}
     if isinstance(default, list):
@@ -34,70 +34,103 @@ def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, steps
 
 
 @dataclass
+class DetectionConfig:
+    """Sizes of an R-CNN beyond family/backbone/width. Defaults are torchvision's (COCO at 800 px);
+    the `configs/synth_*_lite.yaml` presets shrink them for 128-px synthetic scenes on a CPU."""
+
+    norm: str = option("auto", "backbone norm: auto (batchnorm from scratch, frozen with model.weights), "
+                   "batchnorm, frozen", choices=("auto", "batchnorm", "frozen"))
+    trainable_layers: int = option(5, "trainable ResNet stages counted from layer4 (5 = all incl. stem)")
+    returned_layers: list[int] = option([1, 2, 3, 4], "ResNet stages feeding the FPN (1..4)")
+    fpn_channels: int = option(256, "FPN output channels (also the RPN and RoI-head input width)")
+    anchor_sizes: Optional[list[int]] = option(None, "one anchor size per FPN level incl. the pooled one; "
+                                           "null = 32, 64, 128, … (torchvision)")
+    aspect_ratios: list[float] = option([0.5, 1.0, 2.0], "anchor aspect ratios at every level")
+    min_size: Optional[int] = option(None, "images are resized to this shorter side; null = data.image_size")
+    max_size: Optional[int] = option(None, "cap on the longer side; null = min_size·1333/800 (torchvision's ratio)")
+    rpn_batch_size_per_image: int = option(256, "anchors sampled per image for the RPN loss")
+    rpn_pre_nms_top_n_train: int = option(2000, "proposals per level kept before NMS, training")
+    rpn_post_nms_top_n_train: int = option(2000, "proposals kept after NMS, training")
+    rpn_pre_nms_top_n_test: int = option(1000, "proposals per level kept before NMS, evaluation")
+    rpn_post_nms_top_n_test: int = option(1000, "proposals kept after NMS, evaluation")
+    box_batch_size_per_image: int = option(512, "RoIs sampled per image for the box-head loss")
+    box_representation_size: int = option(1024, "width of the two FC layers of the box head")
+    box_detections_per_img: int = option(100, "most detections returned per image")
+    box_score_thresh: float = option(0.05, "detections below this score are dropped at evaluation")
+    mask_head_channels: int = option(256, "channels of each mask-head conv")
+    mask_head_depth: int = option(4, "number of mask-head convs")
+    keypoint_head_channels: int = option(512, "channels of each keypoint-head conv")
+    keypoint_head_depth: int = option(8, "number of keypoint-head convs")
+    num_keypoints: Optional[int] = option(None, "keypoints per instance; null = from the dataset (COCO: 17)")
+
+
+@dataclass
 class ModelConfig:
-    family: str = _f("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
+    family: str = option("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
                      "fasterrcnn, maskrcnn, keypointrcnn")
-    backbone: Optional[str] = _f(None, "backbone of a detector (resnet18, resnet34, resnet50)")
-    width: float = _f(1.0, "channel-width multiplier (1.0 = the stock architecture)")
-    num_classes: Optional[int] = _f(None, "number of classes; null = taken from the dataset")
-    weights: Optional[str] = _f(None, "local file of pretrained weights (.safetensors, or .pth read with "
+    backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50)")
+    width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
+    num_classes: Optional[int] = option(None, "number of classes; null = taken from the dataset")
+    weights: Optional[str] = option(None, "local file of pretrained weights (.safetensors, or .pth read with "
                                 "weights_only=True); null = random init")
+    detection: DetectionConfig = field(default_factory=DetectionConfig,
+                                       metadata={"help": "R-CNN sizes (fasterrcnn, maskrcnn, keypointrcnn)"})
 
 
 @dataclass
 class DataConfig:
-    format: str = _f("digits", "dataset format", choices=(
+    format: str = option("digits", "dataset format", choices=(
         "digits", "imagefolder", "cifar10", "cifar100", "svhn", "fashion_mnist", "coco", "voc"))
-    root: Optional[str] = _f(None, "directory holding the dataset files (not needed for digits)")
-    train: Optional[str] = _f(None, "training split: sub-directory or annotation file under root")
-    val: Optional[str] = _f(None, "validation split: sub-directory or annotation file under root")
-    image_size: Optional[int] = _f(None, "resize images to this size (null = dataset's own size)")
-    val_fraction: float = _f(0.25, "held-out fraction when the dataset has no validation split (digits)")
-    split_seed: int = _f(0, "seed of the train/val split; fixed across training seeds on purpose")
-    augment: bool = _f(True, "training augmentation (random crop + horizontal flip for natural images)")
-    num_workers: int = _f(0, "DataLoader worker processes")
+    root: Optional[str] = option(None, "directory holding the dataset files (not needed for digits)")
+    train: Optional[str] = option(None, "training split: sub-directory or annotation file under root")
+    val: Optional[str] = option(None, "validation split: sub-directory or annotation file under root")
+    image_size: Optional[int] = option(None, "resize images to this size (null = dataset's own size)")
+    val_fraction: float = option(0.25, "held-out fraction when the dataset has no validation split (digits)")
+    split_seed: int = option(0, "seed of the train/val split; fixed across training seeds on purpose")
+    augment: bool = option(True, "training augmentation (random crop + horizontal flip for natural images)")
+    num_workers: int = option(0, "DataLoader worker processes")
 
 
 @dataclass
 class TrainConfig:
-    optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adam", "adamw"))
-    duration: str = _f("20ep", "training length per level, e.g. 18000it or 20ep", steps=True)
-    batch_size: int = _f(64, "training batch size")
-    eval_batch_size: int = _f(256, "evaluation batch size")
-    lr: float = _f(0.1, "peak learning rate")
-    momentum: float = _f(0.9, "SGD momentum (Adam: beta1 stays 0.9)")
-    nesterov: bool = _f(False, "Nesterov momentum for SGD")
-    weight_decay: float = _f(0.0, "weight decay (decoupled for adamw)")
-    warmup: str = _f("0it", "linear learning-rate warmup length, e.g. 500it or 1ep", steps=True)
-    schedule: str = _f("constant", "learning-rate schedule after warmup",
+    optimizer: str = option("sgd", "optimizer", choices=("sgd", "adam", "adamw"))
+    duration: str = option("20ep", "training length per level, e.g. 18000it or 20ep", steps=True)
+    batch_size: int = option(64, "training batch size")
+    eval_batch_size: int = option(256, "evaluation batch size")
+    lr: float = option(0.1, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum (Adam: beta1 stays 0.9)")
+    nesterov: bool = option(False, "Nesterov momentum for SGD")
+    weight_decay: float = option(0.0, "weight decay (decoupled for adamw)")
+    warmup: str = option("0it", "linear learning-rate warmup length, e.g. 500it or 1ep", steps=True)
+    schedule: str = option("constant", "learning-rate schedule after warmup",
                        choices=("constant", "multistep", "cosine"))
-    milestones: list[str] = _f([], "multistep: steps at which lr is multiplied by gamma, e.g. [12000it, 16000it]",
+    milestones: list[str] = option([], "multistep: steps at which lr is multiplied by gamma, e.g. [12000it, 16000it]",
                                steps=True)
-    gamma: float = _f(0.1, "multistep: lr decay factor")
-    eval_every: str = _f("1ep", "evaluate on the validation set every N steps (e.g. 1ep, 500it)", steps=True)
-    checkpoint_every: str = _f("1ep", "write a resumable checkpoint every N steps", steps=True)
-    seed: int = _f(0, "seed of initialisation, data order and augmentation")
-    deterministic: bool = _f(True, "torch.use_deterministic_algorithms; needed for bit-exact resume on GPU")
-    device: str = _f("auto", "auto (cuda if available), cpu, cuda, cuda:N")
-    amp: bool = _f(False, "automatic mixed precision on CUDA (ignored on CPU)")
+    gamma: float = option(0.1, "multistep: lr decay factor")
+    eval_every: str = option("1ep", "evaluate on the validation set every N steps (e.g. 1ep, 500it)", steps=True)
+    checkpoint_every: str = option("1ep", "write a resumable checkpoint every N steps", steps=True)
+    seed: int = option(0, "seed of initialisation, data order and augmentation")
+    deterministic: bool = option(True, "torch.use_deterministic_algorithms; needed for bit-exact resume on GPU")
+    device: str = option("auto", "auto (cuda if available), cpu, cuda, cuda:N")
+    amp: bool = option(False, "automatic mixed precision on CUDA (ignored on CPU)")
 
 
 @dataclass
 class PruneConfig:
-    scope: Optional[list[str]] = _f(None, "module groups to prune (null = every conv/linear weight)")
-    include: list[str] = _f([], "extra parameter-name patterns (fnmatch) to add to the scope")
-    exclude: list[str] = _f([], "module groups or parameter-name patterns to keep dense")
-    strategy: str = _f("global", "how to choose the weights to remove",
+    scope: Optional[list[str]] = option(None, "module groups to prune (null = every conv/linear weight)")
+    include: list[str] = option([], "extra parameter-name patterns (fnmatch) to add to the scope")
+    exclude: list[str] = option([], "module groups or parameter-name patterns to keep dense")
+    strategy: str = option("global", "how to choose the weights to remove",
                        choices=("global", "layerwise", "random"))
-    rate: float = _f(0.2, "fraction of the remaining scope weights removed per level")
-    levels: int = _f(8, "number of pruning levels after the dense level 0")
-    rewind: str = _f("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
-    rewind_optimizer: bool = _f(False, "late resetting also restores the optimizer state of the rewind point")
+    rate: float = option(0.2, "fraction of the remaining scope weights removed per level")
+    levels: int = option(8, "number of pruning levels after the dense level 0")
+    rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
+    rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
 
 
 @dataclass
 class Config:
-    task: str = _f("classification", "what the model is trained for", choices=(
+    task: str = option("classification", "what the model is trained for", choices=(
         "classification", "detection", "instance_segmentation", "keypoints"))
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model builder"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "dataset"})

@@ -5,21 +5,47 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataclasses import replace
+
+import torch
+
 from ticketlab.config import Config
+from ticketlab.data import build_data
+from ticketlab.data.bundle import DataBundle
+from ticketlab.errors import TicketlabError
+from ticketlab.models import build_model
+from ticketlab.models.spec import BuiltModel
 from ticketlab.lottery.evaluate import find_run
 from ticketlab.lottery.experiment import build_experiment, load_state
-from ticketlab.sparsity import group_of, load_mask, sparsity_report
+from ticketlab.sparsity import group_of, load_mask, resolve_scope, sparsity_report
+
+
+def model_for_info(cfg: Config) -> tuple[BuiltModel, list[str]]:
+    """The model a config describes and its scope, built for counting only: pretrained weights are
+    not read, and when the dataset is not on this machine `model.num_classes` stands in for it."""
+    cfg = replace(cfg, model=replace(cfg.model, weights=None))
+    try:
+        data = build_data(cfg.data, cfg.task)
+    except TicketlabError as e:
+        if cfg.model.num_classes is None:
+            raise TicketlabError(f"{e} (ticketlab info needs the data to count classes, or model.num_classes)") from None
+        data = DataBundle(train=[], val=[], num_classes=cfg.model.num_classes, in_channels=3,
+                          image_size=cfg.data.image_size or 224)
+    torch.manual_seed(cfg.train.seed)
+    built = build_model(cfg.model, data)
+    p = cfg.prune
+    return built, resolve_scope(built.module, built.groups, p.scope, p.include, p.exclude)
 
 
 def group_table(cfg: Config) -> tuple[list[dict], int, int]:
     """Rows (group, params, % of network, params in scope) + total params + scope size."""
-    exp = build_experiment(cfg)
-    model = exp.model
+    built, scope_names = model_for_info(cfg)
+    model = built.module
     total = sum(p.numel() for p in model.parameters())
-    scope = set(exp.scope)
+    scope = set(scope_names)
     rows = []
-    for group in exp.built.groups:
-        members = [(n, p) for n, p in model.named_parameters() if group_of(n, {group: exp.built.groups[group]})]
+    for group, paths in built.groups.items():
+        members = [(n, p) for n, p in model.named_parameters() if group_of(n, {group: paths})]
         count = sum(p.numel() for _, p in members)
         in_scope = sum(p.numel() for n, p in members if n in scope)
         rows.append({"group": group, "params": count, "percent": 100.0 * count / total, "in_scope": in_scope})

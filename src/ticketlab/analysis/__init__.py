@@ -1,0 +1,1 @@
+"""Reads run directories and turns them into tables and figures."""

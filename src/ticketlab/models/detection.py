@@ -1,0 +1,282 @@
+"""R-CNN builders (paper 001): Faster / Mask / Keypoint R-CNN on a width-scaled ResNet-FPN.
+
+The models are torchvision's own classes, so the training and evaluation code of torchvision's
+references applies unchanged; only the backbone (our `torchvision_resnet`, any width) and the head
+sizes are chosen here. Nothing is downloaded: every `weights=` is None, and a local classification
+checkpoint initialises the trunk through `load_backbone_weights`.
+
+Module groups (DESIGN.md contract, paper 001 Table 3) are module paths, never name substrings — the
+ResNet shortcut convs (`layerN.0.downsample`) live under their stage and so belong to base/top:
+  base = backbone.body.{conv1, bn1, layer1, layer2}   top = backbone.body.{layer3, layer4}
+  fpn = backbone.fpn   rpn = rpn   box_head = roi_heads.box_head (fc6, fc7)
+  box_predictor = roi_heads.box_predictor (cls_score, bbox_pred)
+  mask_head / mask_predictor, keypoint_head / keypoint_predictor (when the family has them)
+  stem = backbone.body.{conv1, bn1} (inside base; there so `exclude: [stem]` means what it means for
+  the classifiers).
+Every parameter belongs to exactly one of the groups in `partition_groups(family)`.
+
+Norm layer: `norm: auto` gives trainable BatchNorm2d when the model starts from scratch (a random
+FrozenBatchNorm is an identity, and a deep ResNet without normalisation barely trains) and
+torchvision's FrozenBatchNorm2d when `model.weights` is set (the statistics of the pretrained
+trunk are kept, as torchvision does when it loads an ImageNet backbone).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from ticketlab.config import DetectionConfig, ModelConfig
+from ticketlab.data.bundle import DataBundle
+from ticketlab.errors import TicketlabError
+from ticketlab.models.resnet import stage_channels, torchvision_resnet
+from ticketlab.models.spec import BuiltModel
+from ticketlab.models.weights import load_pretrained, load_weights_file
+from ticketlab.sparsity.scope import module_path, under
+
+DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
+BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50}
+DEFAULT_BACKBONE = "resnet18"  # paper 001's main backbone
+BODY = "backbone.body"
+COMMON_GROUPS: dict[str, tuple[str, ...]] = {
+    "base": (f"{BODY}.conv1", f"{BODY}.bn1", f"{BODY}.layer1", f"{BODY}.layer2"),
+    "top": (f"{BODY}.layer3", f"{BODY}.layer4"),
+    "fpn": ("backbone.fpn",),
+    "rpn": ("rpn",),
+    "box_head": ("roi_heads.box_head",),
+    "box_predictor": ("roi_heads.box_predictor",),
+}
+FAMILY_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "fasterrcnn": {},
+    "maskrcnn": {"mask_head": ("roi_heads.mask_head",), "mask_predictor": ("roi_heads.mask_predictor",)},
+    "keypointrcnn": {"keypoint_head": ("roi_heads.keypoint_head",),
+                     "keypoint_predictor": ("roi_heads.keypoint_predictor",)},
+}
+STEM = (f"{BODY}.conv1", f"{BODY}.bn1")
+COCO_NUM_KEYPOINTS = 17
+
+
+def detection_options(cfg: ModelConfig, overrides: Mapping[str, Any]) -> DetectionConfig:
+    """`cfg.detection` with keyword overrides (programmatic callers, tests) on top."""
+    known = {f.name for f in dataclasses.fields(DetectionConfig)}
+    for key in overrides:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TicketlabError(f"model.detection.{key}: unknown detection option{hint}")
+    return dataclasses.replace(cfg.detection, **overrides)
+
+
+def partition_groups(family: str) -> tuple[str, ...]:
+    """The groups that split a `family` model's parameters exactly (all but `stem`)."""
+    return tuple(COMMON_GROUPS) + tuple(FAMILY_GROUPS[family])
+
+
+def detection_groups(family: str) -> dict[str, tuple[str, ...]]:
+    return {**COMMON_GROUPS, **FAMILY_GROUPS[family], "stem": STEM}
+
+
+def _norm_layer(opts: DetectionConfig, cfg: ModelConfig) -> type[nn.Module]:
+    mode = opts.norm
+    if mode == "auto":
+        mode = "frozen" if cfg.weights else "batchnorm"
+    if mode == "frozen":
+        return FrozenBatchNorm2d
+    if mode == "batchnorm":
+        return nn.BatchNorm2d
+    raise TicketlabError(f"model.detection.norm: expected auto, batchnorm or frozen, got {opts.norm!r}")
+
+
+def _backbone(cfg: ModelConfig, opts: DetectionConfig) -> BackboneWithFPN:
+    name = cfg.backbone or DEFAULT_BACKBONE
+    if name not in BACKBONES:
+        close = difflib.get_close_matches(name, list(BACKBONES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TicketlabError(f"model.backbone: {name!r} is not one of {', '.join(BACKBONES)}{hint}")
+    layers = sorted(set(opts.returned_layers))
+    if not layers or layers[0] < 1 or layers[-1] > 4:
+        raise TicketlabError(f"model.detection.returned_layers: expected stages in 1..4, got {opts.returned_layers}")
+    if not 0 <= opts.trainable_layers <= 5:
+        raise TicketlabError(f"model.detection.trainable_layers: expected 0..5, got {opts.trainable_layers}")
+    trunk = torchvision_resnet(BACKBONES[name], cfg.width, norm_layer=_norm_layer(opts, cfg))
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][: opts.trainable_layers]
+    if opts.trainable_layers == 5:
+        trainable.append("bn1")
+    for pname, p in trunk.named_parameters():
+        if not any(under(module_path(pname), t) for t in trainable):
+            p.requires_grad_(False)
+    channels = stage_channels(trunk)
+    return BackboneWithFPN(
+        trunk,
+        return_layers={f"layer{k}": str(i) for i, k in enumerate(layers)},
+        in_channels_list=[channels[k - 1] for k in layers],
+        out_channels=opts.fpn_channels,
+        extra_blocks=LastLevelMaxPool(),
+    )
+
+
+def _num_keypoints(opts: DetectionConfig, data: DataBundle) -> int:
+    if opts.num_keypoints is not None:
+        return opts.num_keypoints
+    for holder in (data, getattr(data.train, "meta", None)):
+        k = getattr(holder, "num_keypoints", None)
+        if isinstance(k, int) and k > 0:
+            return k
+    return COCO_NUM_KEYPOINTS
+
+
+def build_detection_model(cfg: ModelConfig, data: DataBundle, **options: Any) -> BuiltModel:
+    """Build `cfg.family` (fasterrcnn | maskrcnn | keypointrcnn) for `data`.
+
+    `num_classes` counts the background (torchvision's convention, like `DataBundle.num_classes`
+    of a detection dataset): cfg.num_classes when set, else data.num_classes. `options` are
+    `DetectionConfig` fields (e.g. `**LITE[family]`), applied over `cfg.detection` if the config
+    has one. When `cfg.weights` is set it is loaded: a full detector state_dict as-is, a
+    torchvision-format ResNet classification checkpoint into the backbone trunk.
+    """
+    family = cfg.family
+    if family not in DETECTION_FAMILIES:
+        raise TicketlabError(f"model.family: {family!r} is not a detection family ({', '.join(DETECTION_FAMILIES)})")
+    opts = detection_options(cfg, options)
+    num_classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
+    if num_classes < 2:
+        raise TicketlabError(f"model.num_classes: a detector needs at least 2 classes (background + one), "
+                             f"got {num_classes}")
+    backbone = _backbone(cfg, opts)
+    levels = len(set(opts.returned_layers)) + 1  # + the max-pooled level
+    sizes = opts.anchor_sizes or [32 * 2**i for i in range(levels)]
+    if len(sizes) != levels:
+        raise TicketlabError(f"model.detection.anchor_sizes: expected {levels} sizes (one per FPN level), "
+                             f"got {len(sizes)}")
+    anchors = AnchorGenerator(tuple((int(s),) for s in sizes), (tuple(opts.aspect_ratios),) * levels)
+    min_size = opts.min_size or data.image_size
+    max_size = opts.max_size or max(min_size, round(min_size * 1333 / 800))
+    ch, rep = opts.fpn_channels, opts.box_representation_size
+    feature_names = [str(i) for i in range(levels - 1)]
+    kwargs: dict[str, Any] = dict(
+        min_size=min_size, max_size=max_size, rpn_anchor_generator=anchors,
+        rpn_batch_size_per_image=opts.rpn_batch_size_per_image,
+        rpn_pre_nms_top_n_train=opts.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=opts.rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=opts.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=opts.rpn_post_nms_top_n_test,
+        box_roi_pool=MultiScaleRoIAlign(feature_names, 7, 2),
+        box_head=TwoMLPHead(ch * 7 * 7, rep), box_predictor=FastRCNNPredictor(rep, num_classes),
+        box_batch_size_per_image=opts.box_batch_size_per_image,
+        box_detections_per_img=opts.box_detections_per_img, box_score_thresh=opts.box_score_thresh,
+    )
+    if family == "fasterrcnn":
+        module: nn.Module = FasterRCNN(backbone, **kwargs)
+    elif family == "maskrcnn":
+        layers = [opts.mask_head_channels] * opts.mask_head_depth
+        module = MaskRCNN(backbone, mask_roi_pool=MultiScaleRoIAlign(feature_names, 14, 2),
+                          mask_head=MaskRCNNHeads(ch, layers, 1),
+                          mask_predictor=MaskRCNNPredictor(layers[-1] if layers else ch,
+                                                           opts.mask_head_channels, num_classes), **kwargs)
+    else:
+        layers = [opts.keypoint_head_channels] * opts.keypoint_head_depth
+        module = KeypointRCNN(backbone, keypoint_roi_pool=MultiScaleRoIAlign(feature_names, 14, 2),
+                              keypoint_head=KeypointRCNNHeads(ch, layers),
+                              keypoint_predictor=KeypointRCNNPredictor(layers[-1] if layers else ch,
+                                                                       _num_keypoints(opts, data)), **kwargs)
+    built = BuiltModel(module=module, groups=detection_groups(family))
+    if cfg.weights:
+        _load_weights_file(built, cfg.weights)
+    return built
+
+
+# ----------------------------------------------------------------------------------------------
+# Weights
+
+
+@dataclass
+class BackboneLoadReport:
+    """What `load_backbone_weights` did: model keys filled, trunk keys left as they were, file keys
+    that fit nowhere, and the classifier (`fc.*`) keys dropped on purpose."""
+
+    matched: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    dropped: list[str]
+
+
+_TRUNK_KEY = re.compile(r"^(conv1|bn1|layer[1-4])\.")
+
+
+def load_backbone_weights(model: nn.Module | BuiltModel, state_dict: Mapping[str, torch.Tensor]
+                          ) -> BackboneLoadReport:
+    """Copy a torchvision-format ResNet classification state_dict into the R-CNN trunk.
+
+    `conv1.*`, `bn1.*`, `layerN.*` go to `backbone.body.*`; `fc.*` is dropped; a DDP `module.`
+    prefix is stripped. Shapes must agree (same depth and width); no key matching at all is an
+    error, since it means the file is not a ResNet checkpoint.
+    """
+    module = model.module if isinstance(model, BuiltModel) else model
+    state = dict(state_dict)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    own = module.state_dict()
+    trunk_keys = [k for k in own if k.startswith(BODY + ".")]
+    dropped = sorted(k for k in state if k.startswith("fc."))
+    mapped, unexpected = {}, []
+    for key, value in state.items():
+        if key in dropped:
+            continue
+        target = f"{BODY}.{key}" if _TRUNK_KEY.match(key) else None
+        if target is None or target not in own:
+            if key.endswith("num_batches_tracked") and target is not None:
+                continue  # FrozenBatchNorm2d keeps no counter
+            unexpected.append(key)
+            continue
+        if tuple(value.shape) != tuple(own[target].shape):
+            raise TicketlabError(f"backbone weights: {key} has shape {tuple(value.shape)} but the model's "
+                                 f"{target} is {tuple(own[target].shape)} (other depth or width?)")
+        mapped[target] = value
+    if not mapped:
+        raise TicketlabError("backbone weights: no key matches a ResNet trunk (expected torchvision keys "
+                             "like conv1.weight, layer1.0.conv1.weight)")
+    module.load_state_dict(mapped, strict=False)
+    return BackboneLoadReport(matched=sorted(mapped), missing=sorted(set(trunk_keys) - set(mapped)),
+                              unexpected=sorted(unexpected), dropped=dropped)
+
+
+def _load_weights_file(built: BuiltModel, path: str) -> None:
+    """`model.weights` of a detector: a whole detector state_dict, or a ResNet classifier's."""
+    state = load_weights_file(path)
+    if any(k.startswith(BODY + ".") for k in state):
+        load_pretrained(built.module, path, strict=True)
+        return
+    report = load_backbone_weights(built, state)
+    missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
+    if report.unexpected or missing:
+        raise TicketlabError(f"model.weights={path}: not a ResNet checkpoint of this depth — "
+                             f"{len(missing)} trunk keys missing, unexpected: {report.unexpected[:5]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Group sizes
+
+
+def group_param_table(built: BuiltModel) -> list[dict]:
+    """One row per group: {"group", "params", "percent"} (percent of all the model's parameters),
+    as paper 001 Table 3's "Param %"; prunable-only counts are the sparsity module's job."""
+    named = list(built.module.named_parameters())
+    total = sum(p.numel() for _, p in named)
+    rows = []
+    for group, paths in built.groups.items():
+        count = sum(p.numel() for n, p in named if any(under(module_path(n), gp) for gp in paths))
+        rows.append({"group": group, "params": count, "percent": 100.0 * count / total if total else 0.0})
+    return rows
