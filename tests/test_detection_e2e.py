@@ -20,7 +20,8 @@ CONFIGS = {
     "keypoints": ("configs/synth_keypointrcnn_lite.yaml", "keypoints_AP"),
 }
 TINY = ["train.duration=3it", "train.eval_every=3it", "train.checkpoint_every=2it", "train.batch_size=2",
-        "prune.levels=1", "model.width=0.25"]
+        "prune.levels=1", "model.width=0.25",
+        "model.detection.box_score_thresh=0.0"]  # a barely trained model still returns detections to score
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,7 @@ def test_two_levels_and_metrics_match_pycocotools(task, synth, tmp_path):
     assert main(["eval", str(run / "level_01"), "--save-detections", str(dets)]) == 0
     results = json.loads(dets.read_text())
     iou_type = {"detection": "bbox", "instance_segmentation": "segm", "keypoints": "keypoints"}[task]
-    if not results:
-        assert metrics[headline] in (0.0, -1.0)
-        return
+    assert len(results) > 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gt = COCO(str(synth / "val.json"))

@@ -4,7 +4,6 @@ import csv
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.utils.prune as tprune
@@ -154,3 +153,21 @@ def test_other_strategies(tmp_path, strategy):
         if strategy == "layerwise":
             n = m1[name].numel()
             assert int(m1[name].sum()) == n - round(0.2 * n)
+
+
+def test_rewind_to_pretrained_weights_and_reinit_ignores_them(run_dir, tmp_path):
+    """Paper 002's θ_p: every level restarts from the loaded weights; reinit draws a random init."""
+    pretrained = run_dir / "level_00" / "final.safetensors"  # any torchvision-format state dict
+    out = tmp_path / "pretrained"
+    run_imp(small_config("prune.levels=1", "train.duration=1ep", f"model.weights={pretrained}",
+                         "prune.rewind=pretrained"), out, log=lambda s: None)
+    theta_p = load_file(str(pretrained))
+    mask = load_mask(out / "level_01" / "mask.safetensors")
+    start = load_file(str(out / "level_01" / "rewind.safetensors"))
+    for name, value in start.items():
+        expected = theta_p[name] * mask[name] if name in mask else theta_p[name]
+        assert torch.equal(value, expected), name
+    bdir, _ = run_branch(out / "level_01", "reinit")
+    fresh = load_file(str(bdir / "rewind.safetensors"))
+    assert not torch.equal(fresh["layer1.weight"], start["layer1.weight"])
+    assert torch.all(fresh["layer1.weight"][~mask["layer1.weight"]] == 0)

@@ -7,7 +7,7 @@ model, data split and scope the run trained with.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,10 +42,14 @@ class Experiment:
         return self.built.module
 
     def fresh_model(self, seed: int) -> nn.Module:
-        """A newly initialised model of the same architecture (the `reinit` control)."""
+        """A newly drawn random initialisation of the same architecture (the `reinit` control):
+        pretrained weights are not loaded, and the norm layers stay the kind the run used."""
+        model_cfg = replace(self.cfg.model, weights=None)
+        if self.cfg.model.weights and model_cfg.detection.norm == "auto":
+            model_cfg = replace(model_cfg, detection=replace(model_cfg.detection, norm="frozen"))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return build_model(self.cfg.model, self.data).module.to(self.device)
+            return build_model(model_cfg, self.data).module.to(self.device)
 
     def scope_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: state[name] for name in self.scope}
