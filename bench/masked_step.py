@@ -16,8 +16,6 @@ alike; each step is timed with time.perf_counter and the median over --steps is 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
@@ -26,19 +24,10 @@ import torchvision
 from torch import nn
 from torch.nn.utils import prune as tprune
 
+from machine import describe
 from ticketlab.sparsity import MaskEnforcer, full_mask, prunable_parameter_names, prune_global
 
 SPARSITY = 0.8
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def build():
@@ -95,8 +84,7 @@ def main() -> None:
     kept = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
     assert all(bool((params[n].detach()[~mask[n]] == 0).all()) for n in names)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads, Python {platform.python_version()}")
+    print(describe())
     print(f"workload: resnet18 train step, batch 8x3x64x64, SGD momentum+wd, scope sparsity {1 - kept:.3f}, "
           f"median of {args.steps} interleaved steps each")
     for k in variants:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import threading
 import time
+
+from machine import describe
 
 RATE = 0.2
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -91,16 +92,6 @@ def one_run(which: str) -> dict:
             "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -120,8 +111,7 @@ def main() -> None:
     med = {w: (statistics.median(d["seconds"] for d in v), statistics.median(d["peak_bytes"] for d in v))
            for w, v in res.items()}
     d0 = res["ours"][0]
-    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {d0['torch']} with {d0['threads']} "
-          f"threads, Python {platform.python_version()}")
+    print(describe(d0['threads']))
     print(f"workload: one global step, rate {RATE}, {d0['weights'] / 1e6:.1f}M conv+linear weights of "
           f"maskrcnn_resnet50_fpn, existing mask ~50% kept; medians of {args.repeats} fresh processes each")
     for w in ("ours", "torch"):

@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
 from ticketlab.errors import TicketlabError
+from ticketlab.models.resnet import init_like_torchvision
 
 CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)
 
@@ -48,13 +49,7 @@ class CifarResNet(nn.Module):
         self.layer3 = self._make_stage(planes[2], n, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(planes[2], num_classes)
-        # torchvision's ResNet init, so both ResNet kinds start alike.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_like_torchvision(self)  # so both ResNet kinds start alike
 
     def _make_stage(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         layers = []

@@ -46,6 +46,16 @@ def scaled_channels(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+def init_like_torchvision(model: nn.Module) -> None:
+    """torchvision's ResNet initialisation (Kaiming-normal convs, unit norms), for our own ResNets."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
 class WidthResNet(ResNet):
     """torchvision's ResNet with every stage's channels scaled by `width` (same module names)."""
 
@@ -80,12 +90,7 @@ class WidthResNet(ResNet):
         self.layer4 = self._make_layer(block, base * 8, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(base * 8 * block.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_like_torchvision(self)
 
 
 def torchvision_resnet(
