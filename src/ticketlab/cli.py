@@ -108,6 +108,15 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from ticketlab.analysis.report import write_report
+
+    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level)
+    print(f"mask figures: level {result.level} ({result.level_reason})")
+    print(f"wrote {len(result.files)} files; open {result.index}")
+    return 0
+
+
 def cmd_data_synth(args) -> int:
     import yaml
 
@@ -166,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="CONFIG.yaml or RUN_DIR/level_NN")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("report", parents=[common], help="tables, figures and index.html from run directories")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (seeds of one config form a series)")
+    p.add_argument("--out", required=True, help="output directory for index.html, PNG figures and CSV tables")
+    p.add_argument("--level", type=int, help="level of the mask figures (default: the sparsest level at which "
+                   "every series still matches)")
+    p.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", parents=[common], help="write the synthetic COCO-format scenes")

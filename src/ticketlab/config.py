@@ -279,6 +279,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             mark = getattr(e, "problem_mark", None)
             at = f" at line {mark.line + 1}" if mark is not None else ""
             raise TicketlabError(f"{path}: not valid YAML{at}")
+        except UnicodeDecodeError:
+            raise TicketlabError(f"{path}: not a YAML config (not UTF-8 text)") from None
+        except RecursionError:
+            raise TicketlabError(f"{path}: not a usable config (nested too deeply)") from None
         if not isinstance(data, dict):
             raise TicketlabError(f"{path}: expected a mapping of config keys at the top level")
     data = apply_overrides(data, overrides or [])

@@ -90,6 +90,8 @@ def load_json(path: Path) -> Any:
         raise TicketlabError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except UnicodeDecodeError:
         raise TicketlabError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise TicketlabError(f"{path}: not valid COCO JSON (nested too deeply)") from None
 
 
 def index_coco(path: Path, image_root: Path, task: str = "detection", *, check_files: bool = True,
@@ -210,6 +212,8 @@ def _check_annotation(index: CocoIndex, ann: Any, images: dict[int, dict], cats:
     crowd = ann.get("iscrowd", 0)
     if crowd not in (0, 1):
         raise TicketlabError(f"{where}: 'iscrowd' must be 0 or 1, got {crowd!r}")
+    if "area" in ann and (not _finite([ann["area"]]) or ann["area"] < 0):
+        raise TicketlabError(f"{where}: 'area' must be a non-negative number, got {ann['area']!r}")
     x1, y1, x2, y2 = _check_box(where, ann.get("bbox"), img)
     has_mask = _check_segmentation(where, ann.get("segmentation"), img)
     kps = _check_keypoints(where, ann, cat, index.task == "keypoints" and cat["id"] in used)

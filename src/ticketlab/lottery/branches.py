@@ -21,6 +21,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.lottery.experiment import build_experiment
 from ticketlab.lottery.imp import rewind_source
 from ticketlab.lottery.level import train_ticket
+from ticketlab.lottery.lock import run_lock
 from ticketlab.lottery.rundir import RunDir
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
 
@@ -75,10 +76,11 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
         mask = perturb(mask, fraction, generator)
 
     out = Path(level_dir) / branch_dir_name(name, fraction)
-    metrics = train_ticket(
-        exp, out, mask=mask, start_state=start, optimizer_state=opt_state,
-        identity={"level": level, "branch": name, "branch_seed": seed,
-                  **({"fraction": fraction} if fraction is not None else {})},
-        start_step=exp.rewind_step, desc=f"level {level} {name}",
-    )
+    with run_lock(run.root):  # one writer per run dir: not beside a `find` or another branch
+        metrics = train_ticket(
+            exp, out, mask=mask, start_state=start, optimizer_state=opt_state,
+            identity={"level": level, "branch": name, "branch_seed": seed,
+                      **({"fraction": fraction} if fraction is not None else {})},
+            start_step=exp.rewind_step, desc=f"level {level} {name}",
+        )
     return out, metrics

@@ -1,7 +1,7 @@
 """`ticketlab demo`: the embedded default, end to end, with nothing to download.
 
 Generates the synthetic scenes, runs IMP with the lite Faster R-CNN preset (dense, then 50% and 75%
-of the scope pruned, rewinding to init), prints the summary table and plots AP vs sparsity.
+of the scope pruned, rewinding to init), prints the summary table and writes the report (`ticketlab report`) of the run.
 Everything lands under OUT; running it again resumes where it stopped.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from ticketlab.analysis.curves import plot_metric_vs_sparsity
+from ticketlab.analysis.report import write_report
 from ticketlab.config import load_config
 from ticketlab.data.synth import SynthConfig, generate_synthetic
 from ticketlab.lottery.imp import run_imp
@@ -32,10 +32,9 @@ def run_demo(out: Path, *, print_table) -> list[dict]:
     cfg = load_config(demo_config_path(), [f"data.root={data_dir}"])
     print(f"run dir: {run_dir}")
     rows = run_imp(cfg, run_dir)
-    figure = plot_metric_vs_sparsity(rows, ["bbox_AP", "bbox_AP50"], out / "report" / "ap_vs_sparsity.png",
-                                     title="Lite Faster R-CNN on synthetic scenes: IMP, rewind to init")
+    report = write_report([run_dir], out / "report")
     print()
     print_table(rows, COLUMNS)
     print(f"\nrun dir: {run_dir} (summary.csv, level_NN/…)")
-    print(f"report:  {figure}")
+    print(f"report:  {report.index}")
     return rows

@@ -71,6 +71,12 @@ def build_experiment(cfg: Config) -> Experiment:
         raise TicketlabError(f"prune.rate: expected a fraction in (0, 1), got {cfg.prune.rate}")
     if cfg.prune.levels < 0:
         raise TicketlabError(f"prune.levels: expected 0 or more, got {cfg.prune.levels}")
+    t = cfg.train  # values torch and the DataLoader would otherwise reject with a traceback
+    for key, value, low in (("train.batch_size", t.batch_size, 1), ("train.eval_batch_size", t.eval_batch_size, 1),
+                            ("train.lr", t.lr, 0), ("train.momentum", t.momentum, 0),
+                            ("train.weight_decay", t.weight_decay, 0), ("data.num_workers", cfg.data.num_workers, 0)):
+        if value < low:
+            raise TicketlabError(f"{key}: expected {low} or more, got {value}")
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     data = build_data(cfg.data, cfg.task)

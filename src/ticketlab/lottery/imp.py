@@ -24,6 +24,7 @@ from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
 from ticketlab.lottery.level import train_ticket
+from ticketlab.lottery.lock import run_lock
 from ticketlab.lottery.rundir import RunDir
 from ticketlab.sparsity import full_mask, load_mask, prune
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
@@ -85,6 +86,11 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> li
     """Run (or resume) every level of `cfg` in run dir `out`; returns the summary rows."""
     run = RunDir(Path(out))
     exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
+    with run_lock(run.root):  # one writer per run dir
+        return _run_levels(cfg, exp, run, log)
+
+
+def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None]) -> list[dict]:
     run.start(cfg)
     levels = range(cfg.prune.levels + 1)
     for level in levels:

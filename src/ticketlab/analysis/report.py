@@ -1,0 +1,146 @@
+"""`ticketlab report`: run directories → CSV tables, PNG figures and one index.html beside them.
+
+What a lottery-ticket study shows first: the headline metric against sparsity over seeds, with the
+matching verdict (≥ dense mean − 1 std); then, at one level, what the masks look like — the share
+of each layer kept (001 Fig. 2c), how much the masks of different runs overlap, and the kernels
+pruned away entirely (002 §5, Fig. 6–7). Mask figures use `--level N`, by default the sparsest level
+at which every series still matches. Each figure's caption says which runs, seeds, level and
+metric it compares, and links the CSV it was drawn from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ticketlab.analysis import figures, tables
+from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
+from ticketlab.analysis.page import Block, render_page
+from ticketlab.analysis.runs import (
+    LevelStats,
+    Run,
+    Series,
+    aggregate,
+    common_levels,
+    default_level,
+    group_series,
+    load_runs,
+)
+from ticketlab.atomic import atomic_write_text
+from ticketlab.errors import TicketlabError
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    index: Path
+    files: list[Path]          # every file written, index.html last
+    level: int                 # the level of the mask figures
+    level_reason: str
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def _curve(s: Series, st: Sequence[LevelStats], metric: str) -> figures.Curve:
+    levels = [ls for ls in st if metric in ls.values and "sparsity_scope" in ls.values]
+    dense = next((ls.values[metric].mean for ls in levels if ls.level == 0), None)
+    return figures.Curve(label=s.label, sparsity=[ls.values["sparsity_scope"].mean for ls in levels],
+                         mean=[ls.values[metric].mean for ls in levels],
+                         std=[ls.values[metric].std or 0.0 for ls in levels], dense=dense)
+
+
+def _matching_text(s: Series, st: Sequence[LevelStats]) -> str:
+    yes = [str(ls.level) for ls in st if ls.matching]
+    no = [str(ls.level) for ls in st if ls.matching is False]
+    return (f"{s.label}: matching at level(s) {', '.join(yes) or 'none'}"
+            + (f", not at {', '.join(no)}" if no else ""))
+
+
+def _curve_blocks(out: Path, series: Sequence[Series], stats: Sequence[Sequence[LevelStats]],
+                  summary_csv: str, written: list[Path]) -> list[Block]:
+    blocks = []
+    headlines = [h for h in dict.fromkeys(s.headline for s in series) if h is not None]
+    for metric in headlines:
+        chosen = [(s, st) for s, st in zip(series, stats) if s.headline == metric]
+        curves = [_curve(s, st, metric) for s, st in chosen]
+        name = f"{_safe(metric)}_vs_sparsity.png"
+        written.append(figures.plot_metric_bands(curves, metric, out / name,
+                                                 title=f"{metric} vs scope sparsity"))
+        caption = (f"{metric} (the headline metric) against scope sparsity: mean over seeds, band ±1 sample "
+                   f"std, dashed line the dense (level 0) mean of each series. Series: "
+                   f"{series_text([s for s, _ in chosen])}. Matching = mean ≥ dense mean − 1 std: "
+                   + "; ".join(_matching_text(s, st) for s, st in chosen) + ".")
+        blocks.append(Block(heading=f"{metric} vs sparsity", image=name, caption=caption, data=[summary_csv]))
+    return blocks
+
+
+def _summary_block(series: Sequence[Series], stats: Sequence[Sequence[LevelStats]], summary_csv: str) -> Block:
+    header = ["series", "level", "runs", "scope sparsity", "network sparsity", "headline", "mean", "std",
+              "matching"]
+    rows = []
+    for s, st in zip(series, stats):
+        for ls in st:
+            scope, network = ls.values.get("sparsity_scope"), ls.values.get("sparsity_network")
+            h = ls.values.get(s.headline) if s.headline else None
+            rows.append([s.label, ls.level, ls.runs, scope.mean if scope else None, network.mean if network else None,
+                         s.headline, h.mean if h else None, h.std if h else None,
+                         "—" if ls.matching is None else ("yes" if ls.matching else "no")])
+    return Block(heading="Summary per series", data=[summary_csv], table=(header, rows),
+                 paragraphs=[f"Runs with the same config except train.seed form a series: {series_text(series)}. "
+                             "Sparsities and the headline are means over the series' runs; std is the sample "
+                             "standard deviation (empty for one seed)."])
+
+
+def _check_level(runs: Sequence[Run], level: int) -> None:
+    missing = [r for r in runs if level not in r.levels]
+    if missing:
+        r = missing[0]
+        raise TicketlabError(f"--level {level}: not finished in {r.path} (finished levels: "
+                             f"{', '.join(map(str, sorted(r.levels)))})")
+
+
+def _default_reason(level: int, common: Sequence[int], stats: Sequence[Sequence[LevelStats]]) -> str:
+    if all(ls.matching is None for st in stats for ls in st):
+        return "the last level every run finished (no matching verdict to go by)"
+    if level == common[-1]:
+        return "the last level every run finished; every series still matches there"
+    return "the sparsest level every run finished at which every series still matches"
+
+
+def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = None) -> ReportResult:
+    """Read the runs, write the tables, figures and index.html into `out`; return what was written."""
+    runs = load_runs([Path(p) for p in run_dirs])
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TicketlabError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    series = group_series(runs)
+    stats = [aggregate(s) for s in series]
+    if level is None:
+        level = default_level(runs, stats)
+        reason = _default_reason(level, common_levels(runs), stats)
+    else:
+        _check_level(runs, level)
+        reason = "chosen with --level"
+
+    written: list[Path] = []
+    summary_csv = "summary_by_series.csv"
+    written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats)))
+    blocks = _curve_blocks(out, series, stats, summary_csv, written)
+    blocks.append(_summary_block(series, stats, summary_csv))
+    at = AtLevel(out=out, runs=runs, masks=[r.mask(level) for r in runs], level=level, reason=reason)
+    blocks.append(kept_section(at, series, written))
+    blocks += similarity_sections(at, written)
+    blocks += kernel_sections(at, written)
+
+    runs_table = (["run", "directory", "series", "seed", "task", "headline", "finished levels"],
+                  [[r.label, str(r.path), s.label, r.seed, r.task, r.headline or "—",
+                    " ".join(map(str, sorted(r.levels)))] for s in series for r in s.runs])
+    intro = [f"{len(runs)} run(s) in {len(series)} series. Mask figures use level {level}: {reason}."]
+    page = render_page("ticketlab report", intro, [Block(heading="Runs", table=runs_table), *blocks])
+    index = out / "index.html"
+    atomic_write_text(index, page)
+    written.append(index)
+    return ReportResult(index=index, files=written, level=level, level_reason=reason)
