@@ -23,7 +23,7 @@ from ticketlab.analysis.runs import (
 )
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.rundir import RunDir, level_name, write_metrics
+from ticketlab.rundir import RunDir, level_name, write_metrics
 from ticketlab.sparsity import save_mask
 
 

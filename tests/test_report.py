@@ -20,7 +20,7 @@ from ticketlab.cli import main
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.imp import run_imp
-from ticketlab.lottery.rundir import RunDir, level_name, write_metrics
+from ticketlab.rundir import RunDir, level_name, write_metrics
 from ticketlab.models.cifar_resnet import CifarResNet
 from ticketlab.sparsity import full_mask, load_mask, prune_global, prunable_parameter_names, save_mask, sparsity_report
 

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import yaml
 
@@ -241,6 +241,17 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} → {'a.b': 1}: config keys as `--set` and error messages spell them."""
+    out: dict = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

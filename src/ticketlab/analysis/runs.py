@@ -18,9 +18,9 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 
-from ticketlab.config import to_dict
+from ticketlab.config import flatten, to_dict
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.rundir import RESUMABLE_CHANGES, RunDir, level_name
+from ticketlab.rundir import RESUMABLE_CHANGES, RunDir, level_name
 from ticketlab.sparsity import load_mask
 
 # The metric each task's verdicts use (the tasks' own `headline`, tasks/classification.py and
@@ -30,17 +30,6 @@ HEADLINES = {"classification": "accuracy", "detection": "bbox_AP", "instance_seg
 SPARSITY_KEYS = ("sparsity_scope", "sparsity_network")
 NOT_METRICS = {"level", "kept_scope", "scope_size", "steps", "seconds"}
 SERIES_IGNORES = {"train.seed"} | set(RESUMABLE_CHANGES)
-
-
-def flatten(d: Mapping, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} → {'a.b': 1}."""
-    out: dict = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ticketlab.lottery.experiment import build_experiment
 from ticketlab.lottery.imp import rewind_source
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
-from ticketlab.lottery.rundir import RunDir
+from ticketlab.rundir import RunDir
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
 
 BRANCHES = ("reinit", "random_mask", "complement", "perturb")

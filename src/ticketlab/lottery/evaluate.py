@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.experiment import build_experiment, load_state
-from ticketlab.lottery.rundir import RunDir
+from ticketlab.rundir import RunDir
 
 
 def find_run(level_dir: Path) -> RunDir:

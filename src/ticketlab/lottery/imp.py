@@ -25,7 +25,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
-from ticketlab.lottery.rundir import RunDir
+from ticketlab.rundir import RunDir
 from ticketlab.sparsity import full_mask, load_mask, prune
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 

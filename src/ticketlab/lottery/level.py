@@ -17,7 +17,7 @@ from torch import nn
 
 from ticketlab.atomic import atomic_save_safetensors
 from ticketlab.lottery.experiment import Experiment
-from ticketlab.lottery.rundir import write_metrics
+from ticketlab.rundir import write_metrics
 from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
 from ticketlab.train import clear_checkpoint, train_level
 

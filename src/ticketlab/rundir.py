@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from ticketlab.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
-from ticketlab.config import Config, dump_config, from_dict, to_dict
+from ticketlab.config import Config, dump_config, flatten, from_dict, to_dict
 from ticketlab.errors import TicketlabError
 
 # Keys that may differ when `find` is rerun on an existing run dir: they change how or how far the
@@ -35,16 +35,6 @@ LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", 
 
 def level_name(level: int) -> str:
     return f"level_{level:02d}"
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 @dataclass
@@ -85,8 +75,8 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.root)
         if self.config_path.is_file():
-            old = _flatten(to_dict(self.load_config()))
-            new = _flatten(to_dict(cfg))
+            old = flatten(to_dict(self.load_config()))
+            new = flatten(to_dict(cfg))
             differ = sorted(k for k in set(old) | set(new)
                             if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
             if differ:
