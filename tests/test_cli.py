@@ -1,5 +1,8 @@
 """The command line: bad input ends in one line on stderr and a non-zero exit, never a traceback."""
 
+import csv
+import json
+import math
 import subprocess
 import sys
 
@@ -49,8 +52,29 @@ def test_missing_data_dir(tmp_path):
 
 def test_changed_config_on_resume_refused(tiny_run):
     result = run_cli("find", "configs/digits_lenet.yaml", "--set", "train.duration=1ep", "--set", "prune.levels=1",
-                     "--set", "train.lr=0.5", "--out", str(tiny_run))
-    assert_one_line_error(result, "different config", "train.lr")
+                     "--set", "train.batch_size=32", "--out", str(tiny_run))
+    assert_one_line_error(result, "different config", "train.batch_size")
+
+
+def test_diverged_level_resumes_with_a_lower_learning_rate_and_the_change_is_logged(tmp_path):
+    args = ["find", "configs/digits_lenet.yaml", "--set", "train.optimizer=sgd", "--set", "train.duration=4ep",
+            "--set", "train.checkpoint_every=1ep", "--set", "train.schedule=multistep",
+            "--set", "train.milestones=[1ep]", "--set", "train.gamma=100", "--set", "prune.levels=1",
+            "--out", str(tmp_path / "r")]
+    # epoch 1 at lr 0.2 is healthy and checkpointed; at 0.2 × 100 level 0 blows up in epoch 2
+    diverged = run_cli(*args, "--set", "train.lr=0.2")
+    assert_one_line_error(diverged, "training diverged at step", "train.lr", "level_00/checkpoint.safetensors")
+
+    rescued = run_cli(*args, "--set", "train.lr=0.0005")
+    assert rescued.returncode == 0, rescued.stderr
+    assert load_config(tmp_path / "r" / "config.yaml").train.lr == 0.0005
+    changes = [json.loads(line) for line in (tmp_path / "r" / "config_changes.jsonl").read_text().splitlines()]
+    assert changes == [{"from_level": 0, "key": "train.lr", "old": 0.2, "new": 0.0005}]
+    with open(tmp_path / "r" / "level_00" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["step"] == "88" and all(math.isfinite(float(r["loss"])) for r in rows)
+    assert json.loads((tmp_path / "r" / "level_01" / "metrics.json").read_text())["accuracy"] > 0.9
+    assert float(rows[-1]["lr"]) == 0.05  # 0.0005 × 100: the resumed part trained at the new rate
 
 
 def test_mask_that_does_not_fit(tiny_run, tmp_path):

@@ -43,12 +43,22 @@ def test_unknown_key_suggests_the_close_one(tmp_path):
     ("train: {milestones: [10ep, soon]}\n", r"train.milestones\[1\]: expected a step count"),
     ("model: [1, 2]\n", "model: expected a mapping"),
     ("train: {lr: 0.1\n", "not valid YAML at line"),
+    ("prune: {rate: 1.5}\n", r"prune.rate: expected a fraction in \(0, 1\)"),
+    ("train: {batch_size: 0}\n", "train.batch_size: expected 1 or more"),
+    ("model: {width: 0}\n", "model.width: expected a positive multiplier"),
+    ("data: {image_size: -3}\n", "data.image_size: expected 1 or more"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, match):
     with pytest.raises(TicketlabError, match=match) as info:
         load_config(write(tmp_path, text))
     assert "\n" not in str(info.value)
     assert str(tmp_path / "c.yaml") in str(info.value)
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-3 as the string '1e-3'; a config author means the number
+    cfg = load_config(write(tmp_path, "train: {lr: 1e-3, weight_decay: 5E-4}\n"), ["train.gamma=2e-1"])
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.gamma) == (0.001, 0.0005, 0.2)
 
 
 def test_missing_file():

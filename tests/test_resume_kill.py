@@ -2,6 +2,7 @@
 
 import csv
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -45,6 +46,55 @@ def test_sigkill_mid_level_then_resume_matches_uninterrupted(tmp_path):
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
     assert summary_without_timing(killed / "summary.csv") == summary_without_timing(reference / "summary.csv")
     for level in range(3):
+        for name in ("mask.safetensors", "final.safetensors", "rewind.safetensors"):
+            a = (killed / f"level_{level:02d}" / name).read_bytes()
+            b = (reference / f"level_{level:02d}" / name).read_bytes()
+            assert a == b, (level, name)
+    assert not list(killed.rglob(".tmp-*"))
+
+
+RANDOM_ARGS = ["--set", "train.duration=24ep", "--set", "train.checkpoint_every=2ep",
+               "--set", "train.eval_every=8ep", "--set", "prune.levels=4"]
+KILLS = 10
+
+
+def find_random(out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ticketlab", "find", "configs/digits_lenet.yaml", *RANDOM_ARGS,
+                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until_started(proc: subprocess.Popen, config: Path, after: float) -> None:
+    """Until the process has rewritten config.yaml: it is past its imports and inside the run."""
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if config.exists() and config.stat().st_mtime >= after:
+            return
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_ten_random_sigkills_in_a_row_end_like_an_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    assert find_random(reference).wait(timeout=600) == 0
+
+    rng = random.Random(20261123)
+    killed = tmp_path / "killed"
+    landed = 0
+    for _ in range(KILLS):
+        started = time.time() - 1  # mtime granularity
+        proc = find_random(killed)
+        wait_until_started(proc, killed / "config.yaml", started)
+        time.sleep(rng.uniform(0.0, 2.5))  # anywhere: training, pruning, evaluating, writing
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            landed += 1
+        proc.wait()
+    assert landed == KILLS, f"only {landed} kills hit a running process; the run finished too early"
+
+    rerun = find_random(killed)
+    assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
+    assert summary_without_timing(killed / "summary.csv") == summary_without_timing(reference / "summary.csv")
+    for level in range(5):
         for name in ("mask.safetensors", "final.safetensors", "rewind.safetensors"):
             a = (killed / f"level_{level:02d}" / name).read_bytes()
             b = (reference / f"level_{level:02d}" / name).read_bytes()

@@ -1,11 +1,14 @@
 """Atomic file writes: a run killed at any moment leaves the old file or the new one, never half.
 
 Every file in a run directory goes through these helpers: write to a temporary name in the same
-directory, fsync, then `os.replace` onto the final name (atomic on POSIX filesystems).
+directory, fsync, then `os.replace` onto the final name (atomic on POSIX filesystems). A write that
+fails for lack of space removes its temporary and says so in one line: the file it would have
+replaced, and every finished level, are untouched.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -15,7 +18,11 @@ from typing import Mapping
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from ticketlab.errors import TicketlabError
+
 TMP_PREFIX = ".tmp-"
+OUT_OF_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                errno.EFBIG: "file too large for this filesystem"}
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -28,9 +35,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in OUT_OF_SPACE:
+            raise TicketlabError(f"{path}: {OUT_OF_SPACE[e.errno]} while writing {len(data)} bytes; files "
+                                 "already written are intact: free space and rerun to resume") from None
         raise
 
 

@@ -23,6 +23,7 @@ import yaml
 from ticketlab.errors import TicketlabError
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
+FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, steps: bool = False):
@@ -197,6 +198,8 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
             raise TicketlabError(f"config key {key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and FLOAT_RE.match(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TicketlabError(f"config key {key}: expected a number, got {value!r}")
         return float(value)
@@ -298,9 +301,26 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise TicketlabError(f"{path}: expected a mapping of config keys at the top level")
     data = apply_overrides(data, overrides or [])
     try:
-        return from_dict(Config, data)
+        return validate(from_dict(Config, data))
     except TicketlabError as e:
         raise TicketlabError(f"{path}: {e}" if path is not None else str(e)) from None
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks that types cannot express, done at load time so the error names the file;
+    values torch or the DataLoader would otherwise reject with a traceback, much later."""
+    if not 0.0 < cfg.prune.rate < 1.0:
+        raise TicketlabError(f"config key prune.rate: expected a fraction in (0, 1), got {cfg.prune.rate}")
+    t = cfg.train
+    for key, value, low in (("prune.levels", cfg.prune.levels, 0), ("train.batch_size", t.batch_size, 1),
+                            ("train.eval_batch_size", t.eval_batch_size, 1), ("train.lr", t.lr, 0),
+                            ("train.momentum", t.momentum, 0), ("train.weight_decay", t.weight_decay, 0),
+                            ("data.num_workers", cfg.data.num_workers, 0), ("data.image_size", cfg.data.image_size, 1)):
+        if value is not None and value < low:
+            raise TicketlabError(f"config key {key}: expected {low} or more, got {value}")
+    if not cfg.model.width > 0:
+        raise TicketlabError(f"config key model.width: expected a positive multiplier, got {cfg.model.width}")
+    return cfg
 
 
 def dump_config(cfg: Config) -> str:

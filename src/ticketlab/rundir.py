@@ -9,7 +9,8 @@ Layout (DESIGN.md contract)::
 A level is finished when its `metrics.json` exists: it is written last, atomically, so a run killed
 at any moment either has it (and every other file of the level) or redoes the level from its last
 checkpoint. Extra files: `level_00/rewind_point.safetensors` (late-resetting weights and, optionally,
-optimizer state) and `level_NN/checkpoint.safetensors` while a level trains.
+optimizer state), `level_NN/checkpoint.safetensors` while a level trains, and `config_changes.jsonl`
+when a rerun changed the learning rate or warmup (see RECOVERY_CHANGES).
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from pathlib import Path
 import yaml
 
 from ticketlab.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
-from ticketlab.config import Config, dump_config, flatten, from_dict, to_dict
+from ticketlab.config import Config, dump_config, flatten, from_dict, to_dict, validate
 from ticketlab.errors import TicketlabError
 
 # Keys that may differ when `find` is rerun on an existing run dir: they change how or how far the
 # run goes on, not what a finished level means.
 RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers"}
+# Keys that may also differ, to rescue a level that diverged (a lower learning rate, a longer warmup):
+# they change the levels still to train, so each change is logged with the first level it applies to.
+RECOVERY_CHANGES = {"train.lr", "train.warmup"}
+CHANGES_FILE = "config_changes.jsonl"
 
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
 
@@ -66,7 +71,7 @@ class RunDir:
             raise TicketlabError(f"{self.root}: not a ticketlab run directory (no config.yaml)")
         data = yaml.safe_load(self.config_path.read_text())
         try:
-            return from_dict(Config, data)
+            return validate(from_dict(Config, data))
         except TicketlabError as e:
             raise TicketlabError(f"{self.config_path}: {e}") from None
 
@@ -77,15 +82,29 @@ class RunDir:
         if self.config_path.is_file():
             old = flatten(to_dict(self.load_config()))
             new = flatten(to_dict(cfg))
-            differ = sorted(k for k in set(old) | set(new)
-                            if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            differ = [k for k in changed if k not in RESUMABLE_CHANGES | RECOVERY_CHANGES]
             if differ:
                 shown = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in differ[:4])
                 more = f" (+{len(differ) - 4} more)" if len(differ) > 4 else ""
                 raise TicketlabError(
                     f"{self.root} was started with a different config ({shown}{more}); "
                     "use a new --out, or rerun with the original config to resume")
+            self._log_changes({k: (old.get(k), new.get(k)) for k in changed if k in RECOVERY_CHANGES})
         atomic_write_text(self.config_path, dump_config(cfg))
+
+    def _log_changes(self, changes: dict[str, tuple]) -> None:
+        """Append recovery changes to `config_changes.jsonl`: config.yaml then holds the new values,
+        and this file says from which level on they apply."""
+        if not changes:
+            return
+        done = self.finished_levels()
+        first = next(i for i in range(len(done) + 1) if i not in done)
+        path = self.root / CHANGES_FILE
+        lines = path.read_text().splitlines() if path.is_file() else []
+        lines += [json.dumps({"from_level": first, "key": k, "old": old, "new": new})
+                  for k, (old, new) in changes.items()]
+        atomic_write_text(path, "\n".join(lines) + "\n")
 
     # -- results ----------------------------------------------------------------------------
 

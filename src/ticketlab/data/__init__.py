@@ -36,8 +36,6 @@ def build_data(cfg: DataConfig, task: str) -> DataBundle:
         raise TicketlabError(f"data.format: {cfg.format!r} is not one of {valid}")
     if task != "classification":
         raise TicketlabError(f"task: data.format {cfg.format!r} has class labels only; expected task: classification, got {task!r}")
-    if cfg.image_size is not None and cfg.image_size < 1:
-        raise TicketlabError(f"data.image_size: expected a positive integer, got {cfg.image_size}")
 
     if cfg.format == "digits":
         from ticketlab.data.digits import build_digits

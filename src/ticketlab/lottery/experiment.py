@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ticketlab.config import Config, parse_steps
+from ticketlab.config import Config, parse_steps, validate
 from ticketlab.data import build_data
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
@@ -67,16 +67,7 @@ def rewind_step_of(cfg: Config, steps_per_epoch: int) -> int:
 
 
 def build_experiment(cfg: Config) -> Experiment:
-    if not 0.0 < cfg.prune.rate < 1.0:
-        raise TicketlabError(f"prune.rate: expected a fraction in (0, 1), got {cfg.prune.rate}")
-    if cfg.prune.levels < 0:
-        raise TicketlabError(f"prune.levels: expected 0 or more, got {cfg.prune.levels}")
-    t = cfg.train  # values torch and the DataLoader would otherwise reject with a traceback
-    for key, value, low in (("train.batch_size", t.batch_size, 1), ("train.eval_batch_size", t.eval_batch_size, 1),
-                            ("train.lr", t.lr, 0), ("train.momentum", t.momentum, 0),
-                            ("train.weight_decay", t.weight_decay, 0), ("data.num_workers", cfg.data.num_workers, 0)):
-        if value < low:
-            raise TicketlabError(f"{key}: expected {low} or more, got {value}")
+    validate(cfg)  # a Config built in code has not been through load_config
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     data = build_data(cfg.data, cfg.task)

@@ -73,7 +73,8 @@ def flatten_optimizer_state(state_dict: Mapping[str, Any]) -> tuple[dict[str, to
 
 
 def unflatten_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict:
-    """Inverse of `flatten_optimizer_state` (tuples come back as lists; see `_match_group_types`)."""
+    """Inverse of `flatten_optimizer_state` (tuples come back as lists; `load_optimizer_state` keeps the
+    live optimizer's hyper-parameters anyway)."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         idx, key = name.split("/", 1)
@@ -81,14 +82,6 @@ def unflatten_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping
     for idx, entry in meta["scalars"].items():
         state.setdefault(int(idx), {}).update(entry)
     return {"state": state, "param_groups": [dict(g) for g in meta["param_groups"]]}
-
-
-def _match_group_types(saved_groups: list[dict], live_groups: list[dict]) -> None:
-    """JSON turns tuples (Adam's betas) into lists; give them back the live optimizer's type."""
-    for saved, live in zip(saved_groups, live_groups):
-        for key, value in list(saved.items()):
-            if isinstance(live.get(key), tuple) and isinstance(value, list):
-                saved[key] = tuple(value)
 
 
 def check_optimizer_state(optimizer: Optimizer, state_dict: Mapping[str, Any], *, where: str) -> None:
@@ -119,14 +112,15 @@ def load_optimizer_state(optimizer: Optimizer, state_dict: Mapping[str, Any], *,
 
     Tensors are cloned: torch's loader keeps same-device tensors by reference, and the optimizer
     updates its state in place, which would otherwise change the caller's snapshot (e.g. a rewind
-    point reused by every IMP level).
+    point reused by every IMP level). The hyper-parameters (lr, momentum, weight decay, …) stay the
+    live optimizer's, i.e. the config's: a level resumed with a lower `train.lr` trains at that rate.
     """
     check_optimizer_state(optimizer, state_dict, where=where)
     saved_groups, live_groups = state_dict["param_groups"], optimizer.param_groups
     state = {idx: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
              for idx, entry in state_dict["state"].items()}
-    state_dict = {"state": state, "param_groups": [dict(g) for g in saved_groups]}
-    _match_group_types(state_dict["param_groups"], live_groups)
+    state_dict = {"state": state, "param_groups": [{**live, "params": saved["params"]}
+                                                   for saved, live in zip(saved_groups, live_groups)]}
     optimizer.load_state_dict(state_dict)
 
 

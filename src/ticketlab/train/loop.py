@@ -144,8 +144,8 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, total: int, checkpo
     for name in sorted(out, key=lambda k: k == "loss"):  # name the culprit term before the total
         value = out[name]
         if not math.isfinite(value):
-            kept = (f"; the last checkpoint ({checkpoint}) is kept" if checkpoint.exists()
-                    else "")
+            kept = (f"; the last checkpoint ({checkpoint}) is kept: rerun with a lower --set train.lr to "
+                    "resume from it, or delete it to restart the level" if checkpoint.exists() else "")
             raise TicketlabError(f"training diverged at step {step + 1} of {total}: loss term {name!r} "
                                  f"is {value} (try a lower train.lr or a longer train.warmup){kept}")
     return out
