@@ -9,7 +9,9 @@ Layout (DESIGN.md contract)::
 A level is finished when its `metrics.json` exists: it is written last, atomically, so a run killed
 at any moment either has it (and every other file of the level) or redoes the level from its last
 checkpoint. Extra files: `level_00/rewind_point.safetensors` (late-resetting weights and, optionally,
-optimizer state) and `level_NN/checkpoint.safetensors` while a level trains.
+optimizer state), `level_NN/checkpoint.safetensors` while a level trains, and for detection tasks
+`level_NN/detections.json`: the final evaluation's val detections as COCO results (what
+`ticketlab eval --save-detections` writes), read by the report's COCO breakdowns.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ticketlab.errors import TicketlabError
 # run goes on, not what a finished level means.
 RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers"}
 
+DETECTIONS_FILE = "detections.json"
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
 
 
