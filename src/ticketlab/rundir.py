@@ -9,8 +9,10 @@ Layout (DESIGN.md contract)::
 A level is finished when its `metrics.json` exists: it is written last, atomically, so a run killed
 at any moment either has it (and every other file of the level) or redoes the level from its last
 checkpoint. Extra files: `level_00/rewind_point.safetensors` (late-resetting weights and, optionally,
-optimizer state), `level_NN/checkpoint.safetensors` while a level trains, and `config_changes.jsonl`
-when a rerun changed the learning rate or warmup (see RECOVERY_CHANGES).
+optimizer state), `level_NN/checkpoint.safetensors` while a level trains, for detection tasks
+`level_NN/detections.json`: the final evaluation's val detections as COCO results (what
+`ticketlab eval --save-detections` writes), read by the report's COCO breakdowns, and
+`config_changes.jsonl` when a rerun changed the learning rate or warmup (see RECOVERY_CHANGES).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers"}
 RECOVERY_CHANGES = {"train.lr", "train.warmup"}
 CHANGES_FILE = "config_changes.jsonl"
 
+DETECTIONS_FILE = "detections.json"
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
 
 

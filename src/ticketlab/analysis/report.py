@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ticketlab.analysis import figures, tables
+from ticketlab.analysis.detection_sections import detection_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
 from ticketlab.analysis.page import Block, render_page
 from ticketlab.analysis.runs import (
@@ -134,6 +135,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks.append(kept_section(at, series, written))
     blocks += similarity_sections(at, written)
     blocks += kernel_sections(at, written)
+    blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
 
     runs_table = (["run", "directory", "series", "seed", "task", "headline", "finished levels"],
                   [[r.label, str(r.path), s.label, r.seed, r.task, r.headline or "—",

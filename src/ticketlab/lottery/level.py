@@ -3,7 +3,8 @@
 Shared by IMP levels and by branches (`reinit`, `random_mask`, …): both are "start from these
 weights, keep this mask, train, write the contract files". The mask and start weights are written
 before training, `final.safetensors` after, and `metrics.json` last, so the directory is finished
-exactly when `metrics.json` exists.
+exactly when `metrics.json` exists. Detection tasks also leave the final evaluation's val
+detections in `detections.json` (COCO results format), which `ticketlab report` breaks down.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from ticketlab.atomic import atomic_save_safetensors
 from ticketlab.lottery.experiment import Experiment
-from ticketlab.rundir import write_metrics
+from ticketlab.rundir import DETECTIONS_FILE, write_metrics
 from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
 from ticketlab.train import clear_checkpoint, train_level
 
@@ -75,6 +76,8 @@ def train_ticket(
     )
     final = {k: v.detach() for k, v in model.state_dict().items()}
     atomic_save_safetensors(out_dir / "final.safetensors", final)
+    if hasattr(exp.task, "save_detections"):  # the final evaluation's val detections, for the report's breakdowns
+        exp.task.save_detections(out_dir / DETECTIONS_FILE)
     metrics = {**identity, **sparsity_metrics(exp, mask), **result.metrics,
                "steps": result.steps, "seconds": round(time.time() - t0, 2)}
     write_metrics(out_dir, metrics)

@@ -101,9 +101,9 @@ def keypoint_sigmas(gt: Mapping[str, Any], cat_ids: Sequence[int]) -> list[float
     return [float(np.mean(COCO_PERSON_SIGMAS)) / 10.0] * k
 
 
-def evaluate_coco(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou_type: str,
-                  cat_ids: Sequence[int] | None = None) -> CocoScores:
-    """Score `results` against the ground truth dict `gt` for one iou_type (bbox | segm | keypoints)."""
+def run_cocoeval(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou_type: str,
+                 cat_ids: Sequence[int] | None = None) -> COCOeval_faster:
+    """COCOeval on `results` for one iou_type, evaluated and accumulated (its `eval` arrays filled)."""
     coco_gt = COCO(_record_copy(gt), print_function=_quiet)
     coco_dt = coco_gt.loadRes(results_for(iou_type, results))
     cat_ids = sorted(cat_ids) if cat_ids is not None else sorted(coco_gt.getCatIds())
@@ -113,6 +113,13 @@ def evaluate_coco(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], i
     ev.params.imgIds = sorted(coco_gt.getImgIds())
     ev.evaluate()
     ev.accumulate()
+    return ev
+
+
+def evaluate_coco(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou_type: str,
+                  cat_ids: Sequence[int] | None = None) -> CocoScores:
+    """Score `results` against the ground truth dict `gt` for one iou_type (bbox | segm | keypoints)."""
+    ev = run_cocoeval(gt, results, iou_type, cat_ids)
     ev.summarize()
     names = KP_STATS if iou_type == "keypoints" else DET_STATS
     stats = {f"{iou_type}_{n}": float(v) for n, v in zip(names, np.asarray(ev.stats)[: len(names)])}
