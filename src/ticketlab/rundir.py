@@ -31,6 +31,7 @@ from ticketlab.errors import TicketlabError
 RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers"}
 
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
+EARLY_BIRD_FILE = "early_bird.json"  # in level_00 with prune.early_bird (lottery/early_bird.py)
 
 
 def level_name(level: int) -> str:
