@@ -104,3 +104,16 @@ def test_index_renders_offline_with_every_image_loaded(report, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (3000, 1200)
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # text and figures, not a blank page
+
+
+def test_convergence_csv_is_each_levels_history(report):
+    tag = "level_01"
+    rows = list(csv.DictReader(open(report / f"convergence_{tag}.csv")))
+    loss = "val_loss" if report.parent.name.startswith("digits") else "loss"  # detection logs no val loss
+    assert loss in rows[0]
+    for run in ("full", "auto"):
+        for level in (0, 1):
+            history = list(csv.DictReader(open(report.parent / run / f"level_{level:02d}" / "history.csv")))
+            drawn = [r for r in rows if r["run"] == run and r["level"] == str(level)]
+            assert [(int(r["step"]), float(r[loss])) for r in drawn] == \
+                [(int(h["step"]), float(h[loss])) for h in history]

@@ -20,6 +20,8 @@ from ticketlab.analysis.runs import Run
 from ticketlab.errors import TicketlabError
 from ticketlab.rundir import EARLY_BIRD_FILE, level_name
 
+DRAW_KEYS = {"step", "fraction", "distance_to_previous", "iou_with_final", "pruned_iou_with_final"}
+
 
 def read_early_bird(run: Run) -> Optional[dict]:
     path = run.path / level_name(0) / EARLY_BIRD_FILE
@@ -27,9 +29,11 @@ def read_early_bird(run: Run) -> Optional[dict]:
         return None
     try:
         record = json.loads(path.read_text())
-        record["draws"][0]["iou_with_final"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise TicketlabError(f"{path}: not an early-bird record ({e.__class__.__name__})") from None
+    except (OSError, ValueError) as e:
+        raise TicketlabError(f"{path}: unreadable early-bird record ({e.__class__.__name__})") from None
+    draws = record.get("draws") if isinstance(record, dict) else None
+    if not draws or not all(isinstance(d, dict) and DRAW_KEYS <= set(d) for d in draws):
+        raise TicketlabError(f"{path}: not an early-bird record (expected draws with {', '.join(sorted(DRAW_KEYS))})")
     return record
 
 
