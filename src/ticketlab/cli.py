@@ -65,6 +65,16 @@ def cmd_find(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from ticketlab.lottery.study import run_study
+
+    out = Path(args.out) if args.out else Path("runs") / Path(args.study).stem
+    print(f"study dir: {out}")
+    cells = run_study(Path(args.study), out)
+    print(f"\n{len(cells)} cells; aggregate: {out / 'aggregate.csv'}; report: ticketlab report {out} --out DIR")
+    return 0
+
+
 def cmd_branch(args) -> int:
     from ticketlab.lottery.branches import run_branch
 
@@ -159,10 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/<config name>); rerun to resume")
     p.set_defaults(func=cmd_find)
 
+    p = sub.add_parser("sweep", parents=[common], help="run or resume a grid of IMP runs (a study) → cells/<name>/")
+    p.add_argument("study", help="STUDY.yaml: config, set (overrides), grid (axis: [values]), preset")
+    p.add_argument("--out", help="study directory (default: runs/<study name>); rerun to resume")
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("branch", parents=[common], help="control experiment on a finished level → level_NN/branch_<name>/")
     p.add_argument("level_dir", help="RUN_DIR/level_NN")
-    p.add_argument("name", choices=["reinit", "random_mask", "complement", "perturb"])
-    p.add_argument("--fraction", type=float, help="perturb: fraction of the mask's ones (and as many zeros) to flip")
+    p.add_argument("name", choices=["reinit", "random_mask", "complement", "perturb", "early_bird"])
+    p.add_argument("--fraction", type=float, help="perturb: fraction of the mask's ones (and as many zeros) to flip; "
+                   "early_bird: the draw's fraction of dense training (level_01 only)")
     p.add_argument("--seed", type=int, help="seed of the random draw (default: the run's seed + 1)")
     p.set_defaults(func=cmd_branch)
 
@@ -177,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("report", parents=[common], help="tables, figures and index.html from run directories")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (seeds of one config form a series)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run or study directories (seeds of one config "
+                   "form a series; a study stands for its finished cells)")
     p.add_argument("--out", required=True, help="output directory for index.html, PNG figures and CSV tables")
     p.add_argument("--level", type=int, help="level of the mask figures (default: the sparsest level at which "
                    "every series still matches)")

@@ -127,6 +127,12 @@ class PruneConfig:
     levels: int = option(8, "number of pruning levels after the dense level 0")
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
     rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
+    early_bird: list[float] = option([], "fractions of level-0 training at which to draw an early-bird mask "
+                                     "(e.g. [0.1, 0.2, 0.3]); the end of level 0 is always drawn too")
+    early_bird_threshold: float = option(0.02, "early-bird detector: mask distance (1 - IoU of kept weights) "
+                                         "between consecutive draws counted as stable")
+    early_bird_patience: int = option(2, "early-bird detector: consecutive stable draws that make the mask found")
+    early_bird_stop: bool = option(False, "end level 0 (dense training) once the early-bird detector fires")
 
 
 @dataclass

@@ -39,6 +39,7 @@ CHANGES_FILE = "config_changes.jsonl"
 
 DETECTIONS_FILE = "detections.json"
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
+EARLY_BIRD_FILE = "early_bird.json"  # in level_00 with prune.early_bird (lottery/early_bird.py)
 
 
 def level_name(level: int) -> str:

@@ -16,8 +16,11 @@ from typing import Optional, Sequence
 
 from ticketlab.analysis import figures, tables
 from ticketlab.analysis.detection_sections import detection_sections
+from ticketlab.analysis.convergence import convergence_section
+from ticketlab.analysis.early_bird import early_bird_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
 from ticketlab.analysis.page import Block, render_page
+from ticketlab.analysis.study import expand_studies, study_sections
 from ticketlab.analysis.runs import (
     LevelStats,
     Run,
@@ -111,8 +114,10 @@ def _default_reason(level: int, common: Sequence[int], stats: Sequence[Sequence[
 
 
 def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = None) -> ReportResult:
-    """Read the runs, write the tables, figures and index.html into `out`; return what was written."""
-    runs = load_runs([Path(p) for p in run_dirs])
+    """Read the runs (a study directory stands for its finished cells), write the tables, figures and
+    index.html into `out`; return what was written."""
+    paths, studies = expand_studies([Path(p) for p in run_dirs])
+    runs = load_runs(paths)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TicketlabError(f"--out {out}: exists and is not a directory")
@@ -136,6 +141,10 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += similarity_sections(at, written)
     blocks += kernel_sections(at, written)
     blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
+    blocks += early_bird_sections(out, runs, written)
+    blocks += convergence_section(out, runs, level, written)
+    for study in studies:
+        blocks += study_sections(out, study, runs, written)
 
     runs_table = (["run", "directory", "series", "seed", "task", "headline", "finished levels"],
                   [[r.label, str(r.path), s.label, r.seed, r.task, r.headline or "—",

@@ -7,7 +7,9 @@ as a level, under `level_NN/branch_<name>/`:
 - `random_mask`: the level's per-tensor kept counts at random positions, from the rewind point;
 - `complement`: exactly the scope weights the level pruned, from the rewind point (paper 002);
 - `perturb`: the mask with a fraction of its ones and the same number of zeros flipped, from the
-  rewind point (paper 002 §5.2), so sparsity is unchanged.
+  rewind point (paper 002 §5.2), so sparsity is unchanged;
+- `early_bird` (level 1 only): the early-bird mask drawn at `--fraction` of dense training
+  (`early_bird.py`, paper 001 Fig. 2f), from the rewind point.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Optional
 import torch
 
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.early_bird import draw_at
 from ticketlab.lottery.experiment import build_experiment
 from ticketlab.lottery.imp import rewind_source
 from ticketlab.lottery.level import train_ticket
@@ -25,11 +28,12 @@ from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import RunDir
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
 
-BRANCHES = ("reinit", "random_mask", "complement", "perturb")
+BRANCHES = ("reinit", "random_mask", "complement", "perturb", "early_bird")
+WITH_FRACTION = ("perturb", "early_bird")
 
 
 def branch_dir_name(name: str, fraction: Optional[float]) -> str:
-    return f"branch_{name}" if name != "perturb" else f"branch_perturb_{fraction:g}"
+    return f"branch_{name}" if name not in WITH_FRACTION else f"branch_{name}_{fraction:g}"
 
 
 def parse_level_dir(level_dir: Path) -> tuple[RunDir, int]:
@@ -49,11 +53,11 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
     """Train branch `name` of a finished level; returns its directory and metrics."""
     if name not in BRANCHES:
         raise TicketlabError(f"branch: {name!r} is not one of {', '.join(BRANCHES)}")
-    if name == "perturb":
+    if name in WITH_FRACTION:
         if fraction is None or not 0.0 < fraction <= 1.0:
-            raise TicketlabError("branch perturb: --fraction must be given, in (0, 1]")
+            raise TicketlabError(f"branch {name}: --fraction must be given, in (0, 1]")
     elif fraction is not None:
-        raise TicketlabError(f"branch {name}: --fraction only applies to perturb")
+        raise TicketlabError(f"branch {name}: --fraction only applies to {' and '.join(WITH_FRACTION)}")
     run, level = parse_level_dir(level_dir)
     cfg = run.load_config()
     exp = build_experiment(cfg)
@@ -63,13 +67,20 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
     generator = torch.Generator().manual_seed(seed)
     if name in ("complement", "perturb", "random_mask") and level == 0:
         raise TicketlabError(f"branch {name}: level_00 is dense; pick a pruned level (level_01 or later)")
+    if name == "early_bird" and level != 1:
+        raise TicketlabError(f"branch early_bird: early-bird masks are drawn for level 1; give {run.level_dir(1)}")
 
     start, opt_state = rewind_source(exp, run)
+    extra: dict = {}
     if name == "reinit":
         start = {k: v.detach() for k, v in exp.fresh_model(seed).state_dict().items()}
         opt_state = None
     elif name == "random_mask":
         mask = random_mask_like(mask, generator)
+    elif name == "early_bird":
+        step, path = draw_at(run.level_dir(0), fraction)
+        mask = load_mask(path, shapes)
+        extra = {"early_bird_step": step}
     elif name == "complement":
         mask = complement(mask)
     else:
@@ -80,7 +91,7 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
         metrics = train_ticket(
             exp, out, mask=mask, start_state=start, optimizer_state=opt_state,
             identity={"level": level, "branch": name, "branch_seed": seed,
-                      **({"fraction": fraction} if fraction is not None else {})},
+                      **({"fraction": fraction} if fraction is not None else {}), **extra},
             start_step=exp.rewind_step, desc=f"level {level} {name}",
         )
     return out, metrics

@@ -55,6 +55,11 @@ class Experiment:
         return {name: state[name] for name in self.scope}
 
 
+def level_generator(seed: int, level: int) -> torch.Generator:
+    """Randomness of level `level`'s pruning (strategy `random`): a pure function of seed and level."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + level)
+
+
 def rewind_step_of(cfg: Config, steps_per_epoch: int) -> int:
     rewind = cfg.prune.rewind
     if rewind == "init":

@@ -5,6 +5,7 @@ weights are the rewind point ⊙ mask: the weights level 0 started from (`init`,
 the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
 `level_00/rewind_point.safetensors`). Finished levels (those with `metrics.json`) are never redone;
 every input of a level is read back from files, so a resumed run computes the same masks.
+With `prune.early_bird`, level 0 also draws early-bird masks and may end early (`early_bird.py`).
 """
 
 from __future__ import annotations
@@ -22,20 +23,16 @@ from torch import nn
 from ticketlab.atomic import atomic_save_safetensors
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
+from ticketlab.lottery.early_bird import EarlyBird
+from ticketlab.lottery.experiment import Experiment, build_experiment, level_generator, load_state
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
-from ticketlab.rundir import RunDir
+from ticketlab.rundir import EARLY_BIRD_FILE, RunDir
 from ticketlab.sparsity import full_mask, load_mask, prune
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 
 REWIND_POINT = "rewind_point.safetensors"
 REWIND_OPTIMIZER = "rewind_optimizer.safetensors"
-
-
-def level_generator(seed: int, level: int) -> torch.Generator:
-    """Randomness of level `level`'s pruning (strategy `random`): a pure function of seed and level."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + level)
 
 
 def save_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> None:
@@ -86,15 +83,25 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> li
     """Run (or resume) every level of `cfg` in run dir `out`; returns the summary rows."""
     run = RunDir(Path(out))
     exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
+    p = cfg.prune
+    early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
     with run_lock(run.root):  # one writer per run dir
-        return _run_levels(cfg, exp, run, log)
+        return _run_levels(cfg, exp, run, log, early)
 
 
-def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None]) -> list[dict]:
+def _finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
+    level0 = run.level_dir(0)
+    early.finish(load_state(level0 / "final.safetensors", exp.model), run.read_metrics(0)["steps"])
+
+
+def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None],
+                early: Optional[EarlyBird] = None) -> list[dict]:
     run.start(cfg)
     levels = range(cfg.prune.levels + 1)
     for level in levels:
         if run.is_done(level):
+            if level == 0 and early is not None and not (run.level_dir(0) / EARLY_BIRD_FILE).is_file():
+                _finish_early_bird(early, exp, run)  # a run cut off between level 0's files
             continue
         out_dir = run.level_dir(level)
         desc = f"level {level}/{cfg.prune.levels}"
@@ -108,8 +115,10 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
                 identity={"level": 0},
                 rewind_step=exp.rewind_step if exp.rewind_step > 0 else None,
                 on_rewind=_save_rewind_point(out_dir, cfg.prune.rewind_optimizer) if exp.rewind_step > 0 else None,
-                desc=desc,
+                on_step=early, desc=desc,
             )
+            if early is not None:
+                _finish_early_bird(early, exp, run)
         else:
             mask = next_mask(exp, run, level)
             start, opt_state = rewind_source(exp, run)

@@ -21,6 +21,7 @@ from ticketlab.lottery.experiment import Experiment
 from ticketlab.rundir import DETECTIONS_FILE, write_metrics
 from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
 from ticketlab.train import clear_checkpoint, train_level
+from ticketlab.train.loop import StepHook
 
 
 def masked_state(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,6 +54,7 @@ def train_ticket(
     rewind_step: Optional[int] = None,
     start_step: int = 0,
     desc: str = "",
+    on_step: Optional[StepHook] = None,
 ) -> dict:
     """Train `exp.model` from `start_state` ⊙ `mask` into `out_dir`; return its metrics.
 
@@ -72,7 +74,7 @@ def train_ticket(
         model, exp.task, exp.data, exp.cfg.train,
         workdir=out_dir, enforcer=enforcer, start_step=start_step,
         optimizer_state=optimizer_state, rewind_step=rewind_step, on_rewind=on_rewind,
-        desc=desc, num_workers=exp.cfg.data.num_workers,
+        desc=desc, num_workers=exp.cfg.data.num_workers, on_step=on_step,
     )
     final = {k: v.detach() for k, v in model.state_dict().items()}
     atomic_save_safetensors(out_dir / "final.safetensors", final)

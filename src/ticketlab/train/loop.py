@@ -44,6 +44,7 @@ class Enforcer(Protocol):
 
 
 RewindHook = Callable[[nn.Module, Optimizer], None]
+StepHook = Callable[[int, nn.Module], bool]  # (step, model) → True to end the level at this step
 
 
 @dataclass
@@ -154,7 +155,8 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, total: int, checkpo
 def train_level(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, workdir: str | Path,
                 enforcer: Optional[Enforcer] = None, start_step: int = 0,
                 optimizer_state: Optional[dict] = None, rewind_step: Optional[int] = None,
-                on_rewind: Optional[RewindHook] = None, desc: str = "", num_workers: int = 0) -> TrainResult:
+                on_rewind: Optional[RewindHook] = None, desc: str = "", num_workers: int = 0,
+                on_step: Optional[StepHook] = None) -> TrainResult:
     """Train `model` on `task` from `start_step` to `cfg.duration`; resume from
     `workdir/checkpoint.safetensors` when it exists.
 
@@ -164,6 +166,8 @@ def train_level(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig
     - `on_rewind(model, optimizer)` is called once the step counter equals `rewind_step`
       (0 = before the first update); a resumed run that is already past it does not call it again.
       Snapshot with copies: the objects keep training after the call.
+    - `on_step(step, model)` is called after every update (after `on_rewind`); returning True
+      ends the level there (evaluated, like the last step), e.g. an early-bird stop.
     - Evaluates every `cfg.eval_every` steps and at the end, checkpoints every
       `cfg.checkpoint_every` steps, writes `workdir/history.csv`. The checkpoint is left in place;
       delete it with `clear_checkpoint(workdir)` once the level's results are saved.
@@ -174,13 +178,13 @@ def train_level(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig
     with deterministic_mode(cfg.deterministic):
         return _train(model, task, data, cfg, workdir=workdir, device=device, enforcer=enforcer,
                       start_step=start_step, optimizer_state=optimizer_state, rewind_step=rewind_step,
-                      on_rewind=on_rewind, desc=desc, num_workers=num_workers)
+                      on_rewind=on_rewind, desc=desc, num_workers=num_workers, on_step=on_step)
 
 
 def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, workdir: Path,
            device: torch.device, enforcer: Optional[Enforcer], start_step: int,
            optimizer_state: Optional[dict], rewind_step: Optional[int], on_rewind: Optional[RewindHook],
-           desc: str, num_workers: int) -> TrainResult:
+           desc: str, num_workers: int, on_step: Optional[StepHook] = None) -> TrainResult:
     plan = plan_level(cfg, len(data.train))  # type: ignore[arg-type]
     total = plan.total
     if not 0 <= start_step <= total:
@@ -264,14 +268,17 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
             step = progress.step
             if on_rewind is not None and rewind_step == step:
                 on_rewind(model, optimizer)
-            if step == total or _due(step, plan.eval_every):
+            stop = on_step is not None and on_step(step, model)
+            if step == total or stop or _due(step, plan.eval_every):
                 log_evaluation()
+            if stop:
+                break
             if step < total and _due(step, plan.checkpoint_every):
                 scaler = amp.scaler.state_dict() if amp.scaler.is_enabled() else {}
                 save_checkpoint(ckpt, model=model, optimizer=optimizer, step=step,
                                 extra=progress.to_extra(fingerprint, seconds(), scaler))
-        if not progress.history or progress.history[-1]["step"] != total:
+        if not progress.history or progress.history[-1]["step"] != progress.step:
             log_evaluation()  # a level with nothing left to train (start_step == total)
 
-    return TrainResult(metrics=metrics, history=progress.history, steps=total - start_step,
-                       final_step=total, seconds=seconds())
+    return TrainResult(metrics=metrics, history=progress.history, steps=progress.step - start_step,
+                       final_step=progress.step, seconds=seconds())

@@ -1,0 +1,112 @@
+"""Line figures of how a run develops, not of one level: early-bird mask overlap over training
+(001 Fig. 2f), loss and metric against epoch for the dense run and a ticket (001 Fig. 10), and a
+swept setting against the metric with a ±1 std band over seeds (late resetting, 001 Fig. 2b; rounds
+of pruning, 001 Fig. 2d). Same conventions as `figures.py`: `Figure` + Agg, atomic PNG writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ticketlab.analysis.figures import _save
+
+
+@dataclass(frozen=True)
+class EarlyBirdLine:
+    """One run's early-bird draws: % of dense training, IoU with the last draw (kept and pruned
+    weights), the retrained metric where a branch exists (NaN elsewhere) and the detector's step."""
+    label: str
+    percent: Sequence[float]
+    iou_kept: Sequence[float]
+    iou_pruned: Sequence[float]
+    retrained: Sequence[float]
+    ticket: Optional[float]          # the level-1 ticket's metric (mask of the fully trained run)
+    fired_percent: Optional[float]
+    stopped: bool
+
+
+def plot_early_bird(lines: Sequence[EarlyBirdLine], metric: str, out_png: Path, *, title: str) -> Path:
+    fig = Figure(figsize=(7.2, 4.4))
+    ax = fig.subplots()
+    right = ax.twinx()
+    for i, ln in enumerate(lines):
+        color = f"C{i % 10}"
+        ax.plot(ln.percent, ln.iou_kept, marker="o", color=color, label=f"{ln.label}: IoU kept")
+        ax.plot(ln.percent, ln.iou_pruned, marker="s", linestyle=":", color=color, label=f"{ln.label}: IoU pruned")
+        if np.isfinite(np.asarray(ln.retrained, dtype=float)).any():
+            right.plot(ln.percent, ln.retrained, marker="^", linestyle="none", color=color, markersize=8,
+                       label=f"{ln.label}: retrained {metric}")
+        if ln.ticket is not None:
+            right.axhline(ln.ticket, color=color, linestyle="--", linewidth=0.9)
+        if ln.fired_percent is not None:
+            ax.axvline(ln.fired_percent, color=color, linestyle="-." if ln.stopped else ":", linewidth=1.0)
+    ax.set_xlabel("dense training done when the mask was drawn (%)")
+    ax.set_ylabel("IoU with the final mask")
+    right.set_ylabel(f"{metric} of the retrained early-bird ticket")
+    ax.set_xlim(0, 105)
+    ax.grid(alpha=0.3)
+    handles = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    label: str
+    dashed: bool                      # the ticket (dashed) vs the dense run (solid)
+    epoch: Sequence[float]
+    loss: Sequence[float]
+    metric: Sequence[float] = field(default_factory=list)
+
+
+def plot_convergence(lines: Sequence[HistoryLine], loss_name: str, metric: str, out_png: Path, *,
+                     title: str, colors: Sequence[int]) -> Path:
+    """Two panels against epoch: the loss and the headline metric; one color per run."""
+    fig = Figure(figsize=(10.0, 4.0))
+    left, right = fig.subplots(1, 2)
+    for ln, c in zip(lines, colors):
+        style = dict(color=f"C{c % 10}", linestyle="--" if ln.dashed else "-", marker=".", label=ln.label)
+        left.plot(ln.epoch, ln.loss, **style)
+        if ln.metric:
+            right.plot(ln.epoch, ln.metric, **style)
+    for ax, name in ((left, loss_name), (right, metric)):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def plot_sweep(x_labels: Sequence[str], curves: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+               out_png: Path, *, x_name: str, metric: str, title: str, dense: Optional[tuple[float, float]]) -> Path:
+    """Metric (mean, band ±1 std) at each value of a swept setting, one line per other-setting combination;
+    the dense mean ± std as a dashed line and grey band."""
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    x = np.arange(len(x_labels))
+    if dense is not None:
+        ax.axhline(dense[0], color="grey", linestyle="--", linewidth=0.9, label="dense")
+        ax.axhspan(dense[0] - dense[1], dense[0] + dense[1], color="grey", alpha=0.15, linewidth=0)
+    for i, (label, mean, std) in enumerate(curves):
+        y, s = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+        ax.plot(x, y, marker="o", color=f"C{i % 10}", label=label)
+        ax.fill_between(x, y - s, y + s, color=f"C{i % 10}", alpha=0.2, linewidth=0)
+    ax.set_xticks(x)
+    ax.set_xticklabels(x_labels, fontsize=8)
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(f"{metric} (mean ± 1 std over seeds)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out_png)

@@ -1,0 +1,180 @@
+"""A study directory (`ticketlab sweep`) as data, and its report sections: the table of cells (with
+paper 001 Table 3's columns for the module-group preset) and one curve per swept setting — the metric
+at each cell's last level against the setting, mean ± std over seeds (late resetting is 001 Fig. 2b,
+rounds of pruning 001 Fig. 2d).
+
+Layout: `STUDY/study.json` (spec, axes, cells with their overrides, shown values and parameter
+counts), `STUDY/cells/<name>/` (run dirs), `STUDY/aggregate.csv` (per series and level).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ticketlab.analysis import tables
+from ticketlab.analysis.curve_figures import plot_sweep
+from ticketlab.analysis.page import Block
+from ticketlab.analysis.runs import Run, Stat, is_matching, mean_std
+from ticketlab.atomic import atomic_write_bytes
+from ticketlab.errors import TicketlabError
+
+STUDY_FILE = "study.json"
+AGGREGATE_FILE = "aggregate.csv"
+CELLS_DIR = "cells"
+SEED_AXIS = "train.seed"
+MODULE_COLUMNS = ("base", "top", "rpn", "box_head")  # Table 3's check-mark columns (box_head: with box_predictor)
+
+
+@dataclass(frozen=True)
+class StudyDir:
+    path: Path
+    spec: dict
+    axes: list[str]
+    cells: list[dict]
+
+    def finished(self) -> list[Path]:
+        return [self.path / CELLS_DIR / c["name"] for c in self.cells if c["finished"]]
+
+
+def is_study(path: Path) -> bool:
+    return (Path(path) / STUDY_FILE).is_file()
+
+
+def load_study_dir(path: Path) -> StudyDir:
+    file = Path(path) / STUDY_FILE
+    try:
+        data = json.loads(file.read_text())
+        study = StudyDir(path=Path(path), spec=data["spec"], axes=list(data["axes"]), cells=list(data["cells"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TicketlabError(f"{file}: not a study file written by `ticketlab sweep` ({e.__class__.__name__})") from None
+    if not study.finished():
+        raise TicketlabError(f"{path}: no finished cell yet; run `ticketlab sweep` first")
+    return study
+
+
+def expand_studies(paths: Sequence[Path]) -> tuple[list[Path], list[StudyDir]]:
+    """Run directories with each study directory replaced by its finished cells, and the studies."""
+    runs: list[Path] = []
+    studies: list[StudyDir] = []
+    for p in paths:
+        if is_study(p):
+            studies.append(load_study_dir(p))
+            runs += studies[-1].finished()
+        else:
+            runs.append(p)
+    return runs, studies
+
+
+@dataclass(frozen=True)
+class Row:
+    """The cells of one setting (all axes but the seed), summarised at their last common level."""
+    values: dict[str, str]
+    level: int
+    runs: list[Run]
+    params: dict
+    metric: Stat | None
+    dense: Stat | None
+    network_sparsity: float | None
+
+
+def _rows(study: StudyDir, runs_by_path: dict[Path, Run]) -> list[Row]:
+    groups: dict[tuple, list[dict]] = {}
+    for cell in study.cells:
+        if cell["finished"]:
+            key = tuple((a, cell["values"][a]) for a in study.axes if a != SEED_AXIS)
+            groups.setdefault(key, []).append(cell)
+    rows = []
+    for key, cells in groups.items():
+        runs = [runs_by_path[(study.path / CELLS_DIR / c["name"]).resolve()] for c in cells]
+        level = min(max(r.levels) for r in runs)
+        head = runs[0].headline
+
+        def stat(lv: int, k: str | None) -> Stat | None:
+            vals = [r.levels[lv][k] for r in runs if lv in r.levels and k in r.levels[lv]]
+            return mean_std(vals) if vals else None
+
+        net = stat(level, "sparsity_network")
+        rows.append(Row(values=dict(key), level=level, runs=runs, params=cells[0].get("params", {}),
+                        metric=stat(level, head), dense=stat(0, head), network_sparsity=net.mean if net else None))
+    return rows
+
+
+def _ms(s: Stat | None) -> str:
+    if s is None:
+        return "—"
+    return f"{s.mean:.4f}" + (f" (±{s.std:.4f})" if s.std is not None else "")
+
+
+def _table(study: StudyDir, rows: Sequence[Row]) -> tuple[list[str], list[list[object]]]:
+    axes = [a for a in study.axes if a != SEED_AXIS]
+    modules = study.spec.get("preset") == "module_groups"
+    head = rows[0].runs[0].headline or "metric"
+    header = ([*MODULE_COLUMNS] if modules else []) + axes + [
+        "Param %", "network sparsity", "level", "seeds", f"{head} mean (std)", "dense mean (std)", "matching"]
+    out = []
+    for r in rows:
+        scope = [] if r.params.get("scope", 1) == 0 else r.runs[0].config.get("prune.scope") or []
+        marks = ["✓" if g in scope else "–" for g in MODULE_COLUMNS] if modules else []
+        p = r.params
+        share = 100.0 * p["scope"] / p["network"] if p.get("network") else None
+        verdict = "—" if r.level == 0 or r.metric is None or r.dense is None else (
+            "yes" if is_matching(r.metric.mean, r.dense) else "no")
+        out.append(marks + [r.values[a] for a in axes] + [
+            share, None if r.network_sparsity is None else 100.0 * r.network_sparsity, r.level,
+            " ".join(str(x.seed) for x in r.runs), _ms(r.metric), _ms(r.dense), verdict])
+    return header, out
+
+
+def _sweep_blocks(out: Path, study: StudyDir, rows: Sequence[Row], tag: str, data: list[str],
+                  written: list[Path]) -> list[Block]:
+    axes = [a for a in study.axes if a != SEED_AXIS and a != "modules"]
+    head = rows[0].runs[0].headline or "metric"
+    dense_vals = [r.levels[0][head] for row in rows for r in row.runs if 0 in r.levels and head in r.levels[0]]
+    dense = mean_std(dense_vals) if dense_vals else None
+    blocks = []
+    for axis in axes:
+        xs = list(dict.fromkeys(row.values[axis] for row in rows))
+        if len(xs) < 2:
+            continue
+        others = [a for a in study.axes if a not in (axis, SEED_AXIS)]
+        lines: dict[str, dict[str, Stat]] = {}
+        for row in rows:
+            label = ", ".join(f"{a}={row.values[a]}" for a in others) or head
+            if row.metric is not None:
+                lines.setdefault(label, {})[row.values[axis]] = row.metric
+        curves = [(label, [pts[x].mean if x in pts else float("nan") for x in xs],
+                   [(pts[x].std or 0.0) if x in pts else float("nan") for x in xs]) for label, pts in lines.items()]
+        name = f"{tag}sweep_{''.join(c if c.isalnum() else '_' for c in axis)}.png"
+        written.append(plot_sweep(xs, curves, out / name, x_name=axis, metric=head,
+                                  title=f"{head} at the last level vs {axis}",
+                                  dense=(dense.mean, dense.std or 0.0) if dense else None))
+        blocks.append(Block(heading=f"{head} vs {axis}", image=name, data=data,
+                            caption=f"{head} at each cell's last pruning level against {axis} (late resetting: "
+                                    f"paper 001 Fig. 2b; rounds of pruning: Fig. 2d), mean ± 1 std over seeds; "
+                                    f"dashed line and grey band: the dense (level 0) mean ± std over all cells "
+                                    f"of {study.path.name}."))
+    return blocks
+
+
+def study_sections(out: Path, study: StudyDir, runs: Sequence[Run], written: list[Path]) -> list[Block]:
+    """The cells table and the sweep curves of one study (its runs are among `runs`)."""
+    rows = _rows(study, {r.path.resolve(): r for r in runs})
+    tag = "".join(c if c.isalnum() else "_" for c in study.path.name) + "_"
+    data = [f"{tag}cells.csv"]
+    header, body = _table(study, rows)
+    written.append(tables.write_csv(out / data[0], (header, body)))
+    if (study.path / AGGREGATE_FILE).is_file():
+        data.append(f"{tag}{AGGREGATE_FILE}")
+        written.append(out / data[1])
+        atomic_write_bytes(written[-1], (study.path / AGGREGATE_FILE).read_bytes())
+    what = ("paper 001 Table 3: each module group pruned or not (✓); Param % = the share of the network's "
+            "parameters in the pruned groups" if study.spec.get("preset") == "module_groups"
+            else "one row per setting; Param % = the share of the network's parameters in the pruning scope")
+    table = Block(heading=f"Study {study.path.name}", data=data, table=(header, body),
+                  paragraphs=[f"{len(study.cells)} cells over axes {', '.join(study.axes)} ({what}). Metric and "
+                              "network sparsity at the last level every seed finished; matching = mean ≥ dense "
+                              "mean − 1 std of the same setting."])
+    return [table, *_sweep_blocks(out, study, rows, tag, data, written)]
