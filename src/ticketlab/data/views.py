@@ -120,6 +120,6 @@ def contrastive_bundle(bundle: DataBundle, fmt: str) -> DataBundle:
                        memory=bundle.train)
     stats = NATURAL_STATS[fmt]
     augment = natural_augmentation(stats, bundle.image_size, flip=fmt != "svhn")
-    eval_transform = getattr(bundle.val, "transform")
+    eval_transform = bundle.val.transform  # type: ignore[attr-defined]
     return replace(bundle, train=_with_transform(bundle.train, TwoViews(augment), f"data.format={fmt}"),
                    memory=_with_transform(bundle.train, eval_transform, f"data.format={fmt}"))
