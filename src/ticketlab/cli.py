@@ -144,6 +144,26 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
+def cmd_data_synth_crops(args) -> int:
+    import yaml
+
+    from ticketlab.config import from_dict
+    from ticketlab.data.synth import SynthConfig
+    from ticketlab.data.synth.crops import CropConfig, write_crops
+
+    def given(prefix: str) -> dict:
+        return {k.removeprefix(prefix): yaml.safe_load(v) for k, v in vars(args).items()
+                if k.startswith(prefix) and v is not None}
+
+    synth = from_dict(SynthConfig, given("synth_"), "synth.")
+    crops = from_dict(CropConfig, given("crops_"), "crops.")
+    summary = write_crops(Path(args.out), synth, crops)
+    for split, counts in summary["counts"].items():
+        print(f"{split}: {sum(counts.values())} crops {counts}")
+    print(f"image folder: {args.out} (data.format: imagefolder, data.root: {args.out})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from ticketlab.lottery.demo import run_demo
 
@@ -210,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--" + key.replace("_", "-"), dest="synth_" + key, metavar="VALUE",
                        help=f"{help_text} [default: {default}]")
     p.set_defaults(func=cmd_data_synth)
+
+    p = data.add_parser("synth-crops", parents=[common],
+                        help="write the synthetic scenes' objects as an image folder (train/<class>/*.png, val/...)")
+    p.add_argument("--out", required=True, help="output directory")
+    from ticketlab.data.synth.crops import CropConfig
+
+    for prefix, cls in (("crops_", CropConfig), ("synth_", SynthConfig)):
+        for key, default, help_text in describe_fields(cls):
+            p.add_argument("--" + key.replace("_", "-"), dest=prefix + key, metavar="VALUE",
+                           help=f"{help_text} [default: {default}]")
+    p.set_defaults(func=cmd_data_synth_crops)
 
     p = sub.add_parser("demo", parents=[common], help="the embedded default, end to end (rerun to resume)")
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")

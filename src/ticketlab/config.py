@@ -136,13 +136,31 @@ class PruneConfig:
 
 
 @dataclass
+class SSLConfig:
+    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its kNN / linear-probe evaluation."""
+
+    projection_dim: int = option(128, "output size of the projection MLP head (SimCLR, MoCo v2: 128)")
+    projection_hidden: Optional[int] = option(None, "hidden size of the projection MLP; null = backbone feature size")
+    temperature: float = option(0.5, "softmax temperature of the contrastive loss (SimCLR: 0.5, MoCo v2: 0.2)")
+    moco_momentum: float = option(0.999, "moco: EMA factor of the key encoder (MoCo: 0.999)")
+    moco_queue: int = option(65536, "moco: number of negative keys kept in the queue (MoCo: 65536)")
+    knn_k: int = option(200, "neighbours of the weighted kNN evaluation (InstDisc/MoCo: 200)")
+    knn_temperature: float = option(0.1, "temperature of the kNN neighbour weights exp(sim/t) (InstDisc/MoCo: 0.1)")
+    linear_probe: bool = option(False, "also fit a logistic regression on frozen features (linear_probe_accuracy)")
+
+
+CONTRASTIVE_TASKS = ("simclr", "moco")
+
+
+@dataclass
 class Config:
     task: str = option("classification", "what the model is trained for", choices=(
-        "classification", "detection", "instance_segmentation", "keypoints"))
+        "classification", "detection", "instance_segmentation", "keypoints", *CONTRASTIVE_TASKS))
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model builder"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "dataset"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "training of each level"})
     prune: PruneConfig = field(default_factory=PruneConfig, metadata={"help": "IMP"})
+    ssl: SSLConfig = field(default_factory=SSLConfig, metadata={"help": "self-supervised tasks (simclr, moco)"})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ticketlab.config import DataConfig
+from ticketlab.config import CONTRASTIVE_TASKS, DataConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 
@@ -34,8 +34,13 @@ def build_data(cfg: DataConfig, task: str) -> DataBundle:
     if cfg.format not in CLASSIFICATION_FORMATS:
         valid = ", ".join((*CLASSIFICATION_FORMATS, *DETECTION_FORMATS))
         raise TicketlabError(f"data.format: {cfg.format!r} is not one of {valid}")
+    if task in CONTRASTIVE_TASKS:  # the classification set, unlabelled: two views per image
+        from ticketlab.data.views import contrastive_bundle
+
+        return contrastive_bundle(build_data(cfg, "classification"), cfg.format)
     if task != "classification":
-        raise TicketlabError(f"task: data.format {cfg.format!r} has class labels only; expected task: classification, got {task!r}")
+        raise TicketlabError(f"task: data.format {cfg.format!r} has class labels only; expected task: "
+                             f"classification, {', '.join(CONTRASTIVE_TASKS)}, got {task!r}")
 
     if cfg.format == "digits":
         from ticketlab.data.digits import build_digits

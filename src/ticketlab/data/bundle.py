@@ -17,3 +17,6 @@ class DataBundle:
     image_size: int  # side of the (square) input images, after resizing
     class_names: list[str] = field(default_factory=list)
     collate_fn: Optional[Callable] = None  # None = torch's default collate
+    # Contrastive tasks: the labelled training images under the evaluation transform, the memory
+    # bank of kNN evaluation (`train` then yields two augmented views per image).
+    memory: Optional[Dataset] = None

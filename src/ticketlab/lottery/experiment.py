@@ -49,7 +49,7 @@ class Experiment:
             model_cfg = replace(model_cfg, detection=replace(model_cfg.detection, norm="frozen"))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return build_model(model_cfg, self.data).module.to(self.device)
+            return build_model(model_cfg, self.data, self.cfg.task, self.cfg.ssl).module.to(self.device)
 
     def scope_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: state[name] for name in self.scope}
@@ -76,10 +76,11 @@ def build_experiment(cfg: Config) -> Experiment:
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     data = build_data(cfg.data, cfg.task)
-    task = build_task(cfg.task, data)
-    built = build_model(cfg.model, data)
+    task = build_task(cfg.task, data, cfg.ssl)
+    built = build_model(cfg.model, data, cfg.task, cfg.ssl)
     built.module.to(device)
-    scope = resolve_scope(built.module, built.groups, cfg.prune.scope, cfg.prune.include, cfg.prune.exclude)
+    scope = resolve_scope(built.module, built.groups, cfg.prune.scope if cfg.prune.scope is not None
+                          else built.default_scope, cfg.prune.include, cfg.prune.exclude)
     steps_per_epoch = max(1, math.ceil(len(data.train) / cfg.train.batch_size))
     total = parse_steps(cfg.train.duration, steps_per_epoch, key="train.duration")
     rewind_step = rewind_step_of(cfg, steps_per_epoch)

@@ -32,9 +32,10 @@ def model_for_info(cfg: Config) -> tuple[BuiltModel, list[str]]:
         data = DataBundle(train=[], val=[], num_classes=cfg.model.num_classes, in_channels=3,
                           image_size=cfg.data.image_size or 224)
     torch.manual_seed(cfg.train.seed)
-    built = build_model(cfg.model, data)
+    built = build_model(cfg.model, data, cfg.task, cfg.ssl)
     p = cfg.prune
-    return built, resolve_scope(built.module, built.groups, p.scope, p.include, p.exclude)
+    scope = p.scope if p.scope is not None else built.default_scope
+    return built, resolve_scope(built.module, built.groups, scope, p.include, p.exclude)
 
 
 def group_table(cfg: Config) -> tuple[list[dict], int, int]:

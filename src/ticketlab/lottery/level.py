@@ -20,6 +20,7 @@ from ticketlab.atomic import atomic_save_safetensors
 from ticketlab.lottery.experiment import Experiment
 from ticketlab.rundir import DETECTIONS_FILE, write_metrics
 from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
+from ticketlab.sparsity.enforce import with_followers
 from ticketlab.train import clear_checkpoint, train_level
 from ticketlab.train.loop import StepHook
 
@@ -63,12 +64,13 @@ def train_ticket(
     `identity` (e.g. {"level": 3}) leads the metrics row.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    start = masked_state(start_state, mask)
+    enforced = with_followers(mask, exp.built.followers)
+    start = masked_state(start_state, enforced)
     save_mask(out_dir / "mask.safetensors", mask)
     atomic_save_safetensors(out_dir / "rewind.safetensors", start)
     model = exp.model
     model.load_state_dict(start)
-    enforcer = MaskEnforcer(model, mask)
+    enforcer = MaskEnforcer(model, enforced)
     t0 = time.time()
     result = train_level(
         model, exp.task, exp.data, exp.cfg.train,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import difflib
 from functools import partial
-from typing import Callable
+from typing import Callable, Optional
 
-from ticketlab.config import ModelConfig
+from ticketlab.config import CONTRASTIVE_TASKS, ModelConfig, SSLConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.classifiers import build_cifar_resnet, build_lenet_300_100, build_resnet
@@ -37,8 +37,12 @@ def model_families() -> list[str]:
     return [*CLASSIFIER_BUILDERS, *DETECTION_FAMILIES]
 
 
-def build_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
-    """Build `cfg.family` for `data` (classes and input channels), loading `cfg.weights` if set."""
+def build_model(cfg: ModelConfig, data: DataBundle, task: str = "classification",
+                ssl: Optional[SSLConfig] = None) -> BuiltModel:
+    """Build `cfg.family` for `data` (classes and input channels), loading `cfg.weights` if set.
+
+    For the contrastive tasks (simclr, moco) the classifier becomes their backbone (see
+    `models/contrastive.py`), after the weights are loaded into it."""
     if cfg.family in DETECTION_FAMILIES:
         from ticketlab.models.detection import build_detection_model
 
@@ -55,6 +59,10 @@ def build_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     built = builder(cfg, data, num_classes)
     if cfg.weights:
         load_pretrained(built.module, cfg.weights, strict=True, new_modules=("fc",))
+    if task in CONTRASTIVE_TASKS:
+        from ticketlab.models.contrastive import contrastive_model
+
+        return contrastive_model(built, ssl or SSLConfig(), task)
     return built
 
 

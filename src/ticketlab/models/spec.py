@@ -8,7 +8,8 @@ under it (path boundary at '.'), never by substring.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 from torch import nn
 
@@ -17,3 +18,8 @@ from torch import nn
 class BuiltModel:
     module: nn.Module
     groups: dict[str, tuple[str, ...]]
+    # Groups pruned when `prune.scope` is null; None = every conv/linear weight.
+    default_scope: Optional[list[str]] = None
+    # Parameter → the parameter whose mask it shares (e.g. MoCo's key encoder follows the query
+    # encoder): not in the scope, but kept at zero wherever its leader is pruned.
+    followers: dict[str, str] = field(default_factory=dict)

@@ -149,3 +149,9 @@ class MaskEnforcer:
             with torch.no_grad():
                 self._zero(self._params)
         self._record_versions()
+
+
+def with_followers(mask: Mapping[str, torch.Tensor], followers: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """`mask` plus, for each follower whose leader is masked, the leader's mask under the follower's
+    name (parameters that must stay pruned like another, e.g. MoCo's key encoder)."""
+    return {**mask, **{f: mask[leader] for f, leader in followers.items() if leader in mask}}

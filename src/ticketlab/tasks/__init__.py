@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
+from ticketlab.config import CONTRASTIVE_TASKS, SSLConfig
 from ticketlab.errors import TicketlabError
 from ticketlab.tasks.base import Task
 
 DETECTION_TASKS = ("detection", "instance_segmentation", "keypoints")
 
 
-def build_task(name: str, data) -> Task:
+def build_task(name: str, data, ssl: Optional[SSLConfig] = None) -> Task:
+    if name in CONTRASTIVE_TASKS:
+        from ticketlab.tasks.contrastive import MoCoTask, SimCLRTask
+
+        task_cls = MoCoTask if name == "moco" else SimCLRTask
+        return task_cls(memory=data.memory, num_classes=data.num_classes, cfg=ssl or SSLConfig())
     if name == "classification":
         from ticketlab.tasks.classification import ClassificationTask
 

@@ -2,6 +2,10 @@
 
 A task knows how to turn a batch into loss terms and how to evaluate a model on a loader; it knows
 nothing about pruning. The runner records `headline` (e.g. accuracy, bbox_AP) in summaries.
+
+A task may also define `after_step(model)`: the loop calls it after every optimizer step, once the
+pruned weights are zero again (MoCo moves its momentum encoder there). It must be a deterministic
+function of the model, so that resumed training stays bit-exact.
 """
 
 from __future__ import annotations

@@ -227,6 +227,7 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
     metrics: dict[str, float] = {}
     postfix: dict[str, str] = {}
     headline = getattr(task, "headline", None)
+    task_after_step = getattr(task, "after_step", None)  # optional hook, see tasks.base.Task
 
     def seconds() -> float:
         return progress.seconds_before + time.perf_counter() - t0
@@ -257,6 +258,8 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
             amp.scaler.update()
             if enforcer is not None:
                 enforcer.after_step(optimizer)
+            if task_after_step is not None:
+                task_after_step(model)
             progress.step += 1
             for k, v in values.items():
                 progress.sums[k] = progress.sums.get(k, 0.0) + v

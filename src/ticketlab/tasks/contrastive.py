@@ -1,0 +1,117 @@
+"""Self-supervised pre-training tasks of paper 002: SimCLR (NT-Xent) and MoCo v2 (momentum contrast).
+
+IMP runs on them like on any task, so the masks m_P of the pre-training task itself can be found.
+Batches are `((view1, view2), label)` from `data/views.py`; the label is ignored by the losses and
+used only by the evaluation: weighted kNN accuracy of the backbone features with the labelled
+training split as the memory bank (headline `knn_accuracy`), optionally a linear probe.
+
+- SimCLR: both views go through the model in one batch (BatchNorm sees all 2N images, as in
+  SimCLR); loss = NT-Xent over the 2N embeddings, each view's positive being the other view.
+- MoCo v2: queries from view 1, keys from view 2 through the momentum encoder (no gradient);
+  logits = [q·k⁺, q·queue] / t, target 0; the batch's keys then replace the oldest queue entries,
+  and after each optimizer step the key encoder moves towards the query encoder (`after_step`).
+  MoCo's shuffling BN needs several devices; on one device it is left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ticketlab.config import SSLConfig
+from ticketlab.errors import TicketlabError
+from ticketlab.tasks.knn import knn_predict, linear_probe_accuracy
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's normalised-temperature cross-entropy: mean over all 2N anchors of
+    -log(exp(s(i, pos)/t) / Σ_{k≠i} exp(s(i, k)/t)), s = cosine similarity."""
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    sim = (z @ z.T) / temperature
+    self_pairs = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_pairs, float("-inf"))
+    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, positives)
+
+
+def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
+    """[q·k, q·queue] / t with q, k (N×D) normalised here and the queue's rows (K×D) already unit
+    keys (they are enqueued normalised); the positive is column 0."""
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    positive = (q * k).sum(dim=1, keepdim=True)
+    negatives = q @ queue.float().T
+    return torch.cat([positive, negatives], dim=1) / temperature
+
+
+class ContrastiveTask:
+    """Evaluation shared by SimCLR and MoCo: kNN (and linear-probe) accuracy of backbone features."""
+
+    name = "contrastive"
+    headline = "knn_accuracy"
+    higher_is_better = True
+
+    def __init__(self, memory: Dataset, num_classes: int, cfg: SSLConfig) -> None:
+        if cfg.temperature <= 0 or cfg.knn_temperature <= 0:
+            raise TicketlabError("ssl.temperature / ssl.knn_temperature: expected positive numbers, got "
+                                 f"{cfg.temperature} / {cfg.knn_temperature}")
+        if cfg.knn_k < 1:
+            raise TicketlabError(f"ssl.knn_k: expected a positive integer, got {cfg.knn_k}")
+        self.memory, self.num_classes, self.cfg = memory, num_classes, cfg
+
+    @staticmethod
+    def _views(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        (v1, v2), _ = batch
+        return v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
+
+    @staticmethod
+    def features(model: nn.Module, loader: Iterable, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(backbone features, labels) of every sample of a labelled loader."""
+        feats, labels = [], []
+        with torch.no_grad():
+            for images, y in loader:
+                feats.append(model.features(images.to(device, non_blocking=True)).float())
+                labels.append(torch.as_tensor(y).to(device))
+        if not feats:
+            raise TicketlabError("data.val: the validation loader yielded no samples; expected a non-empty split")
+        return torch.cat(feats), torch.cat(labels)
+
+    def evaluate(self, model: nn.Module, loader: Iterable, device: torch.device) -> dict[str, float]:
+        batch_size = getattr(loader, "batch_size", None) or 256
+        bank, bank_y = self.features(model, DataLoader(self.memory, batch_size=batch_size), device)
+        queries, y = self.features(model, loader, device)
+        pred = knn_predict(bank, bank_y, queries, self.num_classes, k=self.cfg.knn_k,
+                           temperature=self.cfg.knn_temperature)
+        metrics = {"knn_accuracy": (pred == y).double().mean().item()}
+        if self.cfg.linear_probe:
+            metrics["linear_probe_accuracy"] = linear_probe_accuracy(bank, bank_y, queries, y)
+        return metrics
+
+
+class SimCLRTask(ContrastiveTask):
+    name = "simclr"
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
+        v1, v2 = self._views(batch, device)
+        z1, z2 = model(torch.cat([v1, v2])).chunk(2)
+        return {"loss": nt_xent(z1, z2, self.cfg.temperature)}
+
+
+class MoCoTask(ContrastiveTask):
+    name = "moco"
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
+        v1, v2 = self._views(batch, device)
+        q, k = model(v1), model.keys(v2)
+        # the queue is updated in place below; the graph keeps this step's copy
+        logits = moco_logits(q, k, model.queue.clone(), self.cfg.temperature)
+        loss = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+        model.enqueue(F.normalize(k.float(), dim=1))
+        return {"loss": loss}
+
+    def after_step(self, model: nn.Module) -> None:
+        model.momentum_update()
