@@ -6,11 +6,12 @@ Arms, all from the same config and seed (so their level 0, the dense training, i
 Early-bird tickets (masks drawn from an early dense checkpoint, issue 5) are a third arm to add:
 an entry in `arm_overrides` (its --set list) and in ARMS (a function (config, overrides, out dir) →
 summary rows like `imp` below: level 0 first, the final ticket last, each row with `steps` and
-`seconds`; an early-bird level 0 that stops early simply reports fewer steps).
+`seconds`; an early-bird level 0 that stops early simply reports fewer steps, and costs less
+than 1.0 dense training).
 
 Each arm runs `ticketlab.lottery.run_imp` in its own run dir. Its cost counts every training it
 needs, the dense level 0 and the final ticket's training included: total `steps` (and `seconds`,
-which include evaluation) divided by level 0's. The metric is the task's headline (accuracy /
+which include evaluation) divided by those of one full dense training (the iterative arm's level 0). The metric is the task's headline (accuracy /
 bbox_AP) of the final level, next to the dense one. Defaults: configs/digits_lenet.yaml (about a
 minute per arm on 2 cores); --config configs/synth_fasterrcnn_lite.yaml needs the synthetic scenes
 (`ticketlab data synth --out data/synth`) and takes minutes per level.
@@ -48,9 +49,9 @@ def arm_overrides(levels: int) -> dict[str, list[str]]:
 ARMS: dict[str, Callable[[str, list[str], Path], list[dict]]] = {"iterative": imp, "oneshot": imp}
 
 
-def cost(rows: list[dict], headline: str) -> dict:
-    """Cost of one arm in dense trainings (level 0 = 1.0), and what it reached."""
-    dense, final = rows[0], rows[-1]
+def cost(rows: list[dict], dense: dict, headline: str) -> dict:
+    """Cost of one arm's rows in units of the full dense training `dense`, and what it reached."""
+    final = rows[-1]
     return {"levels": len(rows) - 1, "steps": sum(r["steps"] for r in rows) / dense["steps"],
             "seconds": sum(r["seconds"] for r in rows) / dense["seconds"],
             "sparsity": final["sparsity_scope"], "metric": final[headline], "dense_metric": dense[headline]}
@@ -69,12 +70,11 @@ def main() -> None:
     print(describe(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
-        headline = None
-        results = {}
-        for name, extra in arm_overrides(args.levels).items():
-            rows = ARMS[name](args.config, args.set + extra, root / name)
-            headline = next(k for k in ("accuracy", "bbox_AP", "segm_AP", "keypoints_AP") if k in rows[-1])
-            results[name] = cost(rows, headline)
+        runs = {name: ARMS[name](args.config, args.set + extra, root / name)
+                for name, extra in arm_overrides(args.levels).items()}
+    dense = runs["iterative"][0]  # a full dense training (an early-bird level 0 may stop early)
+    headline = next(k for k in ("accuracy", "bbox_AP", "segm_AP", "keypoints_AP") if k in dense)
+    results = {name: cost(rows, dense, headline) for name, rows in runs.items()}
     print(describe())
     print(f"workload: {args.config}{''.join(' --set ' + o for o in args.set)}; cost = all trainings (dense level 0 and the "
           f"final ticket included) / one dense training")
