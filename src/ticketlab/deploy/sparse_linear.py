@@ -1,10 +1,11 @@
 """CSR storage for the box head's linear layers (fc6, fc7 of torchvision's TwoMLPHead).
 
-A sparse matmul only pays when the weight is very sparse: measured on a 2-core AVX2 CPU with one
-thread, `torch.sparse.mm(W_csr, xᵀ)ᵀ` beat the dense `F.linear` for the lite box head
-(150 RoIs, 3136 → 256) only at ~97% sparsity (2.1 vs 9.2 ms); at 80–90% it was 1.3–2.5× slower, and
-for the full-size head (1000 RoIs, 12544 → 1024) slower at every sparsity tried (bench/latency.py
-measures it on the ticket at hand). ONNX Runtime's CPU kernels are dense, so this is PyTorch only.
+A sparse matmul only pays when the weight is very sparse. On a 2-core AVX2 CPU with one thread,
+`torch.sparse.mm(W_csr, xᵀ)ᵀ` vs the dense `F.linear` for weights with uniformly random zeros:
+at 80–90% sparsity slower for both the lite box head (150 RoIs, 3136 → 256; 0.4–0.8×) and the
+full-size one (1000 RoIs, 12544 → 1024; 0.06–0.2×); at 97% faster for the lite head (4.5×), still
+slower for the full-size one (0.6×). bench/latency.py measures magnitude-pruned heads. ONNX Runtime's CPU kernels are dense, so this is PyTorch only
+(TorchScript keeps the CSR buffers).
 """
 
 from __future__ import annotations
