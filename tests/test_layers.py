@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ticketlab"
 # top to bottom; the shared foundations (config, rundir, atomic, errors) sit under everything
-LAYERS = ["cli", "lottery", "analysis", "train", "tasks", "models", "data", "sparsity", "foundation"]
+LAYERS = ["cli", "deploy", "lottery", "analysis", "train", "tasks", "models", "data", "sparsity", "foundation"]
 FOUNDATION = {"config", "rundir", "atomic", "errors", "__init__", "__main__"}
 
 

@@ -171,6 +171,27 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from ticketlab.deploy import export_level
+
+    r = export_level(Path(args.level_dir), args.format, Path(args.out) if args.out else None,
+                     compact=args.compact, csr_box_head=args.csr_box_head)
+    if r.compaction is not None:
+        rows = [vars(row) for row in r.compaction.rows if row.kept < row.channels]
+        if rows:
+            _print_table(rows, ["producer", "channels", "kept", "unread", "zero", "folded"])
+        c = r.compaction
+        print(f"compaction: {c.channels_removed} hidden channels removed in {len(rows)} of {len(c.rows)} layers; "
+              f"parameters {c.params_before} → {c.params_after}")
+    if r.csr_layers:
+        print(f"CSR weights: {', '.join(r.csr_layers)}")
+    print(f"checked with {r.runtime}: max |output − masked model| = {r.max_abs_diff:.3g}")
+    for note in r.notes:
+        print(f"note: {note}")
+    print(f"wrote {r.path} ({r.format}, {r.bytes} bytes)")
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------------
 
 
@@ -245,6 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[common], help="the embedded default, end to end (rerun to resume)")
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", parents=[common], help="a finished level as a state_dict, ONNX or TorchScript file",
+                       description="Export a level, checked against the masked model on a validation input. "
+                       "state_dict keeps torchvision's names (a width-1 ResNet or R-CNN loads into the stock "
+                       "torchvision model with strict=True); a model.width other than 1 gives a state_dict of "
+                       "that width, which fits the same architecture but not the stock one.")
+    p.add_argument("level_dir", help="RUN_DIR/level_NN (or a branch dir)")
+    p.add_argument("--format", required=True, choices=["state_dict", "onnx", "torchscript"])
+    p.add_argument("--out", metavar="FILE", help="output file (default: LEVEL/ticket[_compact].safetensors|.onnx|"
+                   ".torchscript.pt; a state_dict to .pt/.pth is written with torch.save)")
+    p.add_argument("--compact", action="store_true", help="onnx/torchscript: remove hidden channels that provably "
+                   "cannot change the outputs (all-zero kernels or filters), and say which")
+    p.add_argument("--csr-box-head", action="store_true", help="torchscript: store the R-CNN box head's fc6/fc7 "
+                   "as CSR (faster only at very high sparsity; see bench/latency.py)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -1,0 +1,12 @@
+"""Deployment: a finished level as files other programs run — a plain torchvision state_dict,
+TorchScript or ONNX — optionally compacted, each checked against the masked model it came from.
+
+Sits above `lottery/` (it reads level dirs through `build_experiment`), below `cli`.
+"""
+
+from ticketlab.deploy.compact import CompactionReport, compact
+from ticketlab.deploy.export import FORMATS, ExportResult, export_level
+from ticketlab.deploy.ticket import Ticket, flat_outputs, load_ticket
+
+__all__ = ["CompactionReport", "compact", "FORMATS", "ExportResult", "export_level", "Ticket", "flat_outputs",
+           "load_ticket"]

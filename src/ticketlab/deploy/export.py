@@ -1,0 +1,169 @@
+"""`ticketlab export LEVEL --format state_dict|onnx|torchscript`: a level as a file to deploy.
+
+- state_dict: the trained weights with the pruned ones exactly 0, under torchvision's own names, as
+  safetensors (or torch.save format for a `.pt`/`.pth` path). A width-1 ResNet loads into
+  `torchvision.models.resnetN(num_classes=K)`, a width-1 detector with 256 FPN channels into
+  torchvision's FasterRCNN/MaskRCNN/KeypointRCNN on `resnet_fpn_backbone`, both with strict=True.
+  Any other width gives a state_dict for the same architecture at that width, not the stock one.
+- torchscript: `torch.jit.script` (detectors return torchvision's scripted (losses, detections)).
+- onnx: `torch.onnx.export(..., dynamo=False)`. The TorchScript-based exporter is used because it
+  handles torchvision's detectors (data-dependent NMS and RoI sampling) and runs offline in seconds;
+  a detector graph is traced at the example image's size, so feed images of that size.
+
+`compact=True` (onnx/torchscript only: it changes layer shapes) first removes the hidden channels
+that provably cannot change the outputs (`deploy/compact.py`); `csr_box_head=True` (torchscript
+only) stores the box head's fc6/fc7 as CSR (`deploy/sparse_linear.py`).
+
+Every file is checked before it is written: it is loaded back with the runtime that will run it
+(a fresh model + load_state_dict(strict=True), torch.jit.load, onnxruntime) and its outputs on a
+real validation input are compared with the masked model's. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from ticketlab.atomic import atomic_write_bytes
+from ticketlab.deploy.compact import CompactionReport, compact as compact_model
+from ticketlab.deploy.sparse_linear import csr_box_head as use_csr_box_head
+from ticketlab.deploy.ticket import Ticket, flat_outputs, load_ticket, max_difference
+from ticketlab.errors import TicketlabError
+
+FORMATS = ("state_dict", "onnx", "torchscript")
+SUFFIX = {"state_dict": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt"}
+TORCH_SAVE_SUFFIXES = (".pt", ".pth")
+ONNX_OPSET = 17
+RTOL = ATOL = 1e-4  # float32 outputs after a different summation order (compaction, ONNX Runtime kernels)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    runtime: str  # what ran the check
+    bytes: int
+    max_abs_diff: float
+    compaction: Optional[CompactionReport] = None
+    csr_layers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def architecture_note(ticket: Ticket) -> str:
+    """Which stock model the exported state_dict loads into, or why none does."""
+    m = ticket.cfg.model
+    classes = m.num_classes if m.num_classes is not None else ticket.experiment.data.num_classes
+    own = "build it with ticketlab.models.build_model from the run's config.yaml"
+    if m.family.startswith("resnet"):
+        if m.width == 1.0 and ticket.experiment.data.in_channels == 3:
+            return f"loads into torchvision.models.{m.family}(num_classes={classes}) with strict=True"
+        return (f"model.width={m.width}, {ticket.experiment.data.in_channels} input channels: fits the same "
+                f"{m.family} architecture at that width, not the stock torchvision {m.family}; {own}")
+    if m.family in ("fasterrcnn", "maskrcnn", "keypointrcnn"):
+        d = m.detection
+        if m.width == 1.0 and d.fpn_channels == 256:
+            return (f"loads with strict=True into torchvision's {m.family} class on resnet_fpn_backbone("
+                    f"backbone_name={m.backbone or 'resnet18'!r}, weights=None, returned_layers={d.returned_layers}) "
+                    f"with num_classes={classes} and the run's model.detection sizes (box head "
+                    f"{d.box_representation_size}, anchors, min/max size, thresholds)")
+        return (f"model.width={m.width}, fpn_channels={d.fpn_channels}: fits the same detector at that size, "
+                f"not one built on torchvision's stock resnet_fpn_backbone; {own}")
+    return f"{m.family} is not a torchvision architecture; {own}"
+
+
+def _state_dict_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix in TORCH_SAVE_SUFFIXES:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        data = buf.getvalue()
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    else:
+        data = safetensors.torch.save(state, metadata={"format": "pt"})
+        loaded = safetensors.torch.load(data)
+    fresh = ticket.experiment.fresh_model(seed=0)
+    fresh.load_state_dict(loaded, strict=True)
+    fresh.eval()
+    with torch.no_grad():
+        return data, flat_outputs(fresh(ticket.example)), "load_state_dict(strict=True) into a freshly built model"
+
+
+def _torchscript_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # jit's deprecation notice; torchvision's "(Losses, Detections)" notice
+        scripted = torch.jit.script(model)
+        buf = io.BytesIO()
+        torch.jit.save(scripted, buf)
+        data = buf.getvalue()
+        loaded = torch.jit.load(io.BytesIO(data), map_location=ticket.experiment.device)
+        with torch.no_grad():
+            return data, flat_outputs(loaded(ticket.example)), "torch.jit.load"
+
+
+def _onnx_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
+    import onnxruntime
+
+    axes = None if ticket.is_detector else {"images": {0: "batch"}}
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings on torchvision's shape arithmetic
+        torch.onnx.export(model, (ticket.example,), buf, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["images"], dynamic_axes=axes)
+    data = buf.getvalue()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    image = ticket.example[0] if ticket.is_detector else ticket.example
+    outputs = session.run(None, {session.get_inputs()[0].name: image.detach().cpu().numpy()})
+    return data, [torch.from_numpy(o) for o in outputs], f"onnxruntime {onnxruntime.__version__} (CPU)"
+
+
+WRITERS: dict[str, Callable[[nn.Module, Ticket, Path], tuple[bytes, list[torch.Tensor], str]]] = {
+    "state_dict": _state_dict_file, "onnx": _onnx_file, "torchscript": _torchscript_file,
+}
+
+
+def default_path(level_dir: Path, fmt: str, compact: bool) -> Path:
+    return Path(level_dir) / f"ticket{'_compact' if compact else ''}{SUFFIX[fmt]}"
+
+
+def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compact: bool = False,
+                 csr_box_head: bool = False) -> ExportResult:
+    """Write level `level_dir` as `fmt`, after checking the file reproduces the masked model."""
+    if fmt not in FORMATS:
+        raise TicketlabError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "state_dict" and (compact or csr_box_head):
+        raise TicketlabError("--compact / --csr-box-head change layer shapes or types, so no stock model would "
+                             "load the state_dict: use --format onnx or torchscript")
+    if csr_box_head and fmt != "torchscript":
+        raise TicketlabError("--csr-box-head: sparse CSR weights run in PyTorch only; use --format torchscript")
+    ticket = load_ticket(Path(level_dir))
+    path = Path(out) if out is not None else default_path(level_dir, fmt, compact)
+    with torch.no_grad():
+        reference = flat_outputs(ticket.model(ticket.example))
+    model, report, swapped = ticket.model, None, []
+    if compact or csr_box_head:
+        model = copy.deepcopy(ticket.model)
+        if compact:
+            report = compact_model(model)
+        if csr_box_head:
+            swapped = use_csr_box_head(model)
+            if not swapped:
+                raise TicketlabError(f"--csr-box-head: {ticket.cfg.model.family} has no R-CNN box head")
+    data, outputs, runtime = WRITERS[fmt](model, ticket, path)
+    diff = max_difference(reference, outputs, f"{path} checked with {runtime}")
+    for a, b in zip(reference, outputs):
+        if not torch.allclose(a.detach().cpu().double(), b.detach().cpu().double(), rtol=RTOL, atol=ATOL):
+            raise TicketlabError(f"{path}: outputs differ from the masked model's by up to {diff:.3g} "
+                                 f"(checked with {runtime}); nothing was written")
+    atomic_write_bytes(path, data)
+    notes = [architecture_note(ticket)] if fmt == "state_dict" else []
+    if ticket.is_detector and fmt == "onnx":
+        notes.append(f"traced at {tuple(ticket.example[0].shape)}: feed images of that size")
+    return ExportResult(path, fmt, runtime, len(data), diff, report, swapped, notes)

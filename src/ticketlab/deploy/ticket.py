@@ -1,0 +1,90 @@
+"""A finished level, loaded for inference: the run's model in eval mode with the level's trained
+weights, the mask they obey, and one real validation input to check exported files on.
+
+Every export is compared with this model on that input, so "the exported file gives the same
+outputs as the ticket" is checked each time, not assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ticketlab.config import Config
+from ticketlab.errors import TicketlabError
+from ticketlab.lottery.evaluate import find_run
+from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
+from ticketlab.sparsity import load_mask
+
+
+@dataclass
+class Ticket:
+    level_dir: Path
+    experiment: Experiment
+    mask: dict[str, torch.Tensor]
+    example: Any  # a classifier's input batch (1, C, H, W), or a detector's [image (3, H, W)]
+
+    @property
+    def model(self) -> nn.Module:
+        return self.experiment.model
+
+    @property
+    def cfg(self) -> Config:
+        return self.experiment.cfg
+
+    @property
+    def is_detector(self) -> bool:
+        return self.cfg.task != "classification"
+
+
+def load_ticket(level_dir: Path) -> Ticket:
+    """Rebuild the run's model, load `final.safetensors`, check its pruned weights are exactly 0."""
+    level_dir = Path(level_dir)
+    exp = build_experiment(find_run(level_dir).load_config())
+    model = exp.model
+    model.load_state_dict(load_state(level_dir / "final.safetensors", model))
+    model.eval()
+    params = dict(model.named_parameters())
+    mask = load_mask(level_dir / "mask.safetensors", {n: tuple(params[n].shape) for n in exp.scope})
+    for name, kept in mask.items():
+        if bool((params[name].detach()[~kept.to(params[name].device)] != 0).any()):
+            raise TicketlabError(f"{level_dir / 'final.safetensors'}: {name} is nonzero where "
+                                 f"{level_dir / 'mask.safetensors'} prunes it (not a finished ticket)")
+    if len(exp.data.val) == 0:
+        raise TicketlabError(f"{level_dir}: the run's validation split is empty; export needs one input to check on")
+    first = exp.data.val[0][0].to(exp.device)
+    example = [first] if exp.cfg.task != "classification" else first.unsqueeze(0)
+    return Ticket(level_dir, exp, mask, example)
+
+
+def flat_outputs(out: Any) -> list[torch.Tensor]:
+    """A model's outputs as a flat list of tensors, in the order ONNX export lays them out: a
+    classifier's logits, or each image's boxes, labels, scores (… masks, keypoints) of a detector.
+    A scripted detector's (losses, detections) pair counts as its detections."""
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict) and isinstance(out[1], list):
+        out = out[1]
+    if torch.is_tensor(out):
+        return [out]
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in flat_outputs(v)]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flat_outputs(o)]
+    raise TypeError(f"unexpected model output {type(out).__name__}")
+
+
+def max_difference(reference: list[torch.Tensor], other: list[torch.Tensor], what: str) -> float:
+    """Largest |difference| between two flat output lists; raises when they do not correspond."""
+    if len(reference) != len(other):
+        raise TicketlabError(f"{what}: {len(other)} outputs, the masked model gives {len(reference)}")
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(reference, other)):
+        a, b = a.detach().cpu(), torch.as_tensor(b).detach().cpu()
+        if tuple(a.shape) != tuple(b.shape):
+            raise TicketlabError(f"{what}: output {i} has shape {tuple(b.shape)}, the masked model's {tuple(a.shape)}")
+        if a.numel():
+            worst = max(worst, float((a.double() - b.double()).abs().max()))
+    return worst
