@@ -2,12 +2,10 @@
 
 Arms, all from the same config and seed (so their level 0, the dense training, is the same run):
   iterative  IMP at rate 0.2 for --levels levels (sparsity 1 - 0.8^k);
-  oneshot    one pruning level straight to the same sparsity (rate 1 - 0.8^k).
-Early-bird tickets (masks drawn from an early dense checkpoint, issue 5) are a third arm to add:
-an entry in `arm_overrides` (its --set list) and in ARMS (a function (config, overrides, out dir) →
-summary rows like `imp` below: level 0 first, the final ticket last, each row with `steps` and
-`seconds`; an early-bird level 0 that stops early simply reports fewer steps, and costs less
-than 1.0 dense training).
+  oneshot    one pruning level straight to the same sparsity (rate 1 - 0.8^k);
+  earlybird  one-shot from the mask drawn when dense training stops early: masks are drawn at
+             10%, 20%, … of level 0 and training stops once they settle (prune.early_bird_stop),
+             so its level 0 costs less than one dense training.
 
 Each arm runs `ticketlab.lottery.run_imp` in its own run dir. Its cost counts every training it
 needs, the dense level 0 and the final ticket's training included: total `steps` (and `seconds`,
@@ -42,11 +40,15 @@ def imp(config: str, overrides: list[str], out: Path) -> list[dict]:
 
 def arm_overrides(levels: int) -> dict[str, list[str]]:
     """--set lists that make each arm out of the base config."""
+    oneshot = [f"prune.rate={1 - (1 - RATE) ** levels}", "prune.levels=1"]
     return {"iterative": [f"prune.rate={RATE}", f"prune.levels={levels}"],
-            "oneshot": [f"prune.rate={1 - (1 - RATE) ** levels}", "prune.levels=1"]}
+            "oneshot": oneshot,
+            # one-shot from the mask drawn when dense training stopped early (its level 0 is shorter)
+            "earlybird": [*oneshot, f"prune.early_bird={EARLY_BIRD_FRACTIONS}", "prune.early_bird_stop=true"]}
 
 
-ARMS: dict[str, Callable[[str, list[str], Path], list[dict]]] = {"iterative": imp, "oneshot": imp}
+EARLY_BIRD_FRACTIONS = "[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"
+ARMS: dict[str, Callable[[str, list[str], Path], list[dict]]] = {"iterative": imp, "oneshot": imp, "earlybird": imp}
 
 
 def cost(rows: list[dict], dense: dict, headline: str) -> dict:
@@ -82,9 +84,10 @@ def main() -> None:
         print(f"{name:10s}: {c['levels']} pruning level(s), scope sparsity {c['sparsity']:.3f}, "
               f"{headline} {c['metric']:.4f} (dense {c['dense_metric']:.4f}), "
               f"cost {c['steps']:.2f} dense trainings in steps, {c['seconds']:.2f} in seconds")
-    it, one = results["iterative"], results["oneshot"]
-    print(f"ratio: iterative / one-shot cost = {it['steps'] / one['steps']:.2f}x in steps, "
-          f"{it['seconds'] / one['seconds']:.2f}x in seconds; {headline} {it['metric']:.4f} vs {one['metric']:.4f}")
+    it, one, early = results["iterative"], results["oneshot"], results["earlybird"]
+    print(f"ratio: iterative / one-shot / early-bird cost = {it['steps']:.2f} / {one['steps']:.2f} / "
+          f"{early['steps']:.2f} dense trainings in steps; {headline} {it['metric']:.4f} / {one['metric']:.4f} / "
+          f"{early['metric']:.4f}")
 
 
 if __name__ == "__main__":
