@@ -9,6 +9,7 @@ under it (path boundary at '.'), never by substring.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from torch import nn
 
@@ -17,3 +18,4 @@ from torch import nn
 class BuiltModel:
     module: nn.Module
     groups: dict[str, tuple[str, ...]]
+    loaded: Optional[dict] = None  # what `model.weights` matched and dropped (models/resnet_keys.py)
