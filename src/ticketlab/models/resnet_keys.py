@@ -26,8 +26,9 @@ from ticketlab.models.weights import load_state_into, load_weights_file
 PROBES = ("conv1.weight", "layer1.0.conv1.weight")
 HEAD = "fc."
 COUNTER = "num_batches_tracked"
-# Second copies of the encoder kept beside the one to use (MoCo's key encoder, BYOL's target, EMA).
-MOMENTUM_WORDS = ("encoder_k", "momentum", "target", "ema", "teacher")
+# Second copies of the encoder kept beside the one to use (MoCo's encoder_k, ticketlab's key_encoder,
+# BYOL's target, EMA).
+MOMENTUM_WORDS = ("encoder_k", "key_encoder", "momentum", "target", "ema", "teacher")
 _LIST = 6
 
 
