@@ -24,7 +24,7 @@ def test_defaults_and_overrides(tmp_path):
     # the resolved config spells out every field and loads back to the same thing
     again = load_config(write(tmp_path, dump_config(cfg)))
     assert again == cfg
-    assert set(yaml.safe_load(dump_config(cfg))) == {"task", "model", "data", "train", "prune", "ssl"}
+    assert set(yaml.safe_load(dump_config(cfg))) == {"task", "model", "data", "train", "prune", "ssl", "init"}
 
 
 def test_unknown_key_suggests_the_close_one(tmp_path):

@@ -164,6 +164,18 @@ def cmd_data_synth_crops(args) -> int:
     return 0
 
 
+def cmd_transfer_matrix(args) -> int:
+    from ticketlab.lottery.matrix import load_spec, run_matrix
+
+    spec = load_spec(Path(args.spec))
+    out = Path(args.out or spec.out or Path("runs") / Path(args.spec).stem)
+    rows = run_matrix(spec, out)
+    print()
+    _print_table(rows, ["source", "target", "metric", "mean", "std", "matching", "sparsity_network"])
+    print(f"\ntable: {out / 'matrix.md'} ({out / 'matrix.csv'}, {out / 'matrix.png'})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from ticketlab.lottery.demo import run_demo
 
@@ -262,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--" + key.replace("_", "-"), dest=prefix + key, metavar="VALUE",
                            help=f"{help_text} [default: {default}]")
     p.set_defaults(func=cmd_data_synth_crops)
+
+
+    p = sub.add_parser("transfer-matrix", parents=[common],
+                       help="masks from several sources × several target tasks → one table (rerun to resume)")
+    p.add_argument("spec", help="YAML spec: targets (configs), sources (overrides), seeds; see docs/transfer.md")
+    p.add_argument("--out", help="output directory (default: the spec's out, else runs/<spec name>)")
+    p.set_defaults(func=cmd_transfer_matrix)
 
     p = sub.add_parser("demo", parents=[common], help="the embedded default, end to end (rerun to resume)")
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")

@@ -76,6 +76,8 @@ class ModelConfig:
                                 "weights_only=True); null = random init")
     detection: DetectionConfig = field(default_factory=DetectionConfig,
                                        metadata={"help": "R-CNN sizes (fasterrcnn, maskrcnn, keypointrcnn)"})
+    weights_prefix: Optional[str] = option(None, "key prefix of the ResNet inside model.weights, e.g. "
+                                       "encoder_q. (null = found automatically)")
 
 
 @dataclass
@@ -153,6 +155,22 @@ CONTRASTIVE_TASKS = ("simclr", "moco")
 
 
 @dataclass
+class InitConfig:
+    """Ticket / mask transfer (DESIGN.md vocabulary; docs/transfer.md)."""
+
+    source: Optional[str] = option(None, "finished level of another run (RUN_DIR/level_NN) whose mask "
+                               "(mode ticket: and weights) this run starts from; null = no transfer")
+    mode: str = option("ticket", "ticket: mask and values; mask: mask only, on this model's own weights; "
+                   "magnitude: keep the largest weights of this model's own (pretrained) ResNet, no source",
+                   choices=("ticket", "mask", "magnitude"))
+    map: str = option("backbone", "backbone: source ResNet → this model's ResNet (any prefixes); shared: "
+                  "every tensor with the same name and shape", choices=("backbone", "shared"))
+    values: str = option("final", "mode ticket: the source level's trained weights (final) or the weights "
+                     "it started from (rewind)", choices=("final", "rewind"))
+    sparsity: float = option(0.0, "mode magnitude: fraction of the ResNet's conv weights removed")
+
+
+@dataclass
 class Config:
     task: str = option("classification", "what the model is trained for", choices=(
         "classification", "detection", "instance_segmentation", "keypoints", *CONTRASTIVE_TASKS))
@@ -161,6 +179,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "training of each level"})
     prune: PruneConfig = field(default_factory=PruneConfig, metadata={"help": "IMP"})
     ssl: SSLConfig = field(default_factory=SSLConfig, metadata={"help": "self-supervised tasks (simclr, moco)"})
+    init: InitConfig = field(default_factory=InitConfig,
+                             metadata={"help": "start from another run's ticket or mask (transfer)"})
 
 
 # ----------------------------------------------------------------------------------------------

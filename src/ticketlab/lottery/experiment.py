@@ -1,7 +1,8 @@
 """Everything an IMP run needs, built once from a config: data, task, model, scope, step counts.
 
 `find`, `branch`, `eval` and `info` all start here, so a level re-evaluated later sees exactly the
-model, data split and scope the run trained with.
+model, data split and scope the run trained with. With a transfer (`init:`), the masked parameters
+(`scope`) are `prune.scope` plus the transferred tensors.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 from safetensors.torch import load_file
@@ -18,6 +20,7 @@ from ticketlab.config import Config, parse_steps, validate
 from ticketlab.data import build_data
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.transfer import Transfer, plan_transfer
 from ticketlab.models import build_model
 from ticketlab.models.spec import BuiltModel
 from ticketlab.sparsity import resolve_scope
@@ -36,6 +39,14 @@ class Experiment:
     device: torch.device
     steps_per_epoch: int
     rewind_step: int  # 0 for `init` / `pretrained`, N for late resetting
+    transfer: Optional[Transfer] = None  # `init:` — a mask (and values) from another run
+    prunable: Optional[list[str]] = None  # what IMP levels prune (prune.scope); None = all of `scope`
+
+    @property
+    def prune_names(self) -> list[str]:
+        """The masked parameters IMP may prune further: `prune.scope`, while `scope` (every masked
+        parameter) also holds the transferred tensors outside it, whose mask is only carried."""
+        return self.scope if self.prunable is None else self.prunable
 
     @property
     def model(self) -> nn.Module:
@@ -65,8 +76,9 @@ def rewind_step_of(cfg: Config, steps_per_epoch: int) -> int:
     if rewind == "init":
         return 0
     if rewind == "pretrained":
-        if not cfg.model.weights:
-            raise TicketlabError("prune.rewind: 'pretrained' needs model.weights (a local file of pretrained weights)")
+        if not cfg.model.weights and not (cfg.init.source and cfg.init.mode == "ticket"):
+            raise TicketlabError("prune.rewind: 'pretrained' needs model.weights (a local file of pretrained weights) "
+                                 "or a ticket transfer (init.source with init.mode: ticket)")
         return 0
     return parse_steps(rewind, steps_per_epoch, key="prune.rewind")
 
@@ -79,15 +91,18 @@ def build_experiment(cfg: Config) -> Experiment:
     task = build_task(cfg.task, data, cfg.ssl)
     built = build_model(cfg.model, data, cfg.task, cfg.ssl)
     built.module.to(device)
-    scope = resolve_scope(built.module, built.groups, cfg.prune.scope if cfg.prune.scope is not None
-                          else built.default_scope, cfg.prune.include, cfg.prune.exclude)
+    prunable = resolve_scope(built.module, built.groups, cfg.prune.scope if cfg.prune.scope is not None
+                             else built.default_scope, cfg.prune.include, cfg.prune.exclude)
+    transfer = plan_transfer(cfg, built.module)
+    masked = set(prunable) | set(transfer.mask if transfer else ())
+    scope = [n for n, _ in built.module.named_parameters() if n in masked]
     steps_per_epoch = max(1, math.ceil(len(data.train) / cfg.train.batch_size))
     total = parse_steps(cfg.train.duration, steps_per_epoch, key="train.duration")
     rewind_step = rewind_step_of(cfg, steps_per_epoch)
     if rewind_step >= total:
         raise TicketlabError(f"prune.rewind: {cfg.prune.rewind} is at or past the end of training "
                              f"({cfg.train.duration} = {total} steps)")
-    return Experiment(cfg, data, task, built, scope, device, steps_per_epoch, rewind_step)
+    return Experiment(cfg, data, task, built, scope, device, steps_per_epoch, rewind_step, transfer, prunable)
 
 
 def load_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:

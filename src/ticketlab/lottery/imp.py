@@ -4,7 +4,8 @@ Level k's mask comes from level k-1's trained weights (`final.safetensors`) and 
 weights are the rewind point ⊙ mask: the weights level 0 started from (`init`, `pretrained`) or
 the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
 `level_00/rewind_point.safetensors`). Finished levels (those with `metrics.json`) are never redone;
-every input of a level is read back from files, so a resumed run computes the same masks.
+every input of a level is read back from files, so a resumed run computes the same masks. A transfer
+(`init:`, lottery/transfer.py) sets level 0's start weights and mask; `RUN_DIR/init.json` records it.
 With `prune.early_bird`, level 0 also draws early-bird masks and may end early (`early_bird.py`).
 """
 
@@ -20,7 +21,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from ticketlab.atomic import atomic_save_safetensors
+from ticketlab.atomic import atomic_save_safetensors, atomic_write_json
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.early_bird import EarlyBird
@@ -33,6 +34,7 @@ from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 
 REWIND_POINT = "rewind_point.safetensors"
 REWIND_OPTIMIZER = "rewind_optimizer.safetensors"
+INIT_RECORD = "init.json"
 
 
 def save_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> None:
@@ -76,7 +78,10 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
     prev_mask = load_mask(prev / "mask.safetensors", shapes)
     weights = exp.scope_weights(load_state(prev / "final.safetensors", exp.model))
     p = exp.cfg.prune
-    return prune(p.strategy, weights, prev_mask, p.rate, level_generator(exp.cfg.train.seed, level))
+    names = exp.prune_names  # transferred tensors outside prune.scope keep their mask as it is
+    pruned = prune(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names}, p.rate,
+                   level_generator(exp.cfg.train.seed, level))
+    return {**prev_mask, **pruned}
 
 
 def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
@@ -94,9 +99,31 @@ def _finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
     early.finish(load_state(level0 / "final.safetensors", exp.model), run.read_metrics(0)["steps"])
 
 
+def level0_start(exp: Experiment) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Level 0's start weights and mask: the built model, dense, with a transfer applied if any."""
+    init = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
+    mask = full_mask(exp.scope_weights(init))
+    if exp.transfer is not None:
+        init.update({k: v.to(init[k].device, init[k].dtype) for k, v in exp.transfer.values.items()})
+        mask.update({k: m.to(mask[k].device) for k, m in exp.transfer.mask.items()})
+    return init, mask
+
+
+def write_init_record(exp: Experiment, run: RunDir) -> None:
+    """`RUN_DIR/init.json`: what `model.weights` and `init:` put into the model before level 0."""
+    record: dict = {}
+    if exp.built.loaded is not None:
+        record["weights"] = {"file": exp.cfg.model.weights, **exp.built.loaded}
+    if exp.transfer is not None:
+        record["transfer"] = exp.transfer.record(exp.model)
+    if record:
+        atomic_write_json(run.root / INIT_RECORD, record)
+
+
 def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None],
                 early: Optional[EarlyBird] = None) -> list[dict]:
     run.start(cfg)
+    write_init_record(exp, run)
     levels = range(cfg.prune.levels + 1)
     for level in levels:
         if run.is_done(level):
@@ -106,12 +133,12 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
         out_dir = run.level_dir(level)
         desc = f"level {level}/{cfg.prune.levels}"
         if level == 0:
-            init = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
+            init, mask = level0_start(exp)
             level0_file = out_dir / "rewind.safetensors"
             if level0_file.is_file():  # a resumed level 0 starts from the weights it was started with
                 init = load_state(level0_file, exp.model)
             metrics = train_ticket(
-                exp, out_dir, mask=full_mask(exp.scope_weights(init)), start_state=init,
+                exp, out_dir, mask=mask, start_state=init,
                 identity={"level": 0},
                 rewind_step=exp.rewind_step if exp.rewind_step > 0 else None,
                 on_rewind=_save_rewind_point(out_dir, cfg.prune.rewind_optimizer) if exp.rewind_step > 0 else None,

@@ -4,7 +4,8 @@ Classification families are built here; the R-CNN families (`fasterrcnn`, `maskr
 `keypointrcnn`) live in `models/detection.py` and are imported only when asked for, so a
 classification run never imports the detection stack. When `model.weights` is set, the file is
 loaded after building (a classifier's `fc` may be absent or of another size: it stays freshly
-initialised, as when transferring a pretrained backbone to a new label set).
+initialised, as when transferring a pretrained backbone to a new label set); a checkpoint in another
+wrapping (MoCo, SimCLR, a detector's) fills the ResNet trunk (`models/resnet_keys.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ticketlab.models.classifiers import build_cifar_resnet, build_lenet_300_100
 from ticketlab.models.cifar_resnet import CIFAR_RESNET_DEPTHS
 from ticketlab.models.resnet import RESNET_DEPTHS
 from ticketlab.models.spec import BuiltModel
-from ticketlab.models.weights import load_pretrained
+from ticketlab.models.resnet_keys import load_model_weights
 
 Builder = Callable[[ModelConfig, DataBundle, int], BuiltModel]
 
@@ -58,11 +59,14 @@ def build_model(cfg: ModelConfig, data: DataBundle, task: str = "classification"
         raise TicketlabError(f"model.num_classes: expected a positive integer, got {num_classes}")
     built = builder(cfg, data, num_classes)
     if cfg.weights:
-        load_pretrained(built.module, cfg.weights, strict=True, new_modules=("fc",))
+        built.loaded = load_model_weights(built.module, cfg.weights, new_modules=("fc",),
+                                          prefix=cfg.weights_prefix)
     if task in CONTRASTIVE_TASKS:
         from ticketlab.models.contrastive import contrastive_model
 
-        return contrastive_model(built, ssl or SSLConfig(), task)
+        wrapped = contrastive_model(built, ssl or SSLConfig(), task)
+        wrapped.loaded = built.loaded
+        return wrapped
     return built
 
 

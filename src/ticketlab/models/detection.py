@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -46,7 +44,7 @@ from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet import stage_channels, torchvision_resnet
 from ticketlab.models.spec import BuiltModel
-from ticketlab.models.weights import load_pretrained, load_weights_file
+from ticketlab.models.resnet_keys import KeyMap, load_model_weights, map_resnet
 from ticketlab.sparsity.scope import module_path, under
 
 DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
@@ -146,8 +144,8 @@ def build_detection_model(cfg: ModelConfig, data: DataBundle, **options: Any) ->
     `num_classes` counts the background (torchvision's convention, like `DataBundle.num_classes`
     of a detection dataset): cfg.num_classes when set, else data.num_classes. `options` are
     `DetectionConfig` fields (e.g. `**LITE[family]`), applied over `cfg.detection` if the config
-    has one. When `cfg.weights` is set it is loaded: a full detector state_dict as-is, a
-    torchvision-format ResNet classification checkpoint into the backbone trunk.
+    has one. When `cfg.weights` is set it is loaded: a full detector state_dict as-is, a ResNet
+    checkpoint (torchvision, MoCo, SimCLR wrapping; `models/resnet_keys.py`) into the backbone trunk.
     """
     family = cfg.family
     if family not in DETECTION_FAMILIES:
@@ -193,8 +191,8 @@ def build_detection_model(cfg: ModelConfig, data: DataBundle, **options: Any) ->
                               keypoint_predictor=KeypointRCNNPredictor(layers[-1] if layers else ch,
                                                                        _num_keypoints(opts, data)), **kwargs)
     built = BuiltModel(module=module, groups=detection_groups(family))
-    if cfg.weights:
-        _load_weights_file(built, cfg.weights)
+    if cfg.weights:  # a whole detector's state_dict as-is, or any ResNet checkpoint into the trunk
+        built.loaded = load_model_weights(module, cfg.weights, prefix=cfg.weights_prefix)
     return built
 
 
@@ -202,68 +200,14 @@ def build_detection_model(cfg: ModelConfig, data: DataBundle, **options: Any) ->
 # Weights
 
 
-@dataclass
-class BackboneLoadReport:
-    """What `load_backbone_weights` did: model keys filled, trunk keys left as they were, file keys
-    that fit nowhere, and the classifier (`fc.*`) keys dropped on purpose."""
-
-    matched: list[str]
-    missing: list[str]
-    unexpected: list[str]
-    dropped: list[str]
-
-
-_TRUNK_KEY = re.compile(r"^(conv1|bn1|layer[1-4])\.")
-
-
-def load_backbone_weights(model: nn.Module | BuiltModel, state_dict: Mapping[str, torch.Tensor]
-                          ) -> BackboneLoadReport:
-    """Copy a torchvision-format ResNet classification state_dict into the R-CNN trunk.
-
-    `conv1.*`, `bn1.*`, `layerN.*` go to `backbone.body.*`; `fc.*` is dropped; a DDP `module.`
-    prefix is stripped. Shapes must agree (same depth and width); no key matching at all is an
-    error, since it means the file is not a ResNet checkpoint.
-    """
+def load_backbone_weights(model: nn.Module | BuiltModel, state_dict: Mapping[str, torch.Tensor]) -> KeyMap:
+    """Copy the ResNet of a state_dict (torchvision, MoCo, SimCLR, … wrapping) into the R-CNN trunk
+    `backbone.body.*`; its `fc.*` and any other heads are dropped (listed in the returned map)."""
     module = model.module if isinstance(model, BuiltModel) else model
-    state = dict(state_dict)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
     own = module.state_dict()
-    trunk_keys = [k for k in own if k.startswith(BODY + ".")]
-    dropped = sorted(k for k in state if k.startswith("fc."))
-    mapped, unexpected = {}, []
-    for key, value in state.items():
-        if key in dropped:
-            continue
-        target = f"{BODY}.{key}" if _TRUNK_KEY.match(key) else None
-        if target is None or target not in own:
-            if key.endswith("num_batches_tracked") and target is not None:
-                continue  # FrozenBatchNorm2d keeps no counter
-            unexpected.append(key)
-            continue
-        if tuple(value.shape) != tuple(own[target].shape):
-            raise TicketlabError(f"backbone weights: {key} has shape {tuple(value.shape)} but the model's "
-                                 f"{target} is {tuple(own[target].shape)} (other depth or width?)")
-        mapped[target] = value
-    if not mapped:
-        raise TicketlabError("backbone weights: no key matches a ResNet trunk (expected torchvision keys "
-                             "like conv1.weight, layer1.0.conv1.weight)")
-    module.load_state_dict(mapped, strict=False)
-    return BackboneLoadReport(matched=sorted(mapped), missing=sorted(set(trunk_keys) - set(mapped)),
-                              unexpected=sorted(unexpected), dropped=dropped)
-
-
-def _load_weights_file(built: BuiltModel, path: str) -> None:
-    """`model.weights` of a detector: a whole detector state_dict, or a ResNet classifier's."""
-    state = load_weights_file(path)
-    if any(k.startswith(BODY + ".") for k in state):
-        load_pretrained(built.module, path, strict=True)
-        return
-    report = load_backbone_weights(built, state)
-    missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
-    if report.unexpected or missing:
-        raise TicketlabError(f"model.weights={path}: not a ResNet checkpoint of this depth — "
-                             f"{len(missing)} trunk keys missing, unexpected: {report.unexpected[:5]}")
+    keymap = map_resnet(dict(state_dict), own, "backbone weights", target_prefix=BODY + ".")
+    module.load_state_dict(keymap.apply(state_dict), strict=False)
+    return keymap
 
 
 # ----------------------------------------------------------------------------------------------

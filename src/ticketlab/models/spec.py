@@ -23,3 +23,4 @@ class BuiltModel:
     # Parameter → the parameter whose mask it shares (e.g. MoCo's key encoder follows the query
     # encoder): not in the scope, but kept at zero wherever its leader is pruned.
     followers: dict[str, str] = field(default_factory=dict)
+    loaded: Optional[dict] = None  # what `model.weights` matched and dropped (models/resnet_keys.py)

@@ -121,7 +121,18 @@ def load_pretrained(
     missing or of another shape and then keep their current init. strict=False loads whatever fits
     and returns the report of the rest.
     """
-    file_state = load_weights_file(path)
+    return load_state_into(module, load_weights_file(path), path, strict=strict, new_modules=new_modules)
+
+
+def load_state_into(
+    module: nn.Module,
+    file_state: dict[str, torch.Tensor],
+    path: str | Path,
+    *,
+    strict: bool = True,
+    new_modules: Iterable[str] = (),
+) -> LoadReport:
+    """`load_pretrained` for a state_dict already read from `path` (named in errors)."""
     model_state = module.state_dict()
     report = compare_state_dicts(model_state, file_state)
     new_modules = tuple(new_modules)

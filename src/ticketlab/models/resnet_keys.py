@@ -1,0 +1,136 @@
+"""Find the ResNet inside any state_dict and map its keys onto the ResNet inside a model.
+
+Pretrained ResNets come in many wrappings: torchvision's plain keys (`conv1.weight`, `fc.weight`),
+MoCo v2's `module.encoder_q.*` beside `encoder_k.*`, a `queue` and an MLP `fc.0/fc.2`, SimCLR
+conversions under `encoder.*` or `backbone.*` with a `projector.*` head. And the ResNet a user wants
+to fill is embedded under a prefix too: `` in a classifier, `backbone.body.` in a torchvision
+R-CNN, `backbone.` in DeepLabV3. Rather than listing formats, a *ResNet prefix* is any P for which
+both `P + "conv1.weight"` and `P + "layer1.0.conv1.weight"` exist; the trunk is every key under P
+except the classifier `P + "fc.*"`. Mapping trunk to trunk by the key suffix then works for any pair
+of wrappings, and the report says what was matched and what was dropped (heads, the momentum
+encoder, the queue). A checkpoint of another depth or width fails with the mismatched keys listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Optional
+
+import torch
+from torch import nn
+
+from ticketlab.errors import TicketlabError
+from ticketlab.models.weights import load_state_into, load_weights_file
+
+PROBES = ("conv1.weight", "layer1.0.conv1.weight")
+HEAD = "fc."
+COUNTER = "num_batches_tracked"
+# Second copies of the encoder kept beside the one to use (MoCo's encoder_k, ticketlab's key_encoder,
+# BYOL's target, EMA).
+MOMENTUM_WORDS = ("encoder_k", "key_encoder", "momentum", "target", "ema", "teacher")
+_LIST = 6
+
+
+def listing(items: list[str], limit: int = _LIST) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", … (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def resnet_prefixes(keys: Iterable[str]) -> list[str]:
+    """Every prefix P ('' or ending in '.') under which `keys` hold a ResNet, in key order."""
+    keys = list(keys)
+    present = set(keys)
+    found: list[str] = []
+    for k in keys:
+        if k.endswith(PROBES[0]):
+            p = k[: -len(PROBES[0])]
+            if (p == "" or p.endswith(".")) and p + PROBES[1] in present and p not in found:
+                found.append(p)
+    return found
+
+
+def pick_prefix(keys: Iterable[str], where: str, prefix: Optional[str] = None) -> str:
+    """The one ResNet prefix to use: `prefix` if given (checked), else the only candidate once
+    momentum copies (MoCo's encoder_k, …) are set aside; several left is an error naming them."""
+    found = resnet_prefixes(keys)
+    if prefix is not None:
+        prefix = prefix if prefix == "" or prefix.endswith(".") else prefix + "."
+        if prefix not in found:
+            raise TicketlabError(f"{where}: no ResNet under prefix {prefix!r} (found: {found or 'none'})")
+        return prefix
+    if not found:
+        raise TicketlabError(f"{where}: no ResNet found (expected keys like conv1.weight and "
+                             f"layer1.0.conv1.weight, under any prefix)")
+    online = [p for p in found if not any(w in p for w in MOMENTUM_WORDS)] or found
+    if len(online) > 1:
+        raise TicketlabError(f"{where}: holds {len(online)} ResNets ({', '.join(repr(p) for p in online)}); "
+                             "name the one to use (model.weights_prefix)")
+    return online[0]
+
+
+def trunk_suffixes(keys: Iterable[str], prefix: str) -> list[str]:
+    """Keys under `prefix` with the prefix removed, the classifier head `fc.*` left out."""
+    return [k[len(prefix):] for k in keys if k.startswith(prefix) and not k[len(prefix):].startswith(HEAD)]
+
+
+@dataclass
+class KeyMap:
+    """How a source state_dict's ResNet lands in a target's: target key → source key, and the rest."""
+
+    source_prefix: str
+    target_prefix: str
+    pairs: dict[str, str] = field(default_factory=dict)   # target key → source key
+    dropped: list[str] = field(default_factory=list)      # source keys used nowhere (heads, encoder_k, …)
+
+    def summary(self) -> dict:
+        return {"source_prefix": self.source_prefix, "target_prefix": self.target_prefix,
+                "matched": len(self.pairs), "dropped": len(self.dropped),
+                "dropped_examples": self.dropped[:_LIST]}
+
+    def apply(self, source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The target-keyed tensors (only the mapped ones)."""
+        return {t: source[s] for t, s in self.pairs.items()}
+
+
+def map_resnet(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], where: str, *,
+               source_prefix: Optional[str] = None, target_prefix: Optional[str] = None) -> KeyMap:
+    """Match the ResNet trunk of `source` onto the ResNet trunk of `target` (both name → tensor).
+
+    Every target trunk key must be filled and every source trunk key must land, with equal shapes;
+    BatchNorm's `num_batches_tracked` may be absent on either side (FrozenBatchNorm2d has none).
+    Otherwise one TicketlabError lists the missing, unexpected and mis-shaped keys.
+    """
+    sp = pick_prefix(source, where, source_prefix)
+    tp = pick_prefix(target, "target model", target_prefix)
+    src = trunk_suffixes(source, sp)
+    tgt = set(trunk_suffixes(target, tp))
+    missing = sorted(s for s in tgt - set(src) if not s.endswith(COUNTER))
+    unexpected = [s for s in src if s not in tgt and not s.endswith(COUNTER)]
+    shapes = [f"{s} {tuple(source[sp + s].shape)} vs model {tuple(target[tp + s].shape)}"
+              for s in src if s in tgt and tuple(source[sp + s].shape) != tuple(target[tp + s].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{label} {len(keys)}: {listing(keys)}" for label, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)) if keys]
+        raise TicketlabError(f"{where}: ResNet under {sp!r} does not fit the model's under {tp!r} "
+                             f"(other depth or width?) — " + "; ".join(parts))
+    pairs = {tp + s: sp + s for s in src if s in tgt}
+    used = set(pairs.values())
+    return KeyMap(sp, tp, pairs, dropped=[k for k in source if k not in used])
+
+
+def load_model_weights(module: nn.Module, path: str | Path, *, new_modules: Iterable[str] = (),
+                       prefix: Optional[str] = None) -> dict:
+    """`model.weights` for any model: a state_dict of this very model loads as-is (keys under
+    `new_modules`, e.g. a classifier's `fc`, may be absent or of another size); anything else is
+    searched for a ResNet (under `prefix` when given), whose trunk fills the model's. Returns what was
+    matched and dropped."""
+    state = load_weights_file(path)
+    own = module.state_dict()
+    if all(k in own for k in state):
+        report = load_state_into(module, state, path, strict=True, new_modules=new_modules)
+        return {"format": "state_dict", "matched": len(state) - len(report.mismatched), "dropped": 0,
+                "missing": len(report.missing)}
+    keymap = map_resnet(state, own, f"model.weights={path}", source_prefix=prefix)
+    module.load_state_dict(keymap.apply(state), strict=False)
+    return {"format": "resnet", **keymap.summary()}
