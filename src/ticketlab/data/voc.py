@@ -75,7 +75,10 @@ def read_voc_xml(path: Path, image_dir: Path | None = None) -> VocImage:
     if width <= 0 or height <= 0:
         if image_dir is None:
             raise TicketlabError(f"{path}: <size> lacks a positive width/height and no image directory was given")
-        width, height = read_size(resolve_image_path(image_dir, file_name, f"{path}: <filename>"))
+        try:
+            width, height = read_size(resolve_image_path(image_dir, file_name, f"{path}: <filename>"))
+        except TicketlabError as e:
+            raise TicketlabError(f"{path}: <size> lacks a positive width/height and the image gives none: {e}") from None
     objects = []
     for i, obj in enumerate(root.findall("object")):
         where = f"{path}: object {i}"
