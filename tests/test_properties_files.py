@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ticketlab.config import flatten, load_config, to_dict
@@ -212,6 +212,7 @@ def test_corrupted_mask_bytes_are_refused_in_one_line(tmp_path_factory, mask_byt
                                                        '{"layer1.weight": [-7, -5], "fc.bias": [3]}',
                                                        '{"a\\nb": [1]}'])), max_size=3),
        dtype=st.sampled_from([None, "U8", "F32", "I64", "BOOL"]), shape=st.one_of(st.none(), st.lists(st.integers(0, 9), max_size=3)))
+@example(meta={"shapes": '{"a\\nb": [35], "fc.bias": [3]}'}, dtype=None, shape=None)  # was two lines
 def test_wrong_mask_metadata_and_shapes_are_refused_in_one_line(tmp_path_factory, mask_bytes, meta, dtype, shape):
     header = header_of(mask_bytes)
     header["__metadata__"].update(meta)
