@@ -67,6 +67,11 @@ COCO = [
     Case("coco/area_not_a_number.json", ("annotation id 1: 'area' must be a non-negative number, got 'big'",)),
     # was a traceback (RecursionError)
     Case("coco/deeply_nested.json", ("not valid COCO JSON (nested too deeply)",), in_process=True),
+    # were accepted, then decoded into uninitialised memory / a crash inside the mask API
+    Case("coco/rle_runs_short.json", ("annotation id 1: RLE 'counts' runs add up to 150 pixels",
+                                      "has 32×32 = 1024"), in_process=True),
+    Case("coco/rle_bad_string.json", ("annotation id 1: RLE 'counts' is not a compressed COCO RLE string",),
+         in_process=True),
 ]
 MASKS = [
     Case("masks/truncated.safetensors", ("not a readable safetensors mask file",)),

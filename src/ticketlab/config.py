@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -246,6 +247,8 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
             return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TicketlabError(f"config key {key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise TicketlabError(f"config key {key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if isinstance(value, (dict, list)):
@@ -273,7 +276,8 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             extra = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise TicketlabError(f"unknown config key '{prefix}{key}'{extra}")
+            shown = repr(key)[1:-1] if isinstance(key, str) else repr(key)  # escapes a newline in the key
+            raise TicketlabError(f"unknown config key '{prefix}{shown}'{extra}")
     kwargs = {}
     for name, f in fields.items():
         if name not in data:

@@ -87,6 +87,8 @@ def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) 
         image_root = root / "JPEGImages"
         data = voc_to_coco(root, name)
     dataset = CocoDetection(ann_file, image_root, task, data=data, source_format=cfg.format)
+    if len(dataset) == 0:
+        raise TicketlabError(f"{ann_file}: lists no images; a training or validation split needs at least one")
     if augment:
         transform: Transform = RandomHorizontalFlip(0.5, dataset.meta.keypoint_flip_map or None)
         dataset.transform = transform

@@ -7,8 +7,9 @@ image or annotation id, the field and what was expected (a `TicketlabError`).
 Two kinds of finding:
 - errors (the file is wrong, training on it would be silently wrong): malformed fields, unknown
   image/category ids, duplicate or zero ids, negative box sizes, a box outside its image by more
-  than `BOX_TOLERANCE_PX`, keypoint lists that do not match the category's keypoint names, RLE
-  sizes that do not match the image, `file_name`s that escape the image root, missing image files;
+  than `BOX_TOLERANCE_PX` (polygon points likewise), keypoint lists that do not match the
+  category's keypoint names, RLEs whose size or runs do not cover the image exactly, `file_name`s
+  that escape the image root, missing image files;
 - counted skips (things COCO itself contains and its own tools tolerate): boxes of zero width or
   height after clipping to the image, polygons of fewer than 3 points when masks are needed. They
   are left out of the *training targets* only, counted by reason, and reported once
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ticketlab.data.detection_masks import segmentation_area
+from ticketlab.data.detection_masks import rle_string_runs, segmentation_area
 from ticketlab.errors import TicketlabError
 
 BOX_TOLERANCE_PX = 2.0  # boxes may overhang their image by this much (rounding in the tools that drew them)
@@ -71,8 +72,9 @@ class CocoIndex:
 
 def resolve_image_path(image_root: Path, file_name: Any, where: str) -> Path:
     """`image_root / file_name`, refusing names that are absolute or climb out of the root."""
-    if not isinstance(file_name, str) or not file_name.strip():
-        raise TicketlabError(f"{where}: 'file_name' must be a non-empty string, got {file_name!r}")
+    if not isinstance(file_name, str) or not file_name.strip() or not file_name.isprintable():
+        raise TicketlabError(f"{where}: 'file_name' must be a non-empty string without control characters, "
+                             f"got {file_name!r}")
     rel = Path(file_name)
     if rel.is_absolute() or ".." in rel.parts or ".." in file_name.replace("\\", "/").split("/"):
         raise TicketlabError(f"{where}: 'file_name' {file_name!r} must be a path inside the image root "
@@ -126,7 +128,8 @@ def index_coco(path: Path, image_root: Path, task: str = "detection", *, check_f
 
 
 def _int_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer (not a bool) that fits int64, the type torch and the evaluators keep ids in."""
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
 
 
 def _check_categories(path: Path, categories: list) -> dict[int, dict]:
@@ -175,6 +178,9 @@ def _check_images(path: Path, images: list, image_root: Path, check_files: bool)
         for key in ("width", "height"):
             if not _int_id(img.get(key)) or img[key] <= 0:
                 raise TicketlabError(f"{where}: '{key}' must be a positive integer, got {img.get(key)!r}")
+        if img["width"] * img["height"] >= 2**32:
+            raise TicketlabError(f"{where}: 'width' × 'height' = {img['width']}×{img['height']} is more pixels than "
+                                 "the COCO mask API addresses (2^32)")
         file = resolve_image_path(image_root, img.get("file_name"), where)
         if check_files and not file.is_file():
             raise TicketlabError(f"{where}: image file {file} not found")
@@ -258,20 +264,42 @@ def _check_segmentation(where: str, seg: Any, img: dict) -> bool:
     if seg is None or seg == []:
         return False
     if isinstance(seg, list):
+        W, H, tol = img["width"], img["height"], BOX_TOLERANCE_PX
         for i, poly in enumerate(seg):
             if not _finite(poly) or len(poly) % 2:
                 raise TicketlabError(f"{where}: 'segmentation'[{i}] must be a flat list of x, y numbers "
                                      "(an even count)")
+            xs, ys = poly[0::2] or [0], poly[1::2] or [0]
+            if min(xs) < -tol or min(ys) < -tol or max(xs) > W + tol or max(ys) > H + tol:
+                raise TicketlabError(f"{where}: 'segmentation'[{i}] has points outside image id {img['id']} "
+                                     f"({W}×{H}) by more than {tol:g} px")
         return True
     if isinstance(seg, dict):
-        size, counts = seg.get("size"), seg.get("counts")
-        if size != [img["height"], img["width"]]:
-            raise TicketlabError(f"{where}: RLE 'size' {size!r} must be [height, width] of image id {img['id']} "
-                                 f"= [{img['height']}, {img['width']}]")
-        if not isinstance(counts, (str, list)):
-            raise TicketlabError(f"{where}: RLE 'counts' must be a string or a list of run lengths")
+        _check_rle(where, seg, img)
         return True
     raise TicketlabError(f"{where}: 'segmentation' must be a list of polygons or an RLE object")
+
+
+def _check_rle(where: str, seg: dict, img: dict) -> None:
+    """An RLE's runs must cover its image exactly: the mask API decodes anything else to garbage."""
+    h, w = img["height"], img["width"]
+    size, counts = seg.get("size"), seg.get("counts")
+    if not (isinstance(size, list) and all(_int_id(v) for v in size) and size == [h, w]):
+        raise TicketlabError(f"{where}: RLE 'size' {size!r} must be [height, width] of image id {img['id']} "
+                             f"= [{h}, {w}]")
+    if isinstance(counts, str):
+        try:
+            runs = rle_string_runs(counts)
+        except ValueError as e:
+            raise TicketlabError(f"{where}: RLE 'counts' is not a compressed COCO RLE string ({e})") from None
+    elif isinstance(counts, list) and all(_int_id(c) and 0 <= c < 2**32 for c in counts):
+        runs = counts
+    else:
+        raise TicketlabError(f"{where}: RLE 'counts' must be a compressed string or a list of non-negative "
+                             "integer run lengths")
+    if sum(runs) != h * w:
+        raise TicketlabError(f"{where}: RLE 'counts' runs add up to {sum(runs)} pixels; image id {img['id']} "
+                             f"has {h}×{w} = {h * w}")
 
 
 def _usable_polygons_or_rle(seg: Any) -> bool:

@@ -2,7 +2,9 @@
 
 Read with torchvision's ImageFolder. The validation split uses the training split's class list,
 so a class absent from val/ cannot shift the label indices of the others, and a class present only
-in val/ is an error.
+in val/ is an error. Files are decoded by `detection_image.load_rgb`, as for detection: every mode
+(grayscale, palette, RGBA, 16-bit) becomes RGB in [0, 1] (PIL's own RGB conversion would saturate
+16-bit pixels above 255 to white), and an unreadable file is a one-line error naming it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from ticketlab.data.detection_image import load_rgb
 from ticketlab.errors import TicketlabError
 
 
@@ -21,10 +25,14 @@ class _FolderWithClasses(ImageFolder):
 
     def __init__(self, root: str, classes: list[str], transform: Callable) -> None:
         self._given_classes = classes
-        super().__init__(root, transform=transform, allow_empty=True)
+        super().__init__(root, transform=transform, loader=_load, allow_empty=True)
 
     def find_classes(self, directory):  # type: ignore[override]
         return list(self._given_classes), {c: i for i, c in enumerate(self._given_classes)}
+
+
+def _load(path: str) -> torch.Tensor:
+    return load_rgb(Path(path))
 
 
 def _class_dirs(path: Path) -> list[str]:

@@ -3,7 +3,7 @@
 Built from torchvision's transforms v2, which draw every random number from torch's global RNG:
 checkpointing `torch.get_rng_state()` therefore makes augmentation resumable bit-exactly (with
 num_workers=0; worker processes are seeded from it by the DataLoader). Images come in as PIL
-images or uint8 CHW tensors and leave as normalised float32 CHW tensors.
+images, uint8 or [0, 1] float CHW tensors and leave as normalised float32 CHW tensors.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ Conversion rules:
 from __future__ import annotations
 
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 
 from ticketlab.atomic import atomic_write_text
 from ticketlab.data.detection_image import read_size
+from ticketlab.data.detection_validate import BOX_TOLERANCE_PX, resolve_image_path
 from ticketlab.errors import TicketlabError
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -40,6 +42,7 @@ VOC_CLASSES: tuple[str, ...] = (
     "tvmonitor",
 )
 _NUMERIC_ID = re.compile(r"^\d+(_\d+)?$")
+_SAFE_ID = re.compile(r"^(?!\.\.?$)[\w.-]+$")  # a file stem, never '..' nor a path
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,17 @@ def read_voc_xml(path: Path, image_dir: Path | None = None) -> VocImage:
         raise TicketlabError(f"{path}: annotation file not found") from None
     except ET.ParseError as e:
         raise TicketlabError(f"{path}: not valid XML ({e})") from None
+    except OSError as e:
+        raise TicketlabError(f"{path}: annotation file not readable ({e.__class__.__name__})") from None
     file_name = (root.findtext("filename") or "").strip() or f"{path.stem}.jpg"
     width, height = _int(root.findtext("size/width")), _int(root.findtext("size/height"))
-    if not width or not height:
+    if width <= 0 or height <= 0:
         if image_dir is None:
             raise TicketlabError(f"{path}: <size> lacks a positive width/height and no image directory was given")
-        width, height = read_size(image_dir / file_name)
+        try:
+            width, height = read_size(resolve_image_path(image_dir, file_name, f"{path}: <filename>"))
+        except TicketlabError as e:
+            raise TicketlabError(f"{path}: <size> lacks a positive width/height and the image gives none: {e}") from None
     objects = []
     for i, obj in enumerate(root.findall("object")):
         where = f"{path}: object {i}"
@@ -82,15 +90,26 @@ def read_voc_xml(path: Path, image_dir: Path | None = None) -> VocImage:
             box = tuple(float(c) for c in coords)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise TicketlabError(f"{where}: <bndbox> needs numeric xmin, ymin, xmax, ymax, got {coords}") from None
+        _check_box(where, box, width, height)
         difficult = _int(obj.findtext("difficult")) == 1
         objects.append(VocObject(name=name, box=box, difficult=difficult))  # type: ignore[arg-type]
     return VocImage(file_name=file_name, width=width, height=height, objects=tuple(objects))
 
 
+def _check_box(where: str, box: tuple[float, ...], width: int, height: int) -> None:
+    """Corners are 1-based and inclusive: 1 <= xmin <= xmax <= width (same tolerance as COCO boxes)."""
+    x1, y1, x2, y2 = box
+    tol = BOX_TOLERANCE_PX
+    if not all(math.isfinite(v) for v in box) or x2 < x1 or y2 < y1:
+        raise TicketlabError(f"{where}: <bndbox> {box} needs finite xmin <= xmax and ymin <= ymax")
+    if x1 < 1 - tol or y1 < 1 - tol or x2 > width + tol or y2 > height + tol:
+        raise TicketlabError(f"{where}: <bndbox> {box} lies outside the {width}×{height} image by more than {tol:g} px")
+
+
 def _int(text: str | None) -> int:
     try:
         return int(float(text)) if text is not None and text.strip() else 0
-    except ValueError:
+    except (ValueError, OverflowError):  # 'abc', 'nan', 'inf'
         return 0
 
 
@@ -98,7 +117,14 @@ def read_image_set(voc_root: Path, image_set: str) -> list[str]:
     path = Path(voc_root) / "ImageSets" / "Main" / f"{image_set}.txt"
     if not path.is_file():
         raise TicketlabError(f"{path}: VOC image set not found (expected one image id per line)")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    try:
+        ids = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise TicketlabError(f"{path}: not a VOC image set (not UTF-8 text)") from None
+    for stem in ids:
+        if not _SAFE_ID.match(stem):
+            raise TicketlabError(f"{path}: image id {stem!r} must be a plain file name (letters, digits, '_', '-', '.')")
+    return ids
 
 
 def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | None = None) -> dict[str, Any]:

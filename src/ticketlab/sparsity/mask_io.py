@@ -28,7 +28,8 @@ _LIST_MAX = 8
 
 
 def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_MAX])
+    """The first names of a list, control characters escaped: an error stays one line."""
+    shown = ", ".join("".join(c if c.isprintable() else repr(c)[1:-1] for c in i) for i in items[:_LIST_MAX])
     return shown + (f" (+{len(items) - _LIST_MAX} more)" if len(items) > _LIST_MAX else "")
 
 
@@ -101,7 +102,8 @@ def load_mask(
     except TicketlabError:
         raise
     except Exception as e:  # safetensors raises its own error types for a malformed header
-        raise TicketlabError(f"{path}: not a readable safetensors mask file ({type(e).__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise TicketlabError(f"{path}: not a readable safetensors mask file ({type(e).__name__}: {first})") from None
     if meta.get("format") != FORMAT:
         raise TicketlabError(f"{path}: metadata 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
     if meta.get("bitorder") != BITORDER:
