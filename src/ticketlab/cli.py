@@ -54,11 +54,16 @@ def summary_columns(rows: list[dict], headline: Optional[str] = None) -> list[st
 def cmd_find(args) -> int:
     from ticketlab.config import load_config
     from ticketlab.lottery.imp import run_imp
+    from ticketlab.train.distributed import env_dist
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    print(f"run dir: {out}")
+    main = env_dist().is_main  # under torchrun only rank 0 prints
+    if main:
+        print(f"run dir: {out}")
     rows = run_imp(cfg, out)
+    if not main:
+        return 0
     print()
     _print_table(rows, summary_columns(rows))
     print(f"\nsummary: {out / 'summary.csv'}")
@@ -200,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _distributed_errors() -> tuple[type[BaseException], ...]:
+    """torch.distributed's errors for a failed collective (only when torch is already loaded: the CLI
+    stays fast to start)."""
+    torch = sys.modules.get("torch")
+    return (torch.distributed.DistError,) if torch is not None and torch.distributed.is_available() else ()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # cuBLAS reads this once, before its first matmul: bit-exact resume on GPU needs it set early.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -212,6 +224,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"ticketlab: error: {e}", file=sys.stderr)
         return 2
+    except _distributed_errors() as e:  # a peer process died or hung (torchrun names which one)
+        if getattr(args, "debug", False):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"ticketlab: error: lost contact with another process of the torchrun job ({first}); "
+              "rerun the same command to resume", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("\nticketlab: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -28,7 +28,7 @@ from ticketlab.errors import TicketlabError
 
 # Keys that may differ when `find` is rerun on an existing run dir: they change how or how far the
 # run goes on, not what a finished level means.
-RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers"}
+RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers", "train.tensorboard", "train.dist_timeout"}
 
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
 

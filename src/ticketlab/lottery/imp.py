@@ -5,6 +5,10 @@ weights are the rewind point ⊙ mask: the weights level 0 started from (`init`,
 the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
 `level_00/rewind_point.safetensors`). Finished levels (those with `metrics.json`) are never redone;
 every input of a level is read back from files, so a resumed run computes the same masks.
+
+Under torchrun every rank runs this with the same config: each computes the masks from the same
+files (the result is checked to agree, see `level.train_ticket`), rank 0 holds the run-dir lock
+and writes, the others wait for its files at barriers.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+import contextlib
 import copy
 import json
 
@@ -28,6 +33,7 @@ from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import RunDir
 from ticketlab.sparsity import full_mask, load_mask, prune
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
+from ticketlab.train.distributed import Dist, process_group
 
 REWIND_POINT = "rewind_point.safetensors"
 REWIND_OPTIMIZER = "rewind_optimizer.safetensors"
@@ -85,19 +91,27 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
 def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
     """Run (or resume) every level of `cfg` in run dir `out`; returns the summary rows."""
     run = RunDir(Path(out))
-    exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
-    with run_lock(run.root):  # one writer per run dir
-        return _run_levels(cfg, exp, run, log)
+    with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
+        exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
+        with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
+            dist.on_main(lambda: run.start(cfg))
+            dist.same_everywhere(run.config_path.is_file(),
+                                 f"whether {run.config_path} exists (RUN_DIR must be on a filesystem every node sees)")
+            return _run_levels(cfg, exp, run, log if dist.is_main else _quiet, dist)
 
 
-def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None]) -> list[dict]:
-    run.start(cfg)
+def _quiet(message: str) -> None:
+    return None
+
+
+def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None], dist: Dist) -> list[dict]:
     levels = range(cfg.prune.levels + 1)
     for level in levels:
         if run.is_done(level):
             continue
         out_dir = run.level_dir(level)
         desc = f"level {level}/{cfg.prune.levels}"
+        tensorboard = run.root / "tensorboard" / out_dir.name
         if level == 0:
             init = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
             level0_file = out_dir / "rewind.safetensors"
@@ -107,19 +121,20 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
                 exp, out_dir, mask=full_mask(exp.scope_weights(init)), start_state=init,
                 identity={"level": 0},
                 rewind_step=exp.rewind_step if exp.rewind_step > 0 else None,
-                on_rewind=_save_rewind_point(out_dir, cfg.prune.rewind_optimizer) if exp.rewind_step > 0 else None,
-                desc=desc,
+                on_rewind=(_save_rewind_point(out_dir, cfg.prune.rewind_optimizer)
+                           if exp.rewind_step > 0 and dist.is_main else None),
+                desc=desc, dist=dist, log_dir=tensorboard,
             )
         else:
             mask = next_mask(exp, run, level)
             start, opt_state = rewind_source(exp, run)
             metrics = train_ticket(
                 exp, out_dir, mask=mask, start_state=start, identity={"level": level},
-                optimizer_state=opt_state, start_step=exp.rewind_step, desc=desc,
+                optimizer_state=opt_state, start_step=exp.rewind_step, desc=desc, dist=dist, log_dir=tensorboard,
             )
-        run.write_summary()
+        dist.on_main(run.write_summary)
         head = exp.task.headline
         log(f"{desc}: scope sparsity {metrics['sparsity_scope']:.1%}, network sparsity "
             f"{metrics['sparsity_network']:.1%}, {head} {metrics.get(head, float('nan')):.4f} "
             f"({metrics['seconds']:.0f} s)")
-    return run.write_summary()
+    return dist.all_gather(dist.on_main(run.write_summary))[0]
