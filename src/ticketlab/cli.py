@@ -205,11 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _distributed_errors() -> tuple[type[BaseException], ...]:
-    """torch.distributed's errors for a failed collective (only when torch is already loaded: the CLI
-    stays fast to start)."""
+def _lost_peer(e: RuntimeError) -> bool:
+    """Whether `e` is a collective that failed under torchrun because a peer died or hung: torch's
+    DistError, or the RuntimeError gloo / NCCL raise (they name themselves in the message)."""
     torch = sys.modules.get("torch")
-    return (torch.distributed.DistError,) if torch is not None and torch.distributed.is_available() else ()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch is None or not torch.distributed.is_available():
+        return False
+    text = str(e).lower()
+    return isinstance(e, torch.distributed.DistError) or "gloo" in text or "nccl" in text
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -224,12 +227,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"ticketlab: error: {e}", file=sys.stderr)
         return 2
-    except _distributed_errors() as e:  # a peer process died or hung (torchrun names which one)
-        if getattr(args, "debug", False):
+    except RuntimeError as e:
+        if getattr(args, "debug", False) or not _lost_peer(e):
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0]
         print(f"ticketlab: error: lost contact with another process of the torchrun job ({first}); "
-              "rerun the same command to resume", file=sys.stderr)
+              "torchrun's summary names the one that failed; rerun the same command to resume", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("\nticketlab: interrupted; rerun the same command to resume", file=sys.stderr)
