@@ -54,11 +54,16 @@ def summary_columns(rows: list[dict], headline: Optional[str] = None) -> list[st
 def cmd_find(args) -> int:
     from ticketlab.config import load_config
     from ticketlab.lottery.imp import run_imp
+    from ticketlab.train.distributed import env_dist
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    print(f"run dir: {out}")
+    main = env_dist().is_main  # under torchrun only rank 0 prints
+    if main:
+        print(f"run dir: {out}")
     rows = run_imp(cfg, out)
+    if not main:
+        return 0
     print()
     _print_table(rows, summary_columns(rows))
     print(f"\nsummary: {out / 'summary.csv'}")
@@ -303,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lost_peer(e: RuntimeError) -> bool:
+    """Whether `e` is a collective that failed under torchrun because a peer died or hung: torch's
+    DistError, or the RuntimeError gloo / NCCL raise (they name themselves in the message)."""
+    torch = sys.modules.get("torch")
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch is None or not torch.distributed.is_available():
+        return False
+    text = str(e).lower()
+    return isinstance(e, torch.distributed.DistError) or "gloo" in text or "nccl" in text
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # cuBLAS reads this once, before its first matmul: bit-exact resume on GPU needs it set early.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -315,6 +330,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"ticketlab: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if getattr(args, "debug", False) or not _lost_peer(e):
+            raise
+        first = str(e).strip().splitlines()[0]
+        print(f"ticketlab: error: lost contact with another process of the torchrun job ({first}); "
+              "torchrun's summary names the one that failed; rerun the same command to resume", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("\nticketlab: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

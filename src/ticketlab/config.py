@@ -117,6 +117,13 @@ class TrainConfig:
     deterministic: bool = option(True, "torch.use_deterministic_algorithms; needed for bit-exact resume on GPU")
     device: str = option("auto", "auto (cuda if available), cpu, cuda, cuda:N")
     amp: bool = option(False, "automatic mixed precision on CUDA (ignored on CPU)")
+    amp_dtype: str = option("auto", "AMP dtype: bf16, fp16 (with grad scaling), auto (bf16 where supported)",
+                        choices=("auto", "bf16", "fp16"))
+    channels_last: bool = option(False, "channels_last memory format for conv weights on CUDA (ignored on CPU)")
+    sync_batchnorm: bool = option(True, "under torchrun on CUDA, BatchNorm normalises over the whole batch "
+                              "(SyncBatchNorm); CPU/gloo has none: each process uses its own shard")
+    dist_timeout: int = option(1800, "seconds a process waits for the others under torchrun before failing")
+    tensorboard: bool = option(True, "write loss terms, lr and metrics to RUN_DIR/tensorboard/level_NN")
 
 
 @dataclass

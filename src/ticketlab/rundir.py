@@ -31,7 +31,7 @@ from ticketlab.errors import TicketlabError
 
 # Keys that may differ when `find` is rerun on an existing run dir: they change how or how far the
 # run goes on, not what a finished level means.
-RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers"}
+RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers", "train.tensorboard", "train.dist_timeout"}
 # Keys that may also differ, to rescue a level that diverged (a lower learning rate, a longer warmup):
 # they change the levels still to train, so each change is logged with the first level it applies to.
 RECOVERY_CHANGES = {"train.lr", "train.warmup"}

@@ -7,6 +7,10 @@ the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
 every input of a level is read back from files, so a resumed run computes the same masks. A transfer
 (`init:`, lottery/transfer.py) sets level 0's start weights and mask; `RUN_DIR/init.json` records it.
 With `prune.early_bird`, level 0 also draws early-bird masks and may end early (`early_bird.py`).
+
+Under torchrun every rank runs this with the same config: each computes the masks from the same
+files (the result is checked to agree, see `level.train_ticket`), rank 0 holds the run-dir lock
+and writes, the others wait for its files at barriers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+import contextlib
 import copy
 import json
 
@@ -31,6 +36,7 @@ from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import EARLY_BIRD_FILE, RunDir
 from ticketlab.sparsity import full_mask, load_mask, prune
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
+from ticketlab.train.distributed import Dist, process_group
 
 REWIND_POINT = "rewind_point.safetensors"
 REWIND_OPTIMIZER = "rewind_optimizer.safetensors"
@@ -87,11 +93,19 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
 def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
     """Run (or resume) every level of `cfg` in run dir `out`; returns the summary rows."""
     run = RunDir(Path(out))
-    exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
     p = cfg.prune
-    early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
-    with run_lock(run.root):  # one writer per run dir
-        return _run_levels(cfg, exp, run, log, early)
+    with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
+        exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
+        early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
+        with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
+            dist.on_main(lambda: run.start(cfg))
+            dist.same_everywhere(run.config_path.is_file(),
+                                 f"whether {run.config_path} exists (RUN_DIR must be on a filesystem every node sees)")
+            return _run_levels(cfg, exp, run, log if dist.is_main else _quiet, dist, early)
+
+
+def _quiet(message: str) -> None:
+    return None
 
 
 def _finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
@@ -120,18 +134,18 @@ def write_init_record(exp: Experiment, run: RunDir) -> None:
         atomic_write_json(run.root / INIT_RECORD, record)
 
 
-def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None],
+def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None], dist: Dist,
                 early: Optional[EarlyBird] = None) -> list[dict]:
-    run.start(cfg)
-    write_init_record(exp, run)
+    dist.on_main(lambda: write_init_record(exp, run))
     levels = range(cfg.prune.levels + 1)
     for level in levels:
         if run.is_done(level):
             if level == 0 and early is not None and not (run.level_dir(0) / EARLY_BIRD_FILE).is_file():
-                _finish_early_bird(early, exp, run)  # a run cut off between level 0's files
+                dist.on_main(lambda: _finish_early_bird(early, exp, run))  # cut off between level 0's files
             continue
         out_dir = run.level_dir(level)
         desc = f"level {level}/{cfg.prune.levels}"
+        tensorboard = run.root / "tensorboard" / out_dir.name
         if level == 0:
             init, mask = level0_start(exp)
             level0_file = out_dir / "rewind.safetensors"
@@ -141,21 +155,22 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
                 exp, out_dir, mask=mask, start_state=init,
                 identity={"level": 0},
                 rewind_step=exp.rewind_step if exp.rewind_step > 0 else None,
-                on_rewind=_save_rewind_point(out_dir, cfg.prune.rewind_optimizer) if exp.rewind_step > 0 else None,
-                on_step=early, desc=desc,
+                on_rewind=(_save_rewind_point(out_dir, cfg.prune.rewind_optimizer)
+                           if exp.rewind_step > 0 and dist.is_main else None),
+                on_step=early, desc=desc, dist=dist, log_dir=tensorboard,
             )
             if early is not None:
-                _finish_early_bird(early, exp, run)
+                dist.on_main(lambda: _finish_early_bird(early, exp, run))
         else:
             mask = next_mask(exp, run, level)
             start, opt_state = rewind_source(exp, run)
             metrics = train_ticket(
                 exp, out_dir, mask=mask, start_state=start, identity={"level": level},
-                optimizer_state=opt_state, start_step=exp.rewind_step, desc=desc,
+                optimizer_state=opt_state, start_step=exp.rewind_step, desc=desc, dist=dist, log_dir=tensorboard,
             )
-        run.write_summary()
+        dist.on_main(run.write_summary)
         head = exp.task.headline
         log(f"{desc}: scope sparsity {metrics['sparsity_scope']:.1%}, network sparsity "
             f"{metrics['sparsity_network']:.1%}, {head} {metrics.get(head, float('nan')):.4f} "
             f"({metrics['seconds']:.0f} s)")
-    return run.write_summary()
+    return dist.all_gather(dist.on_main(run.write_summary))[0]

@@ -5,6 +5,8 @@ weights, keep this mask, train, write the contract files". The mask and start we
 before training, `final.safetensors` after, and `metrics.json` last, so the directory is finished
 exactly when `metrics.json` exists. Detection tasks also leave the final evaluation's val
 detections in `detections.json` (COCO results format), which `ticketlab report` breaks down.
+Under torchrun every rank trains, rank 0 writes, and the mask each rank computed is checked to be
+the same everywhere before any training starts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
 from ticketlab.sparsity.enforce import with_followers
 from ticketlab.train import clear_checkpoint, train_level
 from ticketlab.train.loop import StepHook
+from ticketlab.train.checkpoint import content_digest
+from ticketlab.train.distributed import SINGLE, Dist
 
 
 def masked_state(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -56,18 +60,25 @@ def train_ticket(
     start_step: int = 0,
     desc: str = "",
     on_step: Optional[StepHook] = None,
+    dist: Dist = SINGLE,
+    log_dir: Optional[Path] = None,
 ) -> dict:
     """Train `exp.model` from `start_state` ⊙ `mask` into `out_dir`; return its metrics.
 
     The start weights are a pure function of the run's files, so a resumed level rewrites the same
     `mask.safetensors` / `rewind.safetensors` and the training loop continues from its checkpoint.
-    `identity` (e.g. {"level": 3}) leads the metrics row.
+    `identity` (e.g. {"level": 3}) leads the metrics row. `log_dir`: TensorBoard scalars.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     enforced = with_followers(mask, exp.built.followers)
+    dist.same_everywhere(content_digest(mask, ""), f"the mask of {out_dir}")
     start = masked_state(start_state, enforced)
-    save_mask(out_dir / "mask.safetensors", mask)
-    atomic_save_safetensors(out_dir / "rewind.safetensors", start)
+
+    def write_start() -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_mask(out_dir / "mask.safetensors", mask)
+        atomic_save_safetensors(out_dir / "rewind.safetensors", start)
+
+    dist.on_main(write_start)
     model = exp.model
     model.load_state_dict(start)
     enforcer = MaskEnforcer(model, enforced)
@@ -76,14 +87,17 @@ def train_ticket(
         model, exp.task, exp.data, exp.cfg.train,
         workdir=out_dir, enforcer=enforcer, start_step=start_step,
         optimizer_state=optimizer_state, rewind_step=rewind_step, on_rewind=on_rewind,
-        desc=desc, num_workers=exp.cfg.data.num_workers, on_step=on_step,
+        desc=desc, num_workers=exp.cfg.data.num_workers, on_step=on_step, dist=dist, log_dir=log_dir,
     )
-    final = {k: v.detach() for k, v in model.state_dict().items()}
-    atomic_save_safetensors(out_dir / "final.safetensors", final)
-    if hasattr(exp.task, "save_detections"):  # the final evaluation's val detections, for the report's breakdowns
-        exp.task.save_detections(out_dir / DETECTIONS_FILE)
     metrics = {**identity, **sparsity_metrics(exp, mask), **result.metrics,
                "steps": result.steps, "seconds": round(time.time() - t0, 2)}
-    write_metrics(out_dir, metrics)
-    clear_checkpoint(out_dir)
+
+    def write_results() -> None:
+        atomic_save_safetensors(out_dir / "final.safetensors", {k: v.detach() for k, v in model.state_dict().items()})
+        if hasattr(exp.task, "save_detections"):  # the final evaluation's val detections, for the report
+            exp.task.save_detections(out_dir / DETECTIONS_FILE)
+        write_metrics(out_dir, metrics)
+        clear_checkpoint(out_dir)
+
+    dist.on_main(write_results)
     return metrics

@@ -39,6 +39,10 @@ class ClassificationTask:
 
         Leaves model.train()/eval() as the caller set it.
         """
+        return self.merge_evaluations([self.evaluate_shard(model, loader, device)])
+
+    def evaluate_shard(self, model: nn.Module, loader: Iterable, device: torch.device) -> dict[str, float]:
+        """The sums behind `evaluate` over one slice of the validation set (a DDP rank's)."""
         use_top_k = self.num_classes > TOP_K
         correct = torch.zeros((), dtype=torch.float64, device=device)
         correct_k = torch.zeros((), dtype=torch.float64, device=device)
@@ -54,10 +58,16 @@ class ClassificationTask:
                     top = logits.topk(TOP_K, dim=1).indices
                     correct_k += (top == labels[:, None]).any(dim=1).sum()
                 count += labels.numel()
+        return {"correct": correct.item(), "correct_k": correct_k.item(), "loss_sum": loss_sum.item(),
+                "count": count}
+
+    def merge_evaluations(self, shards: list[dict[str, float]]) -> dict[str, float]:
+        """Metrics from the `evaluate_shard` sums of every slice."""
+        count = sum(s["count"] for s in shards)
         if count == 0:
             raise TicketlabError("data.val: the validation loader yielded no samples; expected a non-empty split")
-        metrics = {"accuracy": correct.item() / count}
-        if use_top_k:
-            metrics["top5_accuracy"] = correct_k.item() / count
-        metrics["val_loss"] = loss_sum.item() / count
+        metrics = {"accuracy": sum(s["correct"] for s in shards) / count}
+        if self.num_classes > TOP_K:
+            metrics["top5_accuracy"] = sum(s["correct_k"] for s in shards) / count
+        metrics["val_loss"] = sum(s["loss_sum"] for s in shards) / count
         return metrics

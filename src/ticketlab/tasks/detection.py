@@ -73,6 +73,14 @@ class DetectionTask:
             self.save_detections(save_detections)
         return metrics
 
+    def evaluate_shard(self, model: nn.Module, loader: Iterable, device: torch.device) -> list[dict[str, Any]]:
+        """One slice's COCO results (a DDP rank's): `merge_evaluations` scores them together."""
+        return self.predict(model, loader, device)
+
+    def merge_evaluations(self, shards: list[list[dict[str, Any]]]) -> dict[str, float]:
+        """COCO metrics of every slice's results, concatenated in slice order (= file order)."""
+        return self.evaluate_results([r for shard in shards for r in shard])
+
     def evaluate_results(self, results: list[dict[str, Any]]) -> dict[str, float]:
         """Metrics for ready COCO results (e.g. a saved detections file)."""
         self.last_results = results

@@ -1,7 +1,8 @@
 """Resumable training checkpoints that are safe to load: safetensors + JSON, never pickle.
 
 One file holds the model's state dict (`model/<name>`), the optimizer's state tensors
-(`optim/<param index>/<key>`) and the torch RNG states (`rng/cpu`, `rng/cuda/<i>`). The rest — the
+(`optim/<param index>/<key>`) and the torch RNG states (`rng/cpu`, `rng/cuda/<i>`; under DDP also
+every other rank's, `rng/rank<r>/cpu`, …). The rest — the
 optimizer's param groups and scalar state, the step, and the caller's `extra` — is JSON in the
 safetensors metadata, with a sha256 over all of it so that a damaged file is refused with a clear
 message instead of silently resuming from garbage.
@@ -47,6 +48,22 @@ def restore_rng(states: Mapping[str, torch.Tensor]) -> None:
         for i in range(torch.cuda.device_count()):
             if f"cuda/{i}" in states:
                 torch.cuda.set_rng_state(states[f"cuda/{i}"].to(torch.uint8), i)
+
+
+def merge_rank_rng(per_rank: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Every rank's `capture_rng()` as one dict: rank 0's under its own names, rank r's under `rank<r>/`."""
+    merged = dict(per_rank[0])
+    for r, states in enumerate(per_rank[1:], start=1):
+        merged.update({f"rank{r}/{k}": v for k, v in states.items()})
+    return merged
+
+
+def rank_rng(states: Mapping[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """Inverse of `merge_rank_rng` for one rank."""
+    if rank == 0:
+        return {k: v for k, v in states.items() if not k.startswith("rank")}
+    prefix = f"rank{rank}/"
+    return {k[len(prefix):]: v for k, v in states.items() if k.startswith(prefix)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,10 +220,11 @@ def _check_model_fits(path: Path, model_state: Mapping[str, torch.Tensor],
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: Optimizer | None, *,
-                    restore_rng_state: bool = True) -> tuple[int, dict]:
+                    restore_rng_state: bool = True, rank: int = 0) -> tuple[int, dict]:
     """Load a `save_checkpoint` file into `model` (and `optimizer`); returns (step, extra).
 
-    Names and shapes are checked first and nothing is changed when they do not fit.
+    Names and shapes are checked first and nothing is changed when they do not fit. `rank` picks
+    whose RNG state is restored (see `merge_rank_rng`).
     """
     path = Path(path)
     tensors, info = _read(path)
@@ -218,9 +236,9 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: Optimizer | N
         opt_tensors = {k[len(_OPTIM):]: v for k, v in tensors.items() if k.startswith(_OPTIM)}
         opt_state = unflatten_optimizer_state(opt_tensors, info["optimizer"])
         check_optimizer_state(optimizer, opt_state, where=str(path))
-    rng = {k[len(_RNG):]: v for k, v in tensors.items() if k.startswith(_RNG)}
+    rng = rank_rng({k[len(_RNG):]: v for k, v in tensors.items() if k.startswith(_RNG)}, rank)
     if restore_rng_state and "cpu" not in rng:
-        raise TicketlabError(f"{path}: checkpoint has no RNG state")
+        raise TicketlabError(f"{path}: checkpoint has no RNG state" + (f" for rank {rank}" if rank else ""))
     model.load_state_dict(model_saved, strict=True)
     if optimizer is not None and opt_state is not None:
         load_optimizer_state(optimizer, opt_state, where=str(path))

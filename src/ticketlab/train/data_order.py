@@ -7,6 +7,14 @@ torch / Python / NumPy generators seeded from (seed, epoch, b), so its augmentat
 than loading a small sample).
 Starting at any step — late resetting, or resuming after a crash — needs no sampler or worker
 state, and the result does not depend on `num_workers`.
+
+Under DistributedDataParallel the batch of step `s` is still the global one: rank r of W takes its
+contiguous slice (`shard_bounds`), so W processes see exactly the samples one process would. A
+rank's loss is weighted by W·n_r/n (`StepBatchSampler.shard_weight`; 1 when shards are equal) so
+that DDP's gradient average is the mean over the whole batch even for the last, smaller batch of
+an epoch. Augmentation is seeded per (batch, rank) — its draws differ from a single process's
+(seeding every sample instead would cost ~40 µs a sample); `data.augment: false` removes that
+difference.
 """
 
 from __future__ import annotations
@@ -32,20 +40,40 @@ def steps_per_epoch(num_samples: int, batch_size: int) -> int:
     return math.ceil(num_samples / batch_size)
 
 
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous slice [lo, hi) of n items that `rank` takes; concatenated in rank order the
+    slices are 0…n-1, so merged shards come back in the single-process order."""
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
     return torch.randperm(num_samples, generator=gen)
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
-    """Yields, for steps `start` … `stop-1`, the batch of (epoch, batch, sample index) keys of that step."""
+    """Yields, for steps `start` … `stop-1`, the (epoch, batch, sample index) keys of that step's
+    batch — of this rank's shard of it when `world_size` > 1."""
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+    def __init__(self, num_samples: int, batch_size: int, seed: int, start: int, stop: int,
+                 rank: int = 0, world_size: int = 1) -> None:
         if num_samples <= 0:
             raise ValueError("StepBatchSampler needs at least one sample")
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
         self.start, self.stop = start, stop
+        self.rank, self.world_size = rank, world_size
         self.steps_per_epoch = steps_per_epoch(num_samples, batch_size)
+
+    def global_batch_size(self, step: int) -> int:
+        b = step % self.steps_per_epoch
+        return min(self.batch_size, self.num_samples - b * self.batch_size)
+
+    def shard_weight(self, step: int) -> float:
+        """W·n_r/n for this rank's shard of step `step`: DDP averages over ranks, this makes it a
+        mean over samples."""
+        n = self.global_batch_size(step)
+        lo, hi = shard_bounds(n, self.rank, self.world_size)
+        return self.world_size * (hi - lo) / n
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -57,15 +85,18 @@ class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
             if e != epoch:
                 epoch, perm = e, epoch_permutation(self.num_samples, self.seed, e)
             chunk = perm[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+            lo, hi = shard_bounds(len(chunk), self.rank, self.world_size)
+            chunk = chunk[lo:hi]
             yield [(e, b, i) for i in chunk]
 
 
 class SeededSamples(Dataset):
     """Wraps a dataset so that the batch keyed (epoch, batch, index…) is loaded under generators seeded
-    from (seed, epoch, batch); the caller's generator states are left as they were."""
+    from (seed, epoch, batch) — and the rank, for a shard of a batch; the caller's generator states
+    are left as they were."""
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset, self.seed = dataset, seed
+    def __init__(self, dataset: Dataset, seed: int, shard: int | None = None) -> None:
+        self.dataset, self.seed, self.shard = dataset, seed, shard
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -75,7 +106,7 @@ class SeededSamples(Dataset):
 
     def __getitems__(self, keys: list[tuple[int, int, int]]) -> list[Any]:
         epoch, batch, _ = keys[0]
-        s = derive_seed(self.seed, "batch", epoch, batch)
+        s = derive_seed(self.seed, "batch", epoch, batch, *(() if self.shard is None else ("rank", self.shard)))
         torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
         torch.random.default_generator.manual_seed(s)  # CPU only: CUDA generators untouched
         random.seed(s)
