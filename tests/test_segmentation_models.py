@@ -70,3 +70,16 @@ def test_resnet_classification_checkpoint_loads_into_backbone(tmp_path):
     save_file({k: v.contiguous() for k, v in torchvision_resnet(34, 0.25).state_dict().items()}, str(other))
     with pytest.raises(TicketlabError, match="not a ResNet checkpoint of this depth"):
         build_model(_cfg(weights=str(other)), DATA)
+
+
+def test_whole_deeplab_checkpoint_loads_except_the_class_convs(tmp_path):
+    torch.manual_seed(2)
+    source = build_model(_cfg(head_channels=16, aux_loss=True), DataBundle([], [], 21, 3, 64)).module
+    path = tmp_path / "deeplab.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    state = build_model(_cfg(weights=str(path), head_channels=16, aux_loss=True), DATA).module.state_dict()
+    for k, v in source.state_dict().items():
+        if k.startswith(("classifier.4.", "aux_classifier.4.")):
+            assert state[k].shape[0] == DATA.num_classes != v.shape[0]  # 5 classes here, 21 in the file
+        else:
+            assert torch.equal(state[k], v), k

@@ -129,7 +129,7 @@ class VocSegmentation(Dataset):
                                  f"{rgb.shape[1]}×{rgb.shape[0]}")
         bad = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
         if bad.any():
-            raise TicketlabError(f"{mask_path}: class index {int(mask[bad].max())} is outside 0..{self.num_classes - 1} "
-                                 f"(and is not the ignore label {IGNORE_INDEX})")
+            raise TicketlabError(f"{mask_path}: class index {int(mask[bad].max())} is outside "
+                                 f"0..{self.num_classes - 1} (and is not the ignore label {IGNORE_INDEX})")
         pair = (tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1)), tv_tensors.Mask(torch.from_numpy(mask)))
         return self.transform(*pair) if self.transform is not None else pair

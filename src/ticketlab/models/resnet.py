@@ -68,7 +68,8 @@ class WidthResNet(ResNet):
         norm_layer: NormLayer = None,
         replace_stride_with_dilation: Optional[list[bool]] = None,
     ) -> None:
-        # Mirrors torchvision.models.resnet.ResNet.__init__ (groups=1, width_per_group=64), with 64 replaced by the scaled stem width; calling nn.Module.__init__ directly
+        # Mirrors torchvision.models.resnet.ResNet.__init__ (groups=1, width_per_group=64), with 64
+        # replaced by the scaled stem width; calling nn.Module.__init__ directly
         # avoids building (and drawing random numbers for) a full-width model first.
         nn.Module.__init__(self)
         if norm_layer is None:

@@ -47,15 +47,15 @@ class SemanticSegmentationTask:
         """mIoU, pixel accuracy and per-class IoU from one confusion matrix over `loader`."""
         conf = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64, device=device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        pixels = 0
         with torch.no_grad():
             for batch in loader:
                 images, masks = self._split(batch, device)
                 logits = model(images)["out"].float()
                 conf += confusion_matrix(logits.argmax(dim=1), masks, self.num_classes)
                 loss_sum += F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX, reduction="sum").double()
-                pixels += int((masks != IGNORE_INDEX).sum())
+        conf = conf.cpu()
+        pixels = int(conf.sum())  # the labelled (not ignored) pixels
         if pixels == 0:
             raise TicketlabError("data.val: the validation loader yielded no labelled pixels; expected a "
                                  "non-empty split whose masks are not all 255")
-        return {**segmentation_metrics(conf.cpu(), self.class_names), "val_loss": loss_sum.item() / pixels}
+        return {**segmentation_metrics(conf, self.class_names), "val_loss": loss_sum.item() / pixels}
