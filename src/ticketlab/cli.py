@@ -146,6 +146,7 @@ def cmd_data_synth(args) -> int:
     print(f"wrote {result['train']} and {result['val']} ({cfg.n_train} + {cfg.n_val} images)")
     print(f"  training objects per class: {train['per_class']}")
     print(f"  training objects per size: {train['per_size']}")
+    print(f"  semantic masks (data.format: voc_seg): {Path(args.out) / 'SegmentationClass'}")
     return 0
 
 

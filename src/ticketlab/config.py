@@ -67,10 +67,23 @@ class DetectionConfig:
 
 
 @dataclass
+class SegmentationConfig:
+    """Sizes of a DeepLabV3 beyond family/backbone/width. Defaults are torchvision's deeplabv3_resnet50."""
+
+    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32; null = 8 for "
+                                      "ResNet-50/101 (torchvision), 32 for ResNet-18/34 (no dilation in BasicBlock)")
+    atrous_rates: Optional[list[int]] = option(None, "ASPP dilation rates; null = 12, 24, 36 at output "
+                                           "stride 8, halved at 16, quartered at 32")
+    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256)")
+    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference)")
+
+
+@dataclass
 class ModelConfig:
     family: str = option("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
-                     "fasterrcnn, maskrcnn, keypointrcnn")
-    backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50)")
+                     "fasterrcnn, maskrcnn, keypointrcnn, deeplabv3")
+    backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50) or of "
+                                 "deeplabv3 (also resnet101)")
     width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
     num_classes: Optional[int] = option(None, "number of classes; null = taken from the dataset")
     weights: Optional[str] = option(None, "local file of pretrained weights (.safetensors, or .pth read with "
@@ -79,12 +92,14 @@ class ModelConfig:
                                        metadata={"help": "R-CNN sizes (fasterrcnn, maskrcnn, keypointrcnn)"})
     weights_prefix: Optional[str] = option(None, "key prefix of the ResNet inside model.weights, e.g. "
                                        "encoder_q. (null = found automatically)")
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig,
+                                             metadata={"help": "DeepLabV3 sizes (deeplabv3)"})
 
 
 @dataclass
 class DataConfig:
     format: str = option("digits", "dataset format", choices=(
-        "digits", "imagefolder", "cifar10", "cifar100", "svhn", "fashion_mnist", "coco", "voc"))
+        "digits", "imagefolder", "cifar10", "cifar100", "svhn", "fashion_mnist", "coco", "voc", "voc_seg"))
     root: Optional[str] = option(None, "directory holding the dataset files (not needed for digits)")
     train: Optional[str] = option(None, "training split: sub-directory or annotation file under root")
     val: Optional[str] = option(None, "validation split: sub-directory or annotation file under root")
@@ -181,7 +196,8 @@ class InitConfig:
 @dataclass
 class Config:
     task: str = option("classification", "what the model is trained for", choices=(
-        "classification", "detection", "instance_segmentation", "keypoints", *CONTRASTIVE_TASKS))
+        "classification", "detection", "instance_segmentation", "keypoints", "semantic_segmentation",
+        *CONTRASTIVE_TASKS))
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model builder"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "dataset"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "training of each level"})

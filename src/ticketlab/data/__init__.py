@@ -2,7 +2,8 @@
 
 Every dataset is read from standard files under `data.root` (or, for `digits`, from the copy that
 ships with scikit-learn); nothing is ever downloaded. Detection formats (`coco`, `voc`) live in
-`data/detection.py` and are imported only when asked for.
+`data/detection.py`, the segmentation format (`voc_seg`) in `data/segmentation.py`; both are
+imported only when asked for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ticketlab.errors import TicketlabError
 
 CLASSIFICATION_FORMATS = ("digits", "imagefolder", "cifar10", "cifar100", "svhn", "fashion_mnist")
 DETECTION_FORMATS = ("coco", "voc")
+SEGMENTATION_FORMATS = ("voc_seg",)
 DEFAULT_IMAGEFOLDER_SIZE = 224
 
 
@@ -31,8 +33,12 @@ def build_data(cfg: DataConfig, task: str) -> DataBundle:
         from ticketlab.data.detection import build_detection_data
 
         return build_detection_data(cfg, task)
+    if cfg.format in SEGMENTATION_FORMATS:
+        from ticketlab.data.segmentation import build_segmentation_data
+
+        return build_segmentation_data(cfg, task)
     if cfg.format not in CLASSIFICATION_FORMATS:
-        valid = ", ".join((*CLASSIFICATION_FORMATS, *DETECTION_FORMATS))
+        valid = ", ".join((*CLASSIFICATION_FORMATS, *DETECTION_FORMATS, *SEGMENTATION_FORMATS))
         raise TicketlabError(f"data.format: {cfg.format!r} is not one of {valid}")
     if task in CONTRASTIVE_TASKS:  # the classification set, unlabelled: two views per image
         from ticketlab.data.views import contrastive_bundle
@@ -79,4 +85,4 @@ def build_data(cfg: DataConfig, task: str) -> DataBundle:
     return DataBundle(train, val, len(classes), 3, size, classes)
 
 
-__all__ = ["DataBundle", "build_data", "CLASSIFICATION_FORMATS", "DETECTION_FORMATS"]
+__all__ = ["DataBundle", "build_data", "CLASSIFICATION_FORMATS", "DETECTION_FORMATS", "SEGMENTATION_FORMATS"]

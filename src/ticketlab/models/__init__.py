@@ -1,11 +1,12 @@
 """Model registry: `model.family` from the config → a built model and its named module groups.
 
 Classification families are built here; the R-CNN families (`fasterrcnn`, `maskrcnn`,
-`keypointrcnn`) live in `models/detection.py` and are imported only when asked for, so a
-classification run never imports the detection stack. When `model.weights` is set, the file is
-loaded after building (a classifier's `fc` may be absent or of another size: it stays freshly
-initialised, as when transferring a pretrained backbone to a new label set); a checkpoint in another
-wrapping (MoCo, SimCLR, a detector's) fills the ResNet trunk (`models/resnet_keys.py`).
+`keypointrcnn`) live in `models/detection.py` and DeepLabV3 (`deeplabv3`) in `models/segmentation.py`;
+both are imported only when asked for, so a classification run never imports the detection stack.
+When `model.weights` is set, the file is loaded after building (a classifier's `fc` may be absent or
+of another size: it stays freshly initialised, as when transferring a pretrained backbone to a new
+label set); a checkpoint in another wrapping (MoCo, SimCLR, a detector's) fills the ResNet trunk
+(`models/resnet_keys.py`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ CLASSIFIER_BUILDERS: dict[str, Builder] = {
     "lenet_300_100": build_lenet_300_100,
 }
 DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
+SEGMENTATION_FAMILIES = ("deeplabv3",)
 
 
 def model_families() -> list[str]:
     """Every valid `model.family`."""
-    return [*CLASSIFIER_BUILDERS, *DETECTION_FAMILIES]
+    return [*CLASSIFIER_BUILDERS, *DETECTION_FAMILIES, *SEGMENTATION_FAMILIES]
 
 
 def build_model(cfg: ModelConfig, data: DataBundle, task: str = "classification",
@@ -48,6 +50,10 @@ def build_model(cfg: ModelConfig, data: DataBundle, task: str = "classification"
         from ticketlab.models.detection import build_detection_model
 
         return build_detection_model(cfg, data)
+    if cfg.family in SEGMENTATION_FAMILIES:
+        from ticketlab.models.segmentation import build_segmentation_model
+
+        return build_segmentation_model(cfg, data)
     builder = CLASSIFIER_BUILDERS.get(cfg.family)
     if builder is None:
         valid = model_families()

@@ -25,4 +25,8 @@ def build_task(name: str, data, ssl: Optional[SSLConfig] = None) -> Task:
         from ticketlab.tasks.detection import DetectionTask
 
         return DetectionTask.from_data(name, data)
+    if name == "semantic_segmentation":
+        from ticketlab.tasks.segmentation import SemanticSegmentationTask
+
+        return SemanticSegmentationTask(num_classes=data.num_classes, class_names=list(data.class_names))
     raise TicketlabError(f"task: {name!r} is not available yet")

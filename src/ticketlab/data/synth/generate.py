@@ -9,6 +9,7 @@ Images are written plainly (they are regenerable); the json files, written atomi
 are the commit point.
 Every image draws from its own generator seeded by (seed, split, index), so the same config writes
 byte-identical files whatever else changes, and any image can be regenerated alone.
+The same scenes are also written as VOC-style semantic masks (see `semantic.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pycocotools import mask as mask_utils
 from ticketlab.atomic import atomic_write_json, atomic_write_text
 from ticketlab.data.synth.config import PERSON, SIZE_RANGES, SynthConfig
 from ticketlab.data.synth.scene import SceneObject, make_scene, size_range
+from ticketlab.data.synth.semantic import semantic_mask, write_image_set, write_mask
 from ticketlab.data.synth.shapes import KEYPOINT_NAMES, SKELETON
 
 SPLITS = ("train", "val")
@@ -97,6 +99,7 @@ def _write_split(out: Path, split: str, n: int, cfg: SynthConfig, split_id: int)
         path = out / "images" / file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(_png(image))
+        write_mask(out, file_name.removesuffix(".png"), semantic_mask(objects, cfg.classes, cfg.image_size))
         image_id = idx + 1
         images.append({"id": image_id, "file_name": file_name, "width": cfg.image_size,
                        "height": cfg.image_size})
@@ -110,6 +113,7 @@ def _write_split(out: Path, split: str, n: int, cfg: SynthConfig, split_id: int)
         "images": images, "annotations": anns, "categories": categories(cfg),
     }
     atomic_write_text(out / f"{split}.json", json.dumps(coco))
+    write_image_set(out, split, [f"{split}/{i:06d}" for i in range(n)], cfg.classes)
     return {**_split_summary(coco, cfg), **extra}
 
 
