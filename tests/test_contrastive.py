@@ -124,6 +124,9 @@ def test_moco_imp_keeps_pruned_key_encoder_weights_zero(tmp_path):
         pruned += int((~keep).sum())
     assert pruned > 0
     assert final["queue"].shape == (256, 64)
+    # the key encoder's zeros are pruned weights too: network sparsity counts both encoders
+    params = sum(p.numel() for p in build_experiment(cfg).model.parameters())
+    assert float(rows[1]["sparsity_network"]) == pytest.approx(2 * pruned / params, rel=1e-9)
 
 
 def test_simclr_imp_on_digits_beats_chance(tmp_path):

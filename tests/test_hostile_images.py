@@ -21,6 +21,7 @@ from pycocotools.cocoeval import COCOeval
 
 from test_coco_files import PYCOCO_NUMPY2, write_coco_dir, write_png
 from test_detection_task_train import tiny_model
+from ticketlab.cli import main
 from ticketlab.config import DataConfig
 from ticketlab.data import build_data
 from ticketlab.data.coco import CocoDetection
@@ -89,6 +90,20 @@ def test_imagefolder_broken_image_is_one_line_naming_it(tmp_path, name):
     with pytest.raises(TicketlabError, match="not a readable image") as e:
         data.train[0]
     one_line_naming(e.value, tmp_path / "train" / "a" / name)
+
+
+def test_broken_image_read_in_a_dataloader_worker_is_still_one_line(tmp_path, capsys):
+    # the worker's traceback travels inside the exception's message; the CLI prints only its last line
+    good = Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))
+    folder(tmp_path / "data", {"ok.png": good, "bad.png": BROKEN["truncated.png"]})
+    config = tmp_path / "c.yaml"
+    config.write_text(f"task: classification\nmodel: {{family: resnet18, width: 0.125}}\n"
+                      f"data: {{format: imagefolder, root: {tmp_path / 'data'}, image_size: 16, num_workers: 1}}\n"
+                      "train: {batch_size: 2, duration: 1it}\nprune: {levels: 0}\n")
+    code = main(["find", str(config), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("ticketlab: error: ") and "bad.png" in err and "Traceback" not in err, err
 
 
 def test_imagefolder_without_images_is_refused(tmp_path):

@@ -319,6 +319,15 @@ def _lost_peer(e: RuntimeError) -> bool:
     return isinstance(e, torch.distributed.DistError) or "gloo" in text or "nccl" in text
 
 
+def error_line(error: TicketlabError) -> str:
+    """The one line to print. An error raised in a DataLoader worker comes back with the worker's
+    traceback folded into its message; its last line is the original message."""
+    text = str(error)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # cuBLAS reads this once, before its first matmul: bit-exact resume on GPU needs it set early.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -329,7 +338,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except TicketlabError as e:
         if getattr(args, "debug", False):
             raise
-        print(f"ticketlab: error: {e}", file=sys.stderr)
+        print(f"ticketlab: error: {error_line(e)}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         if getattr(args, "debug", False) or not _lost_peer(e):

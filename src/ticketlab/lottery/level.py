@@ -38,10 +38,14 @@ def masked_state(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor]) 
 
 
 def sparsity_metrics(exp: Experiment, mask: dict[str, torch.Tensor]) -> dict:
+    """Scope sparsity over the mask; network sparsity over every weight held at zero, followers
+    included (MoCo's key encoder is pruned like the query encoder, so it counts as pruned)."""
     report = sparsity_report(exp.model, mask, exp.built.groups)
+    enforced = with_followers(mask, exp.built.followers)
+    network = report if len(enforced) == len(mask) else sparsity_report(exp.model, enforced)
     return {
         "sparsity_scope": report.scope_sparsity,
-        "sparsity_network": report.network_sparsity,
+        "sparsity_network": network.network_sparsity,
         "kept_scope": report.scope_kept,
         "scope_size": report.scope_numel,
     }
