@@ -44,7 +44,9 @@ def arm_overrides(levels: int) -> dict[str, list[str]]:
     return {"iterative": [f"prune.rate={RATE}", f"prune.levels={levels}"],
             "oneshot": oneshot,
             # one-shot from the mask drawn when dense training stopped early (its level 0 is shorter)
-            "earlybird": [*oneshot, f"prune.early_bird={EARLY_BIRD_FRACTIONS}", "prune.early_bird_stop=true"]}
+            # threshold 0.1, the value You et al. (2020) use for their (Hamming) mask distance; ours is 1 − IoU
+            "earlybird": [*oneshot, f"prune.early_bird={EARLY_BIRD_FRACTIONS}", "prune.early_bird_stop=true",
+                          "prune.early_bird_threshold=0.1"]}
 
 
 EARLY_BIRD_FRACTIONS = "[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"

@@ -15,9 +15,20 @@ ARGS = ["--set", "train.duration=60ep", "--set", "train.checkpoint_every=5ep",
         "--set", "train.eval_every=20ep", "--set", "prune.levels=2"]
 
 
-def find(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ticketlab", "find", "configs/digits_lenet.yaml", *ARGS,
+def find(out: Path, args: list[str] = ARGS) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ticketlab", "find", "configs/digits_lenet.yaml", *args,
                              "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def assert_same_run(run: Path, reference: Path, levels: int) -> None:
+    """Same summary (timings aside) and byte-identical masks and weights at every level; no temporaries."""
+    assert summary_without_timing(run / "summary.csv") == summary_without_timing(reference / "summary.csv")
+    for level in range(levels):
+        for name in ("mask.safetensors", "final.safetensors", "rewind.safetensors"):
+            a = (run / f"level_{level:02d}" / name).read_bytes()
+            b = (reference / f"level_{level:02d}" / name).read_bytes()
+            assert a == b, (level, name)
+    assert not list(run.rglob(".tmp-*"))
 
 
 def summary_without_timing(path: Path) -> list[dict]:
@@ -44,23 +55,12 @@ def test_sigkill_mid_level_then_resume_matches_uninterrupted(tmp_path):
 
     rerun = find(killed)
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
-    assert summary_without_timing(killed / "summary.csv") == summary_without_timing(reference / "summary.csv")
-    for level in range(3):
-        for name in ("mask.safetensors", "final.safetensors", "rewind.safetensors"):
-            a = (killed / f"level_{level:02d}" / name).read_bytes()
-            b = (reference / f"level_{level:02d}" / name).read_bytes()
-            assert a == b, (level, name)
-    assert not list(killed.rglob(".tmp-*"))
+    assert_same_run(killed, reference, levels=3)
 
 
 RANDOM_ARGS = ["--set", "train.duration=24ep", "--set", "train.checkpoint_every=2ep",
                "--set", "train.eval_every=8ep", "--set", "prune.levels=4"]
 KILLS = 10
-
-
-def find_random(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ticketlab", "find", "configs/digits_lenet.yaml", *RANDOM_ARGS,
-                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def wait_until_started(proc: subprocess.Popen, config: Path, after: float) -> None:
@@ -75,14 +75,14 @@ def wait_until_started(proc: subprocess.Popen, config: Path, after: float) -> No
 @pytest.mark.slow
 def test_ten_random_sigkills_in_a_row_end_like_an_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
-    assert find_random(reference).wait(timeout=600) == 0
+    assert find(reference, RANDOM_ARGS).wait(timeout=600) == 0
 
     rng = random.Random(20261123)
     killed = tmp_path / "killed"
     landed = 0
     for _ in range(KILLS):
         started = time.time() - 1  # mtime granularity
-        proc = find_random(killed)
+        proc = find(killed, RANDOM_ARGS)
         wait_until_started(proc, killed / "config.yaml", started)
         time.sleep(rng.uniform(0.0, 2.5))  # anywhere: training, pruning, evaluating, writing
         if proc.poll() is None:
@@ -91,12 +91,6 @@ def test_ten_random_sigkills_in_a_row_end_like_an_uninterrupted_run(tmp_path):
         proc.wait()
     assert landed == KILLS, f"only {landed} kills hit a running process; the run finished too early"
 
-    rerun = find_random(killed)
+    rerun = find(killed, RANDOM_ARGS)
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
-    assert summary_without_timing(killed / "summary.csv") == summary_without_timing(reference / "summary.csv")
-    for level in range(5):
-        for name in ("mask.safetensors", "final.safetensors", "rewind.safetensors"):
-            a = (killed / f"level_{level:02d}" / name).read_bytes()
-            b = (reference / f"level_{level:02d}" / name).read_bytes()
-            assert a == b, (level, name)
-    assert not list(killed.rglob(".tmp-*"))
+    assert_same_run(killed, reference, levels=5)

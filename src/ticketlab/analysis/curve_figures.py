@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from ticketlab.analysis.figures import _save
+from ticketlab.analysis.figures import _save, save_band_axes
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,4 @@ def plot_sweep(x_labels: Sequence[str], curves: Sequence[tuple[str, Sequence[flo
         ax.fill_between(x, y - s, y + s, color=f"C{i % 10}", alpha=0.2, linewidth=0)
     ax.set_xticks(x)
     ax.set_xticklabels(x_labels, fontsize=8)
-    ax.set_xlabel(x_name)
-    ax.set_ylabel(f"{metric} (mean ± 1 std over seeds)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, out_png)
+    return save_band_axes(fig, ax, x_name, metric, title, out_png)

@@ -61,7 +61,12 @@ def plot_metric_bands(curves: Sequence[Curve], metric: str, out_png: Path, *, ti
         ax.fill_between(x, y - s, y + s, color=color, alpha=0.2, linewidth=0)
         if c.dense is not None:
             ax.axhline(c.dense, color=color, linestyle="--", linewidth=0.9)
-    ax.set_xlabel("scope sparsity (% of prunable weights removed)")
+    return save_band_axes(fig, ax, "scope sparsity (% of prunable weights removed)", metric, title, out_png)
+
+
+def save_band_axes(fig: Figure, ax, xlabel: str, metric: str, title: str, out_png: Path) -> Path:
+    """Label a mean ± std plot the one way every such figure is labelled, and save it."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{metric} (mean ± 1 std over seeds)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
