@@ -45,6 +45,11 @@ def source_files() -> list[Path]:
     return files
 
 
+# `ticketlab export --format torchscript` loads back the bytes it has just serialised itself (never a
+# user's file) to check the exported module's outputs before writing it.
+ALLOWED_CALLS = {("deploy/export.py", "torch.jit.load")}
+
+
 def test_source_never_unpickles_unrestricted():
     problems, unpicklers = [], []
     for path in source_files():
@@ -65,7 +70,8 @@ def test_source_never_unpickles_unrestricted():
                 name = dotted(node.func)
                 if name == "torch.load" and not keyword_is(node, "weights_only", True):
                     problems.append(f"{where}: torch.load without weights_only=True")
-                if name in ("pickle.load", "pickle.loads", "torch.jit.load", "yaml.load", "yaml.unsafe_load"):
+                if name in ("pickle.load", "pickle.loads", "torch.jit.load", "yaml.load", "yaml.unsafe_load") \
+                        and (rel, name) not in ALLOWED_CALLS:
                     problems.append(f"{where}: {name}")
                 if name in ("np.load", "numpy.load") and not keyword_is(node, "allow_pickle", False):
                     problems.append(f"{where}: {name} without allow_pickle=False")

@@ -123,11 +123,12 @@ def load_model_weights(module: nn.Module, path: str | Path, *, new_modules: Iter
                        prefix: Optional[str] = None) -> dict:
     """`model.weights` for any model: a state_dict of this very model loads as-is (keys under
     `new_modules`, e.g. a classifier's `fc`, may be absent or of another size); anything else is
-    searched for a ResNet (under `prefix` when given), whose trunk fills the model's. Returns what was
-    matched and dropped."""
+    searched for a ResNet (under `prefix` when given), whose trunk fills the model's; when the file or
+    the model holds no ResNet, the keys that do not fit are listed. Returns what was matched and dropped."""
     state = load_weights_file(path)
     own = module.state_dict()
-    if all(k in own for k in state):
+    if all(k in own for k in state) or not (resnet_prefixes(state) and resnet_prefixes(own)):
+        # this model's own layout, or nothing to map: a strict load says which keys do not fit
         report = load_state_into(module, state, path, strict=True, new_modules=new_modules)
         return {"format": "state_dict", "matched": len(state) - len(report.mismatched), "dropped": 0,
                 "missing": len(report.missing)}
