@@ -1,8 +1,9 @@
 """The `ticketlab` command: parses arguments, calls the layers below, prints, exits.
 
 No logic of its own. A `TicketlabError` (bad config, data, checkpoint, mask, run dir) is printed as
-one line and exits with status 2; `--debug` shows the traceback instead. Ctrl-C exits 130 and says
-how to resume.
+one line and exits with status 2; `--debug` shows the traceback instead. SIGTERM, SIGUSR1 and
+Ctrl-C (SIGINT) make the training commands checkpoint at the next step boundary, and every command
+exits with status 75 (`stop.RESUMABLE`) and one line saying how to go on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ticketlab.errors import TicketlabError
+from ticketlab.stop import RESUMABLE, Stopped, stop_on_signals
 
 
 def _config_keys_help() -> str:
@@ -61,7 +63,7 @@ def cmd_find(args) -> int:
     main = env_dist().is_main  # under torchrun only rank 0 prints
     if main:
         print(f"run dir: {out}")
-    rows = run_imp(cfg, out)
+    rows = run_imp(cfg, out, stop=args.stop)
     if not main:
         return 0
     print()
@@ -83,7 +85,8 @@ def cmd_sweep(args) -> int:
 def cmd_branch(args) -> int:
     from ticketlab.lottery.branches import run_branch
 
-    out, metrics = run_branch(Path(args.level_dir), args.name, fraction=args.fraction, seed=args.seed)
+    out, metrics = run_branch(Path(args.level_dir), args.name, fraction=args.fraction, seed=args.seed,
+                              stop=args.stop)
     _print_table([metrics], [k for k in metrics if k not in ("kept_scope", "scope_size")])
     print(f"\nbranch dir: {out}")
     return 0
@@ -185,7 +188,7 @@ def cmd_transfer_matrix(args) -> int:
 def cmd_demo(args) -> int:
     from ticketlab.lottery.demo import run_demo
 
-    run_demo(Path(args.out), print_table=_print_table)
+    run_demo(Path(args.out), print_table=_print_table, stop=args.stop)
     return 0
 
 
@@ -208,6 +211,10 @@ def cmd_export(args) -> int:
         print(f"note: {note}")
     print(f"wrote {r.path} ({r.format}, {r.bytes} bytes)")
     return 0
+
+
+# Commands that train: a signal makes them checkpoint at the next step boundary (the others stop at once).
+CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_transfer_matrix, cmd_demo)
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -334,7 +341,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with stop_on_signals(poll=args.func in CHECKPOINTING) as args.stop:
+            return args.func(args)
+    except Stopped as e:
+        print(f"ticketlab: {e}; rerun the same command to resume", file=sys.stderr)
+        return RESUMABLE
     except TicketlabError as e:
         if getattr(args, "debug", False):
             raise
@@ -347,9 +358,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"ticketlab: error: lost contact with another process of the torchrun job ({first}); "
               "torchrun's summary names the one that failed; rerun the same command to resume", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("\nticketlab: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

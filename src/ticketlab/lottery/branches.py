@@ -26,6 +26,7 @@ from ticketlab.lottery.imp import rewind_source
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import RunDir
+from ticketlab.stop import StopFlag
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
 
 BRANCHES = ("reinit", "random_mask", "complement", "perturb", "early_bird")
@@ -49,7 +50,7 @@ def parse_level_dir(level_dir: Path) -> tuple[RunDir, int]:
 
 
 def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
-               seed: Optional[int] = None) -> tuple[Path, dict]:
+               seed: Optional[int] = None, stop: Optional[StopFlag] = None) -> tuple[Path, dict]:
     """Train branch `name` of a finished level; returns its directory and metrics."""
     if name not in BRANCHES:
         raise TicketlabError(f"branch: {name!r} is not one of {', '.join(BRANCHES)}")
@@ -92,6 +93,6 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
             exp, out, mask=mask, start_state=start, optimizer_state=opt_state,
             identity={"level": level, "branch": name, "branch_seed": seed,
                       **({"fraction": fraction} if fraction is not None else {}), **extra},
-            start_step=exp.rewind_step, desc=f"level {level} {name}",
+            start_step=exp.rewind_step, desc=f"level {level} {name}", stop=stop,
         )
     return out, metrics

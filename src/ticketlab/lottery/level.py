@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Collection, Optional
 
 import torch
-from torch import nn
 
 from ticketlab.atomic import atomic_save_safetensors
 from ticketlab.lottery.experiment import Experiment
@@ -24,9 +23,10 @@ from ticketlab.rundir import DETECTIONS_FILE, write_metrics
 from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
 from ticketlab.sparsity.enforce import with_followers
 from ticketlab.train import clear_checkpoint, train_level
-from ticketlab.train.loop import StepHook
+from ticketlab.train.loop import RewindHook, StepHook
 from ticketlab.train.checkpoint import content_digest
 from ticketlab.train.distributed import SINGLE, Dist
+from ticketlab.stop import StopFlag
 
 
 def masked_state(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -59,13 +59,14 @@ def train_ticket(
     start_state: dict[str, torch.Tensor],
     identity: dict,
     optimizer_state: Optional[dict] = None,
-    on_rewind: Optional[Callable[[nn.Module, torch.optim.Optimizer], None]] = None,
-    rewind_step: Optional[int] = None,
+    on_rewind: Optional[RewindHook] = None,
+    rewind_steps: Collection[int] = (),
     start_step: int = 0,
     desc: str = "",
     on_step: Optional[StepHook] = None,
     dist: Dist = SINGLE,
     log_dir: Optional[Path] = None,
+    stop: Optional[StopFlag] = None,
 ) -> dict:
     """Train `exp.model` from `start_state` ⊙ `mask` into `out_dir`; return its metrics.
 
@@ -90,8 +91,9 @@ def train_ticket(
     result = train_level(
         model, exp.task, exp.data, exp.cfg.train,
         workdir=out_dir, enforcer=enforcer, start_step=start_step,
-        optimizer_state=optimizer_state, rewind_step=rewind_step, on_rewind=on_rewind,
+        optimizer_state=optimizer_state, rewind_steps=rewind_steps, on_rewind=on_rewind,
         desc=desc, num_workers=exp.cfg.data.num_workers, on_step=on_step, dist=dist, log_dir=log_dir,
+        stop=stop,
     )
     metrics = {**identity, **sparsity_metrics(exp, mask), **result.metrics,
                "steps": result.steps, "seconds": round(time.time() - t0, 2)}

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Collection, Optional, Protocol
 
 import torch
 from torch import nn
@@ -42,6 +42,7 @@ from ticketlab.train.distributed import SINGLE, Dist
 from ticketlab.train.history import HISTORY_FILE, TRAILING, write_history
 from ticketlab.train.loaders import train_loader, val_loader
 from ticketlab.train.schedule import LrSchedule, apply_lr, build_optimizer, schedule_from_config
+from ticketlab.stop import StopFlag, Stopped
 from ticketlab.train.tensorboard import ScalarLog
 
 
@@ -54,7 +55,7 @@ class Enforcer(Protocol):
     def mask_optimizer_state(self, optimizer: Optimizer) -> None: ...
 
 
-RewindHook = Callable[[nn.Module, Optimizer], None]
+RewindHook = Callable[[int, nn.Module, Optimizer], None]  # (step, model, optimizer) at each rewind step
 StepHook = Callable[[int, nn.Module], bool]  # (step, model) → True to end the level at this step
 
 
@@ -133,6 +134,15 @@ def check_shardable(batch_size: int, num_train: int, world_size: int) -> None:
                              f"has {last}, fewer than the {world_size} processes; choose another batch size")
 
 
+def _stop_requested(stop: Optional[StopFlag], dist: Dist, device: torch.device) -> bool:
+    """Whether to stop at this step boundary; under DDP every rank stops where any one was signalled."""
+    if stop is None:
+        return False
+    if not dist.enabled:
+        return stop.requested
+    return bool(dist.all_reduce_sum(torch.tensor([float(stop.requested)], device=device)).item() > 0)
+
+
 def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
@@ -203,18 +213,19 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, total: int, checkpo
 
 def train_level(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, workdir: str | Path,
                 enforcer: Optional[Enforcer] = None, start_step: int = 0,
-                optimizer_state: Optional[dict] = None, rewind_step: Optional[int] = None,
+                optimizer_state: Optional[dict] = None, rewind_steps: Collection[int] = (),
                 on_rewind: Optional[RewindHook] = None, desc: str = "", num_workers: int = 0,
                 on_step: Optional[StepHook] = None, dist: Dist = SINGLE,
-                log_dir: Optional[Path] = None) -> TrainResult:
+                log_dir: Optional[Path] = None, stop: Optional[StopFlag] = None) -> TrainResult:
     """Train `model` on `task` from `start_step` to `cfg.duration`; resume from
     `workdir/checkpoint.safetensors` when it exists.
 
     - `start_step > 0` is late resetting: schedule and data order continue from that step.
     - `optimizer_state` (an `optimizer.state_dict()`) is loaded into the fresh optimizer.
     - `enforcer` keeps pruned weights at zero (see `Enforcer`).
-    - `on_rewind(model, optimizer)` is called once the step counter equals `rewind_step`
-      (0 = before the first update); a resumed run that is already past it does not call it again.
+    - `on_rewind(step, model, optimizer)` is called once the step counter equals each of
+      `rewind_steps` (0 = before the first update); a resumed run does not call it again for the
+      steps it is already past.
       Snapshot with copies: the objects keep training after the call.
     - `on_step(step, model)` is called after every update (after `on_rewind`); returning True
       ends the level there (evaluated, like the last step), e.g. an early-bird stop.
@@ -223,6 +234,8 @@ def train_level(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig
       delete it with `clear_checkpoint(workdir)` once the level's results are saved.
     - `dist` (under torchrun): train with DDP; only rank 0 writes. Every rank must call this.
     - `log_dir`: TensorBoard scalars go there (rank 0, `cfg.tensorboard`).
+    - `stop` (`ticketlab.stop`): once a signal raised it, the next step boundary writes the checkpoint
+      and raises `Stopped`; rerunning resumes there.
     """
     workdir = Path(workdir)
     if dist.is_main:
@@ -230,9 +243,9 @@ def train_level(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig
     device = resolve_device(cfg.device)
     with deterministic_mode(cfg.deterministic):
         return _train(model, task, data, cfg, workdir=workdir, device=device, enforcer=enforcer,
-                      start_step=start_step, optimizer_state=optimizer_state, rewind_step=rewind_step,
+                      start_step=start_step, optimizer_state=optimizer_state, rewind_steps=rewind_steps,
                       on_rewind=on_rewind, desc=desc, num_workers=num_workers, on_step=on_step, dist=dist,
-                      log_dir=log_dir if cfg.tensorboard and dist.is_main else None)
+                      log_dir=log_dir if cfg.tensorboard and dist.is_main else None, stop=stop)
 
 
 def _wrap(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: Dist) -> nn.Module:
@@ -250,9 +263,9 @@ def _wrap(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: Dist) 
 
 def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, workdir: Path,
            device: torch.device, enforcer: Optional[Enforcer], start_step: int,
-           optimizer_state: Optional[dict], rewind_step: Optional[int], on_rewind: Optional[RewindHook],
+           optimizer_state: Optional[dict], rewind_steps: Collection[int], on_rewind: Optional[RewindHook],
            desc: str, num_workers: int, on_step: Optional[StepHook], dist: Dist,
-           log_dir: Optional[Path]) -> TrainResult:
+           log_dir: Optional[Path], stop: Optional[StopFlag]) -> TrainResult:
     plan = plan_level(cfg, len(data.train), dist.world_size)  # type: ignore[arg-type]
     total = plan.total
     if not 0 <= start_step <= total:
@@ -285,8 +298,8 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
     if enforcer is not None:
         enforcer.zero_weights()
         enforcer.mask_optimizer_state(optimizer)
-    if on_rewind is not None and rewind_step == progress.step and not resumed:
-        on_rewind(model, optimizer)
+    if on_rewind is not None and progress.step in rewind_steps and not resumed:
+        on_rewind(progress.step, model, optimizer)
 
     net = _wrap(model, cfg, device, dist)
     pin = device.type == "cuda"
@@ -320,6 +333,14 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
             postfix[headline] = f"{metrics[headline]:.4g}"
             bar.set_postfix(postfix, refresh=False)
 
+    def checkpoint(step: int) -> None:
+        dist.broadcast_buffers(model)
+        rng = merge_rank_rng(dist.all_gather(capture_rng()))
+        if dist.is_main:
+            scaler = amp.scaler.state_dict() if amp.scaler.is_enabled() else {}
+            save_checkpoint(ckpt, model=model, optimizer=optimizer, step=step, rng=rng,
+                            extra=progress.to_extra(fingerprint, seconds(), scaler))
+
     with tqdm(total=total, initial=progress.step, desc=desc or None, disable=None if dist.is_main else True,
               dynamic_ncols=True, unit="it") as bar, contextlib.closing(scalars):
         for batch in loader:
@@ -348,20 +369,20 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
             bar.update(1)
 
             step = progress.step
-            if on_rewind is not None and rewind_step == step:
-                on_rewind(model, optimizer)
-            stop = on_step is not None and on_step(step, model)
-            if step == total or stop or _due(step, plan.eval_every):
+            if on_rewind is not None and step in rewind_steps:
+                on_rewind(step, model, optimizer)
+            ends = on_step is not None and on_step(step, model)
+            if step == total or ends or _due(step, plan.eval_every):
                 log_evaluation()
-            if stop:
+            if ends:
                 break
             if step < total and _due(step, plan.checkpoint_every):
-                dist.broadcast_buffers(model)
-                rng = merge_rank_rng(dist.all_gather(capture_rng()))
-                if dist.is_main:
-                    scaler = amp.scaler.state_dict() if amp.scaler.is_enabled() else {}
-                    save_checkpoint(ckpt, model=model, optimizer=optimizer, step=step, rng=rng,
-                                    extra=progress.to_extra(fingerprint, seconds(), scaler))
+                checkpoint(step)
+            if step < total and _stop_requested(stop, dist, device):
+                if not _due(step, plan.checkpoint_every):
+                    checkpoint(step)
+                raise Stopped(stop.signame or "a signal to another process",  # type: ignore[union-attr]
+                              f"{workdir} checkpointed at step {step} of {total}")
         if not progress.history or progress.history[-1]["step"] != progress.step:
             log_evaluation()  # a level with nothing left to train (start_step == total)
 

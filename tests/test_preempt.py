@@ -1,0 +1,65 @@
+"""Preemption: SIGTERM, SIGUSR1 or SIGINT make `find` checkpoint at the next step boundary and exit
+with the resumable status and one line on stderr, leaving no lock; several in a row, a second signal
+landing while the first is being handled included, and the rerun ends byte for byte like a run that
+was never stopped (real signals to a real `ticketlab find` process)."""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_resume_kill import assert_same_run, wait_until_started
+from ticketlab.config import load_config
+from ticketlab.lottery.imp import run_imp
+from ticketlab.stop import RESUMABLE
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "digits_lenet.yaml"
+SET = ["train.duration=8ep", "train.checkpoint_every=3ep", "train.eval_every=4ep", "prune.levels=2"]
+LINE = re.compile(r"ticketlab: stopped by SIG(TERM|USR1|INT): \S+ (checkpointed at step \d+ of \d+|before level \d+)?"
+                  r".*; rerun the same command to resume\n")
+
+
+def find(out: Path) -> subprocess.Popen:
+    args = [a for s in SET for a in ("--set", s)]
+    return subprocess.Popen([sys.executable, "-m", "ticketlab", "find", str(CONFIG), *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_random_signals_checkpoint_exit_resumable_and_the_rerun_matches(tmp_path):
+    reference = tmp_path / "reference"
+    run_imp(load_config(CONFIG, SET), reference, log=lambda s: None)
+
+    rng = random.Random(20261201)
+    stopped = tmp_path / "stopped"
+    signals = [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGTERM]
+    landed = 0
+    for i, sig in enumerate(signals):
+        started = time.time() - 1
+        proc = find(stopped)
+        wait_until_started(proc, stopped / "config.yaml", started)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
+        if i == len(signals) - 1:  # a second signal while the first is being handled: stop at once
+            time.sleep(rng.uniform(0.0, 0.05))
+            proc.send_signal(sig)
+        status, err = proc.wait(timeout=120), proc.stderr.read()
+        assert status == RESUMABLE, err
+        assert LINE.fullmatch(err), err  # one line, naming the signal and what was kept
+        assert not (stopped / ".lock").exists()
+        landed += 1
+    assert landed >= 3, "the run finished before the signals; lengthen it"
+
+    rerun = find(stopped)
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
+    assert_same_run(stopped, reference, levels=3)
