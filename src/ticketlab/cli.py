@@ -72,13 +72,33 @@ def cmd_find(args) -> int:
     return 0
 
 
+def _launch_settings(args, base):
+    from dataclasses import replace
+
+    given = {k: getattr(args, k) for k in ("workers", "slurm", "partition", "time_min", "gpus_per_cell")
+             if getattr(args, k) is not None}
+    return replace(base, **given)
+
+
 def cmd_sweep(args) -> int:
-    from ticketlab.lottery.study import run_study
+    from ticketlab.lottery.plan import format_plan
+    from ticketlab.lottery.study import open_study, run_study, run_unit
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.study).stem
+    if args.plan:
+        print("\n".join(format_plan(open_study(Path(args.study), out).plan())))
+        return 0
+    if args.cell:
+        run_unit(open_study(Path(args.study), out), args.cell, stop=args.stop)
+        return 0
     print(f"study dir: {out}")
-    cells = run_study(Path(args.study), out)
+    sr = open_study(Path(args.study), out)
+    cells = run_study(Path(args.study), out, stop=args.stop, launch=_launch_settings(args, sr.study.launch))
+    failed = [c for c in cells if c.get("error")]
     print(f"\n{len(cells)} cells; aggregate: {out / 'aggregate.csv'}; report: ticketlab report {out} --out DIR")
+    if failed:
+        raise TicketlabError(f"{len(failed)} of {len(cells)} cells did not finish ({failed[0]['name']}: "
+                             f"{failed[0]['error']}); rerun the sweep to retry them")
     return 0
 
 
@@ -220,6 +240,22 @@ CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_transfer_matrix, cmd_demo)
 # -- parser --------------------------------------------------------------------------------------
 
 
+def _add_launch_arguments(p: argparse.ArgumentParser) -> None:
+    """--plan, --cell and where cells run (each overrides the study file's `launch:`)."""
+    from ticketlab.config import describe_fields
+    from ticketlab.lottery.launch import LaunchConfig
+
+    helps = {k: h for k, _, h in describe_fields(LaunchConfig)}
+    p.add_argument("--plan", action="store_true", help="print the cells, what they share and their cost in "
+                   "dense-training units, and exit")
+    p.add_argument("--cell", metavar="NAME", help="run only this cell (or shared dense level) here")
+    p.add_argument("--workers", type=int, help=helps["workers"])
+    p.add_argument("--slurm", action="store_const", const=True, help=helps["slurm"])
+    p.add_argument("--partition", help=helps["partition"])
+    p.add_argument("--time-min", type=int, dest="time_min", help=helps["time_min"])
+    p.add_argument("--gpus-per-cell", type=int, dest="gpus_per_cell", help=helps["gpus_per_cell"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ticketlab", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -238,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", parents=[common], help="run or resume a grid of IMP runs (a study) → cells/<name>/")
     p.add_argument("study", help="STUDY.yaml: config, set (overrides), grid (axis: [values]), preset")
     p.add_argument("--out", help="study directory (default: runs/<study name>); rerun to resume")
+    _add_launch_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("branch", parents=[common], help="control experiment on a finished level → level_NN/branch_<name>/")

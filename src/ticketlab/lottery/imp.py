@@ -120,7 +120,7 @@ def _quiet(message: str) -> None:
     return None
 
 
-def _finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
+def finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
     level0 = run.level_dir(0)
     early.finish(load_state(level0 / "final.safetensors", exp.model), run.read_metrics(0)["steps"])
 
@@ -169,7 +169,7 @@ def default_level0(exp: Experiment, run: RunDir, dist: Dist, early: Optional[Ear
                            on_rewind=_save_rewind_point(run.level_dir(0), exp.cfg.prune.rewind_optimizer),
                            on_step=early, stop=stop)
     if early is not None:
-        dist.on_main(lambda: _finish_early_bird(early, exp, run))
+        dist.on_main(lambda: finish_early_bird(early, exp, run))
     return metrics
 
 
@@ -180,7 +180,7 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
     for level in levels:
         if run.is_done(level):
             if level == 0 and early is not None and not (run.level_dir(0) / EARLY_BIRD_FILE).is_file():
-                dist.on_main(lambda: _finish_early_bird(early, exp, run))  # cut off between level 0's files
+                dist.on_main(lambda: finish_early_bird(early, exp, run))  # cut off between level 0's files
             continue
         if stop is not None:
             stop.check(f"{run.root}: before level {level}")

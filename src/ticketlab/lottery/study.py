@@ -16,7 +16,10 @@ axis of paper 001 Table 3: all 16 combinations of pruning {base, top, rpn, box_h
 
 Cells are named from their overrides (`OUT/cells/<name>/`). Running the sweep again skips finished
 cells and resumes the others. `OUT/study.json` (spec, cells, parameter counts) and `OUT/aggregate.csv`
-(mean ± std per series and level, matching verdict) are rewritten after every cell.
+(mean ± std per series and level, matching verdict) are rewritten after every cell. Cells that differ
+only in `prune.*` train their dense level once (`shared.py`, under `OUT/shared/`); `--plan` shows
+what will train (`plan.py`); `launch:` (or `--workers`, `--slurm`) runs cells side by side
+(`launch.py`), each as `ticketlab sweep STUDY --out OUT --cell NAME`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -33,11 +36,14 @@ from ticketlab.analysis import tables
 from ticketlab.analysis.runs import aggregate, group_series, load_runs
 from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, STUDY_FILE
 from ticketlab.atomic import atomic_write_json
-from ticketlab.config import Config, load_config
+from ticketlab.config import Config, from_dict, load_config
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.imp import run_imp
 from ticketlab.lottery.info import group_table
+from ticketlab.lottery.launch import LaunchConfig, Unit, run_units
+from ticketlab.lottery.plan import PlanRow, plan_rows
+from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, plan_groups, run_dense, run_member
 from ticketlab.rundir import RunDir
+from ticketlab.stop import StopFlag
 
 MODULE_GROUPS = (("base",), ("top",), ("rpn",), ("box_head", "box_predictor"))
 
@@ -80,6 +86,7 @@ class Study:
     common: list[str] = field(default_factory=list)
     axes: dict[str, list[Any]] = field(default_factory=dict)
     preset: str | None = None
+    launch: LaunchConfig = field(default_factory=LaunchConfig)  # where cells run, not what they are
 
     def spec(self) -> dict:
         return {"config": str(self.config), "set": self.common, "grid": self.axes, "preset": self.preset}
@@ -111,9 +118,9 @@ def load_study(path: Path) -> Study:
         raise TicketlabError(f"{path}: not valid YAML") from None
     if not isinstance(data, dict):
         raise TicketlabError(f"{path}: expected a mapping with keys config, set, grid, preset")
-    unknown = sorted(set(data) - {"config", "set", "grid", "preset"})
+    unknown = sorted(set(data) - {"config", "set", "grid", "preset", "launch"})
     if unknown:
-        raise TicketlabError(f"{path}: unknown study key {unknown[0]!r} (expected config, set, grid, preset)")
+        raise TicketlabError(f"{path}: unknown study key {unknown[0]!r} (expected config, set, grid, preset, launch)")
     if not isinstance(data.get("config"), str):
         raise TicketlabError(f"{path}: config: expected the path of a YAML config, relative to the study file")
     common = data.get("set") or []
@@ -134,7 +141,8 @@ def load_study(path: Path) -> Study:
         axis, values = PRESETS[preset]
         grid = {axis: values(), **grid}
     config = (path.parent / data["config"]).resolve()
-    study = Study(path=path, config=config, common=list(common), axes=dict(grid), preset=preset)
+    launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
+    study = Study(path=path, config=config, common=list(common), axes=dict(grid), preset=preset, launch=launch)
     for cell in study.cells():  # every cell's config is checked before anything trains
         cell_config(study, cell)
     return study
@@ -161,27 +169,111 @@ def write_study_files(out: Path, study: Study, cells: list[dict]) -> None:
         tables.write_csv(out / AGGREGATE_FILE, tables.series_summary(series, [aggregate(s) for s in series]))
 
 
-def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) every cell of the study file `path` under `out`; returns the cell records."""
+@dataclass
+class StudyRun:
+    """A study file resolved against its directory: each cell's config and run dir, and the shared
+    dense levels."""
+
+    study: Study
+    out: Path
+    cells: list[Cell]
+    configs: dict[str, Config]
+    groups: dict[str, DenseGroup]   # cell name → its shared dense level
+
+    def root(self, name: str) -> Path:
+        return self.out / CELLS_DIR / name
+
+    def plan(self) -> list[PlanRow]:
+        return plan_rows({c.name: (self.configs[c.name], self.root(c.name)) for c in self.cells}, self.groups)
+
+    def finished(self, cell: Cell) -> bool:
+        run = RunDir(self.root(cell.name))
+        return all(run.is_done(lv) for lv in range(self.configs[cell.name].prune.levels + 1))
+
+
+def open_study(path: Path, out: Path) -> StudyRun:
     study = load_study(path)
     out = Path(out)
     old = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).is_file() else {}
     if old and old.get("spec") != json.loads(json.dumps(study.spec())):
         raise TicketlabError(f"{out} holds a study with a different spec; use a new --out, or restore {path}")
-    known = {c["name"]: c["params"] for c in old.get("cells", []) if "params" in c}
-    out.mkdir(parents=True, exist_ok=True)
     cells = study.cells()
+    configs = {c.name: cell_config(study, c) for c in cells}
+    return StudyRun(study, out, cells, configs, plan_groups(configs, out / SHARED_DIR))
+
+
+def run_unit(sr: StudyRun, name: str, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None) -> None:
+    """Run one cell, or one shared dense level (`dense-<key>`), in this process."""
+    dense = {g.name: g for g in sr.groups.values()}
+    if name in dense:
+        run_dense(dense[name], log=log, stop=stop)
+    elif name in sr.configs:
+        run_member(sr.configs[name], sr.root(name), sr.groups.get(name), log=log, stop=stop)
+    else:
+        raise TicketlabError(f"--cell {name}: not a cell or shared dense level of {sr.study.path} "
+                             f"(see `ticketlab sweep {sr.study.path} --plan`)")
+
+
+def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None,
+              launch: Optional[LaunchConfig] = None) -> list[dict]:
+    """Run (or resume) every cell of the study file `path` under `out`; returns the cell records.
+    `launch` (default: the study file's) runs cells as separate processes when it asks for workers or SLURM."""
+    sr = open_study(path, out)
+    sr.out.mkdir(parents=True, exist_ok=True)
+    launch = launch or sr.study.launch
+    known = _known_params(sr.out)
+    if launch.slurm or launch.workers > 1:
+        return _launch(sr, launch, known, log)
     records: list[dict] = []
-    for i, cell in enumerate(cells):
-        cfg = cell_config(study, cell)
-        run = RunDir(out / CELLS_DIR / cell.name)
-        finished = all(run.is_done(lv) for lv in range(cfg.prune.levels + 1))
-        log(f"cell {i + 1}/{len(cells)} {cell.name}: " + ("finished, skipped" if finished else "running"))
+    for i, cell in enumerate(sr.cells):
+        finished = sr.finished(cell)
+        log(f"cell {i + 1}/{len(sr.cells)} {cell.name}: " + ("finished, skipped" if finished else "running"))
         if not finished:
-            run_imp(cfg, run.root, log=log)
-        records.append({"name": cell.name, "overrides": cell.overrides, "values": cell.values, "finished": True,
-                        "params": known.get(cell.name) or _params(cfg)})
-        pending = [{"name": c.name, "overrides": c.overrides, "values": c.values, "finished": False}
-                   for c in cells[i + 1:]]
-        write_study_files(out, study, records + pending)
+            run_unit(sr, cell.name, log=log, stop=stop)
+        records.append(_record(sr, cell, known, finished=True))
+        pending = [_record(sr, c, known, finished=False) for c in sr.cells[i + 1:]]
+        write_study_files(sr.out, sr.study, records + pending)
+    return records
+
+
+def _known_params(out: Path) -> dict:
+    old = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).is_file() else {}
+    return {c["name"]: c["params"] for c in old.get("cells", []) if "params" in c}
+
+
+def _record(sr: StudyRun, cell: Cell, known: dict, *, finished: bool, error: str = "") -> dict:
+    record = {"name": cell.name, "overrides": cell.overrides, "values": cell.values, "finished": finished}
+    if finished:
+        record["params"] = known.get(cell.name) or _params(sr.configs[cell.name])
+    if error:
+        record["error"] = error
+    return record
+
+
+def _launch(sr: StudyRun, launch: LaunchConfig, known: dict, log: Callable[[str], None]) -> list[dict]:
+    """Shared dense levels as one wave, then the cells as another (`launch.py`)."""
+    logs = sr.out / "logs"
+
+    def unit(name: str) -> Unit:
+        return Unit(name, ["sweep", str(sr.study.path), "--out", str(sr.out), "--cell", name], logs / f"{name}.log")
+
+    dense = sorted({g.name for g in sr.groups.values() if not RunDir(g.root).is_done(0)})
+    outcome = run_units([unit(n) for n in dense], launch, sr.out / "submitit", log=log)
+    failed_dense = {g for g, o in outcome.items() if o != "done"}
+    todo = [c for c in sr.cells if not sr.finished(c)
+            and not (c.name in sr.groups and sr.groups[c.name].name in failed_dense)]
+    outcome.update(run_units([unit(c.name) for c in todo], launch, sr.out / "submitit", log=log))
+    records = []
+    for cell in sr.cells:
+        group = sr.groups.get(cell.name)
+        if outcome.get(cell.name, "done") != "done":
+            error = outcome[cell.name]
+        elif group is not None and group.name in failed_dense:
+            error = f"not run: its shared dense level {group.name} {outcome[group.name]}"
+        else:
+            error = ""
+        records.append(_record(sr, cell, known, finished=sr.finished(cell), error=error))
+        if error:
+            log(f"cell {cell.name}: {error}")
+    write_study_files(sr.out, sr.study, records)
     return records
