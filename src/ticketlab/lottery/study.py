@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import yaml
 
 from ticketlab.analysis import tables
 from ticketlab.analysis.runs import aggregate, group_series, load_runs
@@ -38,6 +37,7 @@ from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, STUDY_FILE
 from ticketlab.atomic import atomic_write_json
 from ticketlab.config import Config, from_dict, load_config
 from ticketlab.errors import TicketlabError
+from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.info import group_table
 from ticketlab.lottery.launch import LaunchConfig, Unit, run_units
 from ticketlab.lottery.plan import PlanRow, plan_rows
@@ -110,14 +110,7 @@ class Study:
 
 def load_study(path: Path) -> Study:
     path = Path(path)
-    if not path.is_file():
-        raise TicketlabError(f"{path}: study file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise TicketlabError(f"{path}: not valid YAML") from None
-    if not isinstance(data, dict):
-        raise TicketlabError(f"{path}: expected a mapping with keys config, set, grid, preset")
+    data = read_yaml_mapping(path, "study", "a mapping with keys config, set, grid, preset, launch")
     unknown = sorted(set(data) - {"config", "set", "grid", "preset", "launch"})
     if unknown:
         raise TicketlabError(f"{path}: unknown study key {unknown[0]!r} (expected config, set, grid, preset, launch)")
