@@ -114,20 +114,28 @@ def _local_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def slurm_parameters(settings: LaunchConfig) -> dict[str, Any]:
+    """The `SlurmExecutor` parameters (sbatch lines) of `settings`."""
+    params: dict[str, Any] = {"job_name": "ticketlab", "time": settings.time_min, "nodes": 1, "ntasks_per_node": 1,
+                              "cpus_per_task": settings.cpus_per_cell, "signal_delay_s": settings.signal_delay_s,
+                              "array_parallelism": settings.workers, "setup": list(settings.setup)}
+    if settings.partition:
+        params["partition"] = settings.partition
+    if settings.gpus_per_cell:
+        params["gpus_per_node"] = settings.gpus_per_cell
+    return params
+
+
 def executor_for(settings: LaunchConfig, folder: Path):
     """submitit's SLURM executor, or its local one, set up from `settings`."""
     import submitit
 
     if settings.slurm:
-        executor = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=3)
-        params: dict[str, Any] = {"time": settings.time_min, "cpus_per_task": settings.cpus_per_cell,
-                                  "ntasks_per_node": 1, "nodes": 1, "signal_delay_s": settings.signal_delay_s,
-                                  "array_parallelism": settings.workers, "setup": list(settings.setup)}
-        if settings.partition:
-            params["partition"] = settings.partition
-        if settings.gpus_per_cell:
-            params["gpus_per_node"] = settings.gpus_per_cell
-        executor.update_parameters(**params)
+        try:
+            executor = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=3)
+        except RuntimeError as e:  # no srun on this machine
+            raise TicketlabError(f"--slurm: {e}; run on a SLURM login node, or use --workers here") from None
+        executor.update_parameters(**slurm_parameters(settings))
         return executor
     executor = submitit.LocalExecutor(folder=str(folder))
     executor.update_parameters(timeout_min=settings.time_min, signal_delay_s=settings.signal_delay_s)
