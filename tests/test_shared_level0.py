@@ -98,3 +98,21 @@ def test_table3_preset_at_one_level_and_one_seed_plans_16_trainings(tmp_path, ca
     lines = format_plan(open_study(spec, tmp_path / "out").plan())
     assert lines[-1].startswith("16 trainings (1 shared dense level(s) for 16 cells)")
     assert "each cell on its own: 31 trainings" in lines[-1]
+
+
+def test_transfer_matrix_rows_that_differ_in_prune_share_the_dense_level(tmp_path, capsys):
+    spec = tmp_path / "m.yaml"
+    spec.write_text(yaml.safe_dump({
+        "seeds": [0], "targets": {"digits": {"config": str(ROOT / "configs/digits_lenet.yaml"),
+                                             "set": ["train.duration=2ep", "prune.levels=1", "prune.rate=0.5"]}},
+        "sources": {"late reset": ["prune.rewind=1ep"], "layerwise": ["prune.strategy=layerwise"]}}))
+    out = tmp_path / "out"
+    assert main(["transfer-matrix", str(spec), "--out", str(out), "--plan"]) == 0
+    assert "4 trainings (1 shared dense level(s) for 3 cells)" in capsys.readouterr().out
+    assert main(["transfer-matrix", str(spec), "--out", str(out)]) == 0
+    assert trainings(out) == 4
+    alone = tmp_path / "alone"
+    from ticketlab.lottery.matrix import cell_config, load_spec
+    run_imp(cell_config(load_spec(spec), "late reset", "digits", 0), alone, log=lambda s: None)
+    assert rows_without_seconds(out / "late_reset" / "digits" / "seed_0" / "summary.csv") == \
+        rows_without_seconds(alone / "summary.csv")

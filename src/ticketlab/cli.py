@@ -195,11 +195,19 @@ def cmd_data_synth_crops(args) -> int:
 
 
 def cmd_transfer_matrix(args) -> int:
-    from ticketlab.lottery.matrix import load_spec, run_matrix
+    from ticketlab.lottery.matrix import load_spec, matrix_cells, matrix_groups, run_matrix, run_matrix_unit
+    from ticketlab.lottery.plan import format_plan, plan_rows
 
     spec = load_spec(Path(args.spec))
     out = Path(args.out or spec.out or Path("runs") / Path(args.spec).stem)
-    rows = run_matrix(spec, out)
+    if args.plan:
+        cells = matrix_cells(spec, out)
+        print("\n".join(format_plan(plan_rows(cells, matrix_groups(cells, out)))))
+        return 0
+    if args.cell:
+        run_matrix_unit(spec, out, args.cell, stop=args.stop)
+        return 0
+    rows = run_matrix(spec, out, stop=args.stop, launch=_launch_settings(args, spec.launch))
     print()
     _print_table(rows, ["source", "target", "metric", "mean", "std", "matching", "sparsity_network"])
     print(f"\ntable: {out / 'matrix.md'} ({out / 'matrix.csv'}, {out / 'matrix.png'})")
@@ -331,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="masks from several sources × several target tasks → one table (rerun to resume)")
     p.add_argument("spec", help="YAML spec: targets (configs), sources (overrides), seeds; see docs/transfer.md")
     p.add_argument("--out", help="output directory (default: the spec's out, else runs/<spec name>)")
+    _add_launch_arguments(p)
     p.set_defaults(func=cmd_transfer_matrix)
 
     p = sub.add_parser("demo", parents=[common], help="the embedded default, end to end (rerun to resume)")

@@ -27,6 +27,8 @@ from typing import Any, Callable, Optional
 
 from ticketlab.config import option
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.shared import DenseGroup
+from ticketlab.rundir import RunDir
 from ticketlab.stop import RESUMABLE
 
 POLL_S = 0.5
@@ -201,3 +203,29 @@ def _outcome(job: Any) -> str:
         reason = next((line for line in reversed(text) if "TicketlabError" in line or "ticketlab:" in line),
                       text[-1] if text else type(e).__name__)
         return "failed: " + reason.split("TicketlabError: ", 1)[-1]
+
+
+def launch_cells(cells: list[str], groups: dict[str, DenseGroup], finished: Callable[[str], bool],
+                 argv: Callable[[str], list[str]], settings: LaunchConfig, out: Path, *,
+                 log: Callable[[str], None] = print) -> dict[str, str]:
+    """Shared dense levels as one wave, then the unfinished cells as another; returns, for each cell
+    that did not finish, why. `argv(name)` is the ticketlab command that runs unit `name` alone."""
+
+    def unit(name: str) -> Unit:
+        return Unit(name, argv(name), out / "logs" / f"{name.replace('/', '__')}.log")
+
+    dense = sorted({g.name for g in groups.values() if not RunDir(g.root).is_done(0)})
+    outcome = run_units([unit(n) for n in dense], settings, out / "submitit", log=log)
+    failed = {n for n, o in outcome.items() if o != "done"}
+    todo = [c for c in cells if not finished(c) and not (c in groups and groups[c].name in failed)]
+    outcome.update(run_units([unit(c) for c in todo], settings, out / "submitit", log=log))
+    errors = {}
+    for cell in cells:
+        group = groups.get(cell)
+        if outcome.get(cell, "done") != "done":
+            errors[cell] = outcome[cell]
+        elif group is not None and group.name in failed:
+            errors[cell] = f"not run: its shared dense level {group.name} {outcome[group.name]}"
+    for cell, error in errors.items():
+        log(f"cell {cell}: {error}")
+    return errors

@@ -34,10 +34,13 @@ from matplotlib.figure import Figure
 
 from ticketlab.analysis.runs import HEADLINES
 from ticketlab.atomic import atomic_write_bytes, atomic_write_text
-from ticketlab.config import load_config
+from ticketlab.config import Config, from_dict, load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.yaml_file import read_yaml_mapping
-from ticketlab.lottery.imp import run_imp
+from ticketlab.lottery.launch import LaunchConfig, launch_cells
+from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, plan_groups, run_dense, run_member
+from ticketlab.rundir import RunDir
+from ticketlab.stop import StopFlag
 
 DENSE = "dense"
 
@@ -55,6 +58,8 @@ class MatrixSpec:
     sources: dict[str, list[str]]
     seeds: list[int]
     out: Optional[str] = None
+    path: Optional[Path] = None  # the spec file (cells launched as processes rerun it with --cell)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 def _strings(value, where: str) -> list[str]:
@@ -67,10 +72,10 @@ def _strings(value, where: str) -> list[str]:
 
 def load_spec(path: Path) -> MatrixSpec:
     data = read_yaml_mapping(path, "transfer-matrix spec", "a mapping with keys targets, sources, seeds, out")
-    unknown = set(data) - {"targets", "sources", "seeds", "out"}
+    unknown = set(data) - {"targets", "sources", "seeds", "out", "launch"}
     if unknown:
         raise TicketlabError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (expected targets, sources, "
-                             "seeds, out)")
+                             "seeds, out, launch)")
     targets = {}
     for name, t in (data.get("targets") or {}).items():
         if not isinstance(t, dict) or not isinstance(t.get("config"), str) or set(t) - {"config", "set", "metric"}:
@@ -81,10 +86,14 @@ def load_spec(path: Path) -> MatrixSpec:
         raise TicketlabError(f"{path}: needs at least one entry under targets and one under sources")
     if DENSE in sources:
         raise TicketlabError(f"{path}: sources.{DENSE} is the baseline row, run always; pick another name")
+    if any(slug(k) == SHARED_DIR for k in sources):
+        raise TicketlabError(f"{path}: sources.{SHARED_DIR}: the name of the shared dense levels' directory; "
+                             "pick another name")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise TicketlabError(f"{path}: seeds: expected a list of integers, got {seeds!r}")
-    return MatrixSpec(targets, sources, seeds, data.get("out"))
+    launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
+    return MatrixSpec(targets, sources, seeds, data.get("out"), Path(path), launch)
 
 
 def slug(name: str) -> str:
@@ -102,8 +111,63 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) every cell, then write the table; returns its rows (one per row × column)."""
+def matrix_cells(spec: MatrixSpec, out: Path) -> dict[str, tuple[Config, Path]]:
+    """`row/column/seed_<s>` → (config, run dir), the dense row first."""
+    cells = {}
+    for column in spec.targets:
+        for row in [DENSE, *spec.sources]:
+            for seed in spec.seeds:
+                name = f"{slug(row)}/{slug(column)}/seed_{seed}"
+                cells[name] = (cell_config(spec, row, column, seed), Path(out) / name)
+    return cells
+
+
+def matrix_groups(cells: dict[str, tuple[Config, Path]], out: Path) -> dict[str, DenseGroup]:
+    return plan_groups({name: cfg for name, (cfg, _) in cells.items()}, Path(out) / SHARED_DIR)
+
+
+def run_matrix_unit(spec: MatrixSpec, out: Path, name: str, *, log: Callable[[str], None] = print,
+                    stop: Optional[StopFlag] = None) -> None:
+    """Run one cell (`row/column/seed_<s>`) or shared dense level (`dense-<key>`) in this process."""
+    cells = matrix_cells(spec, out)
+    groups = matrix_groups(cells, out)
+    dense = {g.name: g for g in groups.values()}
+    if name in dense:
+        run_dense(dense[name], log=log, stop=stop)
+    elif name in cells:
+        run_member(*cells[name], groups.get(name), log=log, stop=stop)
+    else:
+        raise TicketlabError(f"--cell {name}: not a cell or shared dense level of {spec.path} "
+                             f"(see `ticketlab transfer-matrix {spec.path} --plan`)")
+
+
+def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None,
+               launch: Optional[LaunchConfig] = None) -> list[dict]:
+    """Run (or resume) every cell, then write the table; returns its rows (one per row × column).
+    Cells that differ only in `prune.*` share their dense level (`shared.py`); `launch` (default: the
+    spec's) runs cells as separate processes when it asks for workers or SLURM."""
+    cells = matrix_cells(spec, out)
+    groups = matrix_groups(cells, out)
+    launch = launch or spec.launch
+
+    def finished(name: str) -> bool:
+        cfg, root = cells[name]
+        return all(RunDir(root).is_done(lv) for lv in range(cfg.prune.levels + 1))
+
+    if launch.slurm or launch.workers > 1:
+        if spec.path is None:
+            raise TicketlabError("transfer-matrix: launching cells as processes needs the spec file's path")
+        errors = launch_cells(list(cells), groups, finished,
+                              lambda n: ["transfer-matrix", str(spec.path), "--out", str(out), "--cell", n],
+                              launch, Path(out), log=log)
+        if errors:
+            name, error = next(iter(errors.items()))
+            raise TicketlabError(f"{len(errors)} of {len(cells)} cells did not finish ({name}: {error}); "
+                                 "rerun to retry them")
+    else:
+        for name, (cfg, root) in cells.items():
+            log(f"[{name}] {root}")
+            run_member(cfg, root, groups.get(name), log=log, stop=stop)
     rows = []
     for column, target in spec.targets.items():
         per_row: dict[str, list[float]] = {}
@@ -111,14 +175,12 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
         for row in [DENSE, *spec.sources]:
             values = []
             for seed in spec.seeds:
-                cfg = cell_config(spec, row, column, seed)
+                cfg, run_dir = cells[f"{slug(row)}/{slug(column)}/seed_{seed}"]
                 metric = metric or HEADLINES.get(cfg.task)
                 if metric is None:
                     raise TicketlabError(f"targets.{column}.metric: task {cfg.task!r} has no known headline; "
                                          "name the metric")
-                run_dir = out / slug(row) / slug(column) / f"seed_{seed}"
-                log(f"[{row} → {column}, seed {seed}] {run_dir}")
-                last = run_imp(cfg, run_dir, log=log)[-1]
+                last = RunDir(run_dir).read_metrics(cfg.prune.levels)
                 if metric not in last:
                     raise TicketlabError(f"{run_dir}: metric {metric!r} not in its metrics ({', '.join(last)})")
                 values.append(float(last[metric]))

@@ -39,7 +39,7 @@ from ticketlab.config import Config, from_dict, load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.info import group_table
-from ticketlab.lottery.launch import LaunchConfig, Unit, run_units
+from ticketlab.lottery.launch import LaunchConfig, launch_cells
 from ticketlab.lottery.plan import PlanRow, plan_rows
 from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, plan_groups, run_dense, run_member
 from ticketlab.rundir import RunDir
@@ -179,6 +179,9 @@ class StudyRun:
     def plan(self) -> list[PlanRow]:
         return plan_rows({c.name: (self.configs[c.name], self.root(c.name)) for c in self.cells}, self.groups)
 
+    def cell(self, name: str) -> Cell:
+        return next(c for c in self.cells if c.name == name)
+
     def finished(self, cell: Cell) -> bool:
         run = RunDir(self.root(cell.name))
         return all(run.is_done(lv) for lv in range(self.configs[cell.name].prune.levels + 1))
@@ -244,29 +247,9 @@ def _record(sr: StudyRun, cell: Cell, known: dict, *, finished: bool, error: str
 
 
 def _launch(sr: StudyRun, launch: LaunchConfig, known: dict, log: Callable[[str], None]) -> list[dict]:
-    """Shared dense levels as one wave, then the cells as another (`launch.py`)."""
-    logs = sr.out / "logs"
-
-    def unit(name: str) -> Unit:
-        return Unit(name, ["sweep", str(sr.study.path), "--out", str(sr.out), "--cell", name], logs / f"{name}.log")
-
-    dense = sorted({g.name for g in sr.groups.values() if not RunDir(g.root).is_done(0)})
-    outcome = run_units([unit(n) for n in dense], launch, sr.out / "submitit", log=log)
-    failed_dense = {g for g, o in outcome.items() if o != "done"}
-    todo = [c for c in sr.cells if not sr.finished(c)
-            and not (c.name in sr.groups and sr.groups[c.name].name in failed_dense)]
-    outcome.update(run_units([unit(c.name) for c in todo], launch, sr.out / "submitit", log=log))
-    records = []
-    for cell in sr.cells:
-        group = sr.groups.get(cell.name)
-        if outcome.get(cell.name, "done") != "done":
-            error = outcome[cell.name]
-        elif group is not None and group.name in failed_dense:
-            error = f"not run: its shared dense level {group.name} {outcome[group.name]}"
-        else:
-            error = ""
-        records.append(_record(sr, cell, known, finished=sr.finished(cell), error=error))
-        if error:
-            log(f"cell {cell.name}: {error}")
+    errors = launch_cells([c.name for c in sr.cells], sr.groups, lambda n: sr.finished(sr.cell(n)),
+                          lambda n: ["sweep", str(sr.study.path), "--out", str(sr.out), "--cell", n],
+                          launch, sr.out, log=log)
+    records = [_record(sr, c, known, finished=sr.finished(c), error=errors.get(c.name, "")) for c in sr.cells]
     write_study_files(sr.out, sr.study, records)
     return records
