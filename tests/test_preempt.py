@@ -63,3 +63,16 @@ def test_random_signals_checkpoint_exit_resumable_and_the_rerun_matches(tmp_path
     rerun = find(stopped)
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
     assert_same_run(stopped, reference, levels=3)
+
+
+def test_a_command_that_does_not_train_stops_at_the_first_signal_with_one_line(tmp_path):
+    out = tmp_path / "synth"
+    proc = subprocess.Popen([sys.executable, "-m", "ticketlab", "data", "synth", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.time() + 120
+    while proc.poll() is None and not any(out.rglob("*.png")) and time.time() < deadline:
+        time.sleep(0.02)  # until it is writing images
+    proc.send_signal(signal.SIGINT)
+    status, err = proc.wait(timeout=60), proc.stderr.read()
+    assert status == RESUMABLE, err
+    assert re.fullmatch(r"ticketlab: stopped by SIGINT; rerun the same command to resume\n", err), err

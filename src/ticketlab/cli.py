@@ -392,10 +392,12 @@ def os_error_line(error: OSError) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # cuBLAS reads this once, before its first matmul: bit-exact resume on GPU needs it set early.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = argparse.Namespace()
     try:
-        with stop_on_signals(poll=args.func in CHECKPOINTING) as args.stop:
+        with stop_on_signals(poll=False) as stop:  # from the start: a signal while parsing stops too
+            args = build_parser().parse_args(argv)
+            stop.poll = args.func in CHECKPOINTING
+            args.stop = stop
             return args.func(args)
     except Stopped as e:
         print(f"ticketlab: {e}; rerun the same command to resume", file=sys.stderr)

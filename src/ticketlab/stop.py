@@ -6,7 +6,7 @@ SIGTERM, SIGUSR1 or SIGINT only raises a flag (`StopFlag`): the training loop lo
 every step, writes a checkpoint there and raises `Stopped`, and IMP looks at it between levels. A
 second signal raises `Stopped` at once, wherever the process is (a write in flight leaves the old
 file or the new one: every write is atomic). A command that does not poll the flag (`eval`,
-`report`, ...) passes `poll=False` and stops at the first signal. The CLI turns `Stopped` into one
+`report`, ...) sets `poll=False` and stops at the first signal. The CLI turns `Stopped` into one
 line on stderr and exit status `RESUMABLE` (75, sysexits' EX_TEMPFAIL: "try again later").
 """
 
@@ -36,9 +36,11 @@ class Stopped(BaseException):
 
 @dataclass
 class StopFlag:
-    """Set by the first signal; `check()` raises `Stopped` once it is."""
+    """Set by the first signal; `check()` raises `Stopped` once it is. With `poll` False (a command
+    that never looks at the flag) the first signal raises `Stopped` at once."""
 
     signame: Optional[str] = None
+    poll: bool = True
 
     @property
     def requested(self) -> bool:
@@ -52,16 +54,15 @@ class StopFlag:
 @contextlib.contextmanager
 def stop_on_signals(poll: bool = True) -> Iterator[StopFlag]:
     """Install the handlers for the block (restoring the previous ones after it); yields the flag.
-    With `poll=False` the first signal raises `Stopped` at once. Outside the main thread, where
-    Python cannot install handlers, the flag is never raised."""
-    flag = StopFlag()
+    Outside the main thread, where Python cannot install handlers, the flag is never raised."""
+    flag = StopFlag(poll=poll)
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum: int, frame) -> None:
         name = signal.Signals(signum).name
-        if flag.requested or not poll:
+        if flag.requested or not flag.poll:
             raise Stopped(name)
         flag.signame = name
 
