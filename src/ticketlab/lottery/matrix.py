@@ -39,7 +39,7 @@ from ticketlab.config import Config, from_dict, load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.launch import LaunchConfig, launch_cells
-from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, plan_groups, run_dense, run_member
+from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, finished, plan_groups, run_member, run_named
 from ticketlab.rundir import RunDir
 from ticketlab.stop import StopFlag
 from ticketlab.tasks import task_class
@@ -132,13 +132,7 @@ def run_matrix_unit(spec: MatrixSpec, out: Path, name: str, *, log: Callable[[st
                     stop: Optional[StopFlag] = None) -> None:
     """Run one cell (`row/column/seed_<s>`) or shared dense level (`dense-<key>`) in this process."""
     cells = matrix_cells(spec, out)
-    groups = matrix_groups(cells, out)
-    dense = {g.name: g for g in groups.values()}
-    if name in dense:
-        run_dense(dense[name], log=log, stop=stop)
-    elif name in cells:
-        run_member(*cells[name], groups.get(name), log=log, stop=stop)
-    else:
+    if not run_named(name, cells, matrix_groups(cells, out), log=log, stop=stop):
         raise TicketlabError(f"--cell {name}: not a cell or shared dense level of {spec.path} "
                              f"(see `ticketlab transfer-matrix {spec.path} --plan`)")
 
@@ -152,15 +146,12 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
     groups = matrix_groups(cells, out)
     launch = launch or spec.launch
 
-    def finished(name: str) -> bool:
-        cfg, root = cells[name]
-        return all(RunDir(root).is_done(lv) for lv in range(cfg.prune.levels + 1))
-
     if launch.slurm or launch.workers > 1:
         if spec.path is None:
             raise TicketlabError("transfer-matrix: launching cells as processes needs the spec file's path")
-        errors = launch_cells(list(cells), groups, finished,
-                              lambda n: ["transfer-matrix", str(spec.path), "--out", str(out), "--cell", n],
+        errors = launch_cells(list(cells), groups, lambda n: finished(*cells[n]),
+                              lambda n: ["transfer-matrix", str(spec.path.resolve()), "--out", str(Path(out).resolve()),
+                                         "--cell", n],
                               launch, Path(out), log=log)
         if errors:
             name, error = next(iter(errors.items()))

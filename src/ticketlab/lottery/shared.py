@@ -203,3 +203,23 @@ def run_member(cfg: Config, root: Path, group: Optional[DenseGroup], *, log: Cal
         return run_imp(cfg, root, log=log, stop=stop)
     run_dense(group, log=log, stop=stop)
     return run_imp(cfg, root, log=log, stop=stop, level0=linked_level0(group))
+
+
+def finished(cfg: Config, root: Path) -> bool:
+    """Whether every level of `cfg` is done in run dir `root`."""
+    run = RunDir(root)
+    return all(run.is_done(level) for level in range(cfg.prune.levels + 1))
+
+
+def run_named(name: str, cells: dict[str, tuple[Config, Path]], groups: dict[str, DenseGroup], *,
+              log: Callable[[str], None] = print, stop: Optional[StopFlag] = None) -> bool:
+    """Run cell `name` (name → (config, run dir)) or the shared dense level of that name in this
+    process; False when there is neither."""
+    dense = {g.name: g for g in groups.values()}
+    if name in dense:
+        run_dense(dense[name], log=log, stop=stop)
+    elif name in cells:
+        run_member(*cells[name], groups.get(name), log=log, stop=stop)
+    else:
+        return False
+    return True

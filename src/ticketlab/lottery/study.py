@@ -41,8 +41,7 @@ from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.info import group_table
 from ticketlab.lottery.launch import LaunchConfig, launch_cells
 from ticketlab.lottery.plan import PlanRow, plan_rows
-from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, plan_groups, run_dense, run_member
-from ticketlab.rundir import RunDir
+from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, finished, plan_groups, run_named
 from ticketlab.stop import StopFlag
 
 MODULE_GROUPS = (("base",), ("top",), ("rpn",), ("box_head", "box_predictor"))
@@ -176,15 +175,14 @@ class StudyRun:
     def root(self, name: str) -> Path:
         return self.out / CELLS_DIR / name
 
-    def plan(self) -> list[PlanRow]:
-        return plan_rows({c.name: (self.configs[c.name], self.root(c.name)) for c in self.cells}, self.groups)
+    def units(self) -> dict[str, tuple[Config, Path]]:
+        return {c.name: (self.configs[c.name], self.root(c.name)) for c in self.cells}
 
-    def cell(self, name: str) -> Cell:
-        return next(c for c in self.cells if c.name == name)
+    def plan(self) -> list[PlanRow]:
+        return plan_rows(self.units(), self.groups)
 
     def finished(self, cell: Cell) -> bool:
-        run = RunDir(self.root(cell.name))
-        return all(run.is_done(lv) for lv in range(self.configs[cell.name].prune.levels + 1))
+        return finished(self.configs[cell.name], self.root(cell.name))
 
 
 def open_study(path: Path, out: Path) -> StudyRun:
@@ -200,12 +198,7 @@ def open_study(path: Path, out: Path) -> StudyRun:
 
 def run_unit(sr: StudyRun, name: str, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None) -> None:
     """Run one cell, or one shared dense level (`dense-<key>`), in this process."""
-    dense = {g.name: g for g in sr.groups.values()}
-    if name in dense:
-        run_dense(dense[name], log=log, stop=stop)
-    elif name in sr.configs:
-        run_member(sr.configs[name], sr.root(name), sr.groups.get(name), log=log, stop=stop)
-    else:
+    if not run_named(name, sr.units(), sr.groups, log=log, stop=stop):
         raise TicketlabError(f"--cell {name}: not a cell or shared dense level of {sr.study.path} "
                              f"(see `ticketlab sweep {sr.study.path} --plan`)")
 
@@ -222,9 +215,9 @@ def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print, stop
         return _launch(sr, launch, known, log)
     records: list[dict] = []
     for i, cell in enumerate(sr.cells):
-        finished = sr.finished(cell)
-        log(f"cell {i + 1}/{len(sr.cells)} {cell.name}: " + ("finished, skipped" if finished else "running"))
-        if not finished:
+        done = sr.finished(cell)
+        log(f"cell {i + 1}/{len(sr.cells)} {cell.name}: " + ("finished, skipped" if done else "running"))
+        if not done:
             run_unit(sr, cell.name, log=log, stop=stop)
         records.append(_record(sr, cell, known, finished=True))
         pending = [_record(sr, c, known, finished=False) for c in sr.cells[i + 1:]]
@@ -247,8 +240,9 @@ def _record(sr: StudyRun, cell: Cell, known: dict, *, finished: bool, error: str
 
 
 def _launch(sr: StudyRun, launch: LaunchConfig, known: dict, log: Callable[[str], None]) -> list[dict]:
-    errors = launch_cells([c.name for c in sr.cells], sr.groups, lambda n: sr.finished(sr.cell(n)),
-                          lambda n: ["sweep", str(sr.study.path), "--out", str(sr.out), "--cell", n],
+    units = sr.units()
+    errors = launch_cells(list(units), sr.groups, lambda n: finished(*units[n]),
+                          lambda n: ["sweep", str(sr.study.path.resolve()), "--out", str(sr.out.resolve()), "--cell", n],
                           launch, sr.out, log=log)
     records = [_record(sr, c, known, finished=sr.finished(c), error=errors.get(c.name, "")) for c in sr.cells]
     write_study_files(sr.out, sr.study, records)
