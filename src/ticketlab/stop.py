@@ -36,8 +36,8 @@ class Stopped(BaseException):
 
 @dataclass
 class StopFlag:
-    """Set by the first signal; `check()` raises `Stopped` once it is. With `poll` False (a command
-    that never looks at the flag) the first signal raises `Stopped` at once."""
+    """Set by the first signal; whoever polls it raises `Stopped`. With `poll` False (a command that
+    never looks at the flag) the first signal raises `Stopped` at once."""
 
     signame: Optional[str] = None
     poll: bool = True
@@ -45,10 +45,6 @@ class StopFlag:
     @property
     def requested(self) -> bool:
         return self.signame is not None
-
-    def check(self, where: str = "") -> None:
-        if self.signame is not None:
-            raise Stopped(self.signame, where)
 
 
 @contextlib.contextmanager

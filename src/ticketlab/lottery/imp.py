@@ -38,7 +38,7 @@ from ticketlab.sparsity import full_mask, load_mask, prune
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
 from ticketlab.train.loop import RewindHook, StepHook
-from ticketlab.stop import StopFlag
+from ticketlab.stop import StopFlag, Stopped
 
 REWIND_POINT = "rewind_point.safetensors"
 REWIND_OPTIMIZER = "rewind_optimizer.safetensors"
@@ -182,8 +182,8 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
             if level == 0 and early is not None and not (run.level_dir(0) / EARLY_BIRD_FILE).is_file():
                 dist.on_main(lambda: finish_early_bird(early, exp, run))  # cut off between level 0's files
             continue
-        if stop is not None:
-            stop.check(f"{run.root}: before level {level}")
+        if stop is not None and any(dist.all_gather(stop.requested)):  # every rank stops here, or none
+            raise Stopped(stop.signame or "a signal to another process", f"{run.root}: before level {level}")
         out_dir = run.level_dir(level)
         desc = f"level {level}/{cfg.prune.levels}"
         if level == 0:

@@ -16,7 +16,6 @@ fails on the lock, so no cell is trained twice.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -144,29 +143,25 @@ def executor_for(settings: LaunchConfig, folder: Path):
     return executor
 
 
-def run_units(units: list[Unit], settings: LaunchConfig, folder: Path, *, log: Callable[[str], None] = print,
-              executor: Any = None, on_submit: Optional[Callable[[str, Any], None]] = None) -> dict[str, str]:
-    """Run every unit; returns name → "done" or the reason it failed. `on_submit(name, job)` sees each
-    submitit job as it starts (tests use it to preempt one)."""
+def run_units(units: list[Unit], settings: LaunchConfig, folder: Path, *,
+              log: Callable[[str], None] = print) -> dict[str, str]:
+    """Run every unit; returns name → "done" or the reason it failed."""
     if not units:
         return {}
     if settings.workers < 1:
         raise TicketlabError(f"--workers: expected 1 or more, got {settings.workers}")
-    executor = executor or executor_for(settings, folder)
+    executor = executor_for(settings, folder)
     if settings.slurm:
         with executor.batch():  # one job array
             jobs = {u.name: executor.submit(CellJob(unit_command(u.argv, settings.gpus_per_cell), u.log))
                     for u in units}
         for name, job in jobs.items():
             log(f"{name}: submitted as SLURM job {job.job_id}")
-            if on_submit is not None:
-                on_submit(name, job)
         return {name: _outcome(job) for name, job in jobs.items()}
-    return _run_local(units, settings, executor, log, on_submit)
+    return _run_local(units, settings, executor, log)
 
 
-def _run_local(units: list[Unit], settings: LaunchConfig, executor: Any, log: Callable[[str], None],
-               on_submit: Optional[Callable[[str, Any], None]]) -> dict[str, str]:
+def _run_local(units: list[Unit], settings: LaunchConfig, executor: Any, log: Callable[[str], None]) -> dict[str, str]:
     """At most `workers` jobs at once; slot i gets GPUs [i·g, (i+1)·g) where there are GPUs."""
     available = _local_gpus()
     per_unit = settings.gpus_per_cell or (1 if available else 0)
@@ -180,11 +175,8 @@ def _run_local(units: list[Unit], settings: LaunchConfig, executor: Any, log: Ca
             unit, slot = pending.pop(0), free.pop(0)
             gpus = tuple(range(slot * per_unit, (slot + 1) * per_unit))
             executor.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
-            job = executor.submit(CellJob(unit_command(unit.argv, per_unit), unit.log))
-            running[unit.name] = (job, slot)
+            running[unit.name] = (executor.submit(CellJob(unit_command(unit.argv, per_unit), unit.log)), slot)
             log(f"{unit.name}: started (worker {slot}{f', GPU {gpus}' if gpus else ''})")
-            if on_submit is not None:
-                on_submit(unit.name, job)
         time.sleep(POLL_S)
         for name, (job, slot) in list(running.items()):
             if job.done():
