@@ -49,6 +49,14 @@ class LaunchConfig:
     signal_delay_s: int = option(120, "seconds before the time limit SLURM signals a task to checkpoint")
     setup: list[str] = option([], "shell lines each SLURM task runs first (module load …, source a venv)")
 
+    def __post_init__(self) -> None:
+        for key in ("workers", "time_min", "cpus_per_cell"):
+            if getattr(self, key) < 1:
+                raise TicketlabError(f"launch.{key} (--{key.replace('_', '-')}): expected 1 or more, "
+                                     f"got {getattr(self, key)}")
+        if self.gpus_per_cell < 0 or self.signal_delay_s < 0:
+            raise TicketlabError("launch.gpus_per_cell and launch.signal_delay_s: expected 0 or more")
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -148,8 +156,6 @@ def run_units(units: list[Unit], settings: LaunchConfig, folder: Path, *,
     """Run every unit; returns name → "done" or the reason it failed."""
     if not units:
         return {}
-    if settings.workers < 1:
-        raise TicketlabError(f"--workers: expected 1 or more, got {settings.workers}")
     executor = executor_for(settings, folder)
     if settings.slurm:
         with executor.batch():  # one job array
