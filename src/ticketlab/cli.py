@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ticketlab.errors import TicketlabError
-from ticketlab.stop import RESUMABLE, Stopped, stop_on_signals
+from ticketlab.stop import RESUMABLE, Stopped, ignore_signals, stop_on_signals
 
 
 def _config_keys_help() -> str:
@@ -402,6 +402,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.stop = stop
             return args.func(args)
     except Stopped as e:
+        ignore_signals()  # the handlers are gone; another signal now must not kill the exit itself
         print(f"ticketlab: {e}; rerun the same command to resume", file=sys.stderr)
         return RESUMABLE
     except TicketlabError as e:

@@ -68,3 +68,10 @@ def stop_on_signals(poll: bool = True) -> Iterator[StopFlag]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+def ignore_signals() -> None:
+    """For a process on its way out after `Stopped`: a signal arriving while it prints its line and
+    exits changes nothing (without this, the default action would kill it with status 128 + n)."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
