@@ -23,8 +23,8 @@ from ticketlab.stop import RESUMABLE
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits_lenet.yaml"
 SET = ["train.duration=8ep", "train.checkpoint_every=3ep", "train.eval_every=4ep", "prune.levels=2"]
-LINE = re.compile(r"ticketlab: stopped by SIG(TERM|USR1|INT): \S+ (checkpointed at step \d+ of \d+|before level \d+)?"
-                  r".*; rerun the same command to resume\n")
+LINE = re.compile(r"ticketlab: stopped by SIG(TERM|USR1|INT)"  # where it stopped; a second signal: at once
+                  r"(: \S+ (checkpointed at step \d+ of \d+|before level \d+))?; rerun the same command to resume\n")
 
 
 def find(out: Path) -> subprocess.Popen:
