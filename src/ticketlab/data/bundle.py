@@ -20,3 +20,5 @@ class DataBundle:
     # Contrastive tasks: the labelled training images under the evaluation transform, the memory
     # bank of kNN evaluation (`train` then yields two augmented views per image).
     memory: Optional[Dataset] = None
+    # Choices the task's evaluation reads from the data config (VOC data: `voc_ap`, its headline AP).
+    eval_options: dict[str, str] = field(default_factory=dict)

@@ -12,8 +12,9 @@ format: coco — `train` / `val` are annotation files, relative to `root` (or ab
     3. `root/`.
   A `file_name` may not be absolute nor contain '..'.
 format: voc — `root` is a VOC year directory (VOCdevkit/VOC2007), `train` / `val` are image-set
-  names (trainval, test, …) from ImageSets/Main; the XML is converted in memory with
-  `voc.voc_to_coco`, images are under root/JPEGImages/.
+  names (trainval, test, …) from ImageSets/Main; or `root` is VOCdevkit and a split names its year
+  directories, joined by '+': `VOC2007/trainval+VOC2012/trainval` (paper 001's 07+12), `VOC2007/test`.
+  The XML is converted in memory with `voc.voc_split_to_coco`; images are under <year>/JPEGImages/.
 
 Images are resized inside the model (GeneralizedRCNNTransform), so `DataBundle.image_size` is the
 size model builders should pass as `min_size` (cfg.image_size, default 800 as in torchvision).
@@ -28,7 +29,7 @@ from ticketlab.config import DataConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.data.coco import CocoDetection
 from ticketlab.data.detection_transforms import RandomHorizontalFlip, Transform
-from ticketlab.data.voc import voc_to_coco
+from ticketlab.data.voc import voc_split_to_coco
 from ticketlab.errors import TicketlabError
 
 DEFAULT_MIN_SIZE = 800  # torchvision's R-CNN default min_size
@@ -74,7 +75,8 @@ def build_detection_data(cfg: DataConfig, task: str) -> DataBundle:
                              f"but {cfg.train} has {list(train.meta.cat_ids)}; both splits need the same label space")
     return DataBundle(train=train, val=val, num_classes=train.meta.num_classes, in_channels=3,
                       image_size=cfg.image_size or DEFAULT_MIN_SIZE, class_names=list(train.meta.class_names),
-                      collate_fn=collate_detection)
+                      collate_fn=collate_detection,
+                      eval_options={"voc_ap": cfg.voc_ap} if cfg.format == "voc" else {})
 
 
 def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) -> CocoDetection:
@@ -83,9 +85,10 @@ def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) 
         ann_file = root / name
         image_root = coco_image_root(root, ann_file)
     else:
-        ann_file = root / "ImageSets" / "Main" / f"{name}.txt"
-        image_root = root / "JPEGImages"
-        data = voc_to_coco(root, name)
+        first = name.split("+")[0].strip()
+        year, _, image_set = first.rpartition("/")
+        ann_file = (root / year if year else root) / "ImageSets" / "Main" / f"{image_set}.txt"
+        data, image_root = voc_split_to_coco(root, name)
     dataset = CocoDetection(ann_file, image_root, task, data=data, source_format=cfg.format)
     if len(dataset) == 0:
         raise TicketlabError(f"{ann_file}: lists no images; a training or validation split needs at least one")

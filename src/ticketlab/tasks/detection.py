@@ -4,7 +4,9 @@ One class for the three, since they differ only in which COCO iou types are scor
   detection → bbox;  instance_segmentation → bbox + segm;  keypoints → bbox + keypoints,
 with the headline `bbox_AP`, `segm_AP` or `keypoints_AP`. The loss is torchvision's own loss dict
 (the model computes it in train mode), summed into 'loss'. Data converted from VOC XML also gets
-VOC's metric: `voc07_mAP` (11-point, VOC2007 test protocol) and `voc_mAP` (area, VOC2010+).
+VOC's metric: `voc07_mAP` (11-point, VOC2007 test protocol) and `voc_mAP` (area, VOC2010+), and its
+headline is VOC's (paper 001 scores VOC with the dataset's own code): `voc07_mAP`, or `voc_mAP` with
+`data.voc_ap: area`. Summaries, reports and sweep verdicts all follow the task's headline.
 """
 
 from __future__ import annotations
@@ -16,21 +18,26 @@ import torch
 from torch import nn
 
 from ticketlab.tasks.coco_eval import evaluate_coco, outputs_to_results, results_for, save_results
+from ticketlab.tasks.rcnn_val_loss import rcnn_loss_terms
 from ticketlab.tasks.voc_eval import voc_map
 
 IOU_TYPES = {"detection": ("bbox",), "instance_segmentation": ("bbox", "segm"), "keypoints": ("bbox", "keypoints")}
 HEADLINES = {"detection": "bbox_AP", "instance_segmentation": "segm_AP", "keypoints": "keypoints_AP"}
+VOC_HEADLINES = {"11point": "voc07_mAP", "area": "voc_mAP"}  # `data.voc_ap` → headline on VOC data
 
 
 class DetectionTask:
     higher_is_better = True
 
     def __init__(self, kind: str, coco_gt: Mapping[str, Any], label_to_cat: Mapping[int, int], *,
-                 class_names: Sequence[str] | None = None, voc_metrics: bool = False) -> None:
+                 class_names: Sequence[str] | None = None, voc_metrics: bool = False,
+                 voc_ap: str = "11point") -> None:
         if kind not in IOU_TYPES:
             raise ValueError(f"unknown detection task {kind!r}")
+        if voc_ap not in VOC_HEADLINES:
+            raise ValueError(f"voc_ap: expected one of {', '.join(VOC_HEADLINES)}, got {voc_ap!r}")
         self.name = kind
-        self.headline = HEADLINES[kind]
+        self.headline = VOC_HEADLINES[voc_ap] if voc_metrics else HEADLINES[kind]
         self.iou_types = IOU_TYPES[kind]
         self.coco_gt = coco_gt
         self.label_to_cat = dict(label_to_cat)
@@ -46,7 +53,8 @@ class DetectionTask:
         val = data.val
         meta = val.meta
         return cls(kind, val.coco_gt, meta.label_to_cat, class_names=meta.class_names,
-                   voc_metrics=meta.source_format == "voc")
+                   voc_metrics=meta.source_format == "voc",
+                   voc_ap=data.eval_options.get("voc_ap", "11point"))
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         images, targets = batch
@@ -58,28 +66,51 @@ class DetectionTask:
     @torch.no_grad()
     def predict(self, model: nn.Module, loader: Iterable, device: torch.device) -> list[dict[str, Any]]:
         """COCO result records for every image in `loader` (the model is in eval mode)."""
+        return self._predict(model, loader, device, with_loss=False)["results"]
+
+    def _predict(self, model: nn.Module, loader: Iterable, device: torch.device, *, with_loss: bool) -> dict:
+        """Results, and with `with_loss` the validation loss terms summed over images
+        (`tasks/rcnn_val_loss.py`: train-mode losses with norms and dropout left untouched)."""
         results: list[dict[str, Any]] = []
-        for images, targets in loader:
-            outputs = model([img.to(device, non_blocking=True) for img in images])
-            ids = [int(t["image_id"]) for t in targets]
-            results += outputs_to_results(outputs, ids, self.label_to_cat)
-        return results
+        loss_sums: dict[str, float] = {}
+        count = 0
+        plain = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        with torch.no_grad():
+            for images, targets in loader:
+                images = [img.to(device, non_blocking=True) for img in images]
+                outputs = model(images)
+                ids = [int(t["image_id"]) for t in targets]
+                results += outputs_to_results(outputs, ids, self.label_to_cat)
+                if with_loss:
+                    moved = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+                    for k, v in rcnn_loss_terms(plain, images, moved).items():
+                        loss_sums[k] = loss_sums.get(k, 0.0) + v * len(images)
+                    count += len(images)
+        return {"results": results, "loss_sums": loss_sums, "count": count}
 
     def evaluate(self, model: nn.Module, loader: Iterable, device: torch.device, *,
                  save_detections: str | Path | None = None) -> dict[str, float]:
-        """COCO metrics on `loader`; with `save_detections`, also write the COCO results JSON there."""
-        metrics = self.evaluate_results(self.predict(model, loader, device))
+        """COCO (and VOC) metrics and the validation loss on `loader`; with `save_detections`, also
+        write the COCO results JSON there."""
+        metrics = self.merge_evaluations([self.evaluate_shard(model, loader, device)])
         if save_detections is not None:
             self.save_detections(save_detections)
         return metrics
 
-    def evaluate_shard(self, model: nn.Module, loader: Iterable, device: torch.device) -> list[dict[str, Any]]:
-        """One slice's COCO results (a DDP rank's): `merge_evaluations` scores them together."""
-        return self.predict(model, loader, device)
+    def evaluate_shard(self, model: nn.Module, loader: Iterable, device: torch.device) -> dict:
+        """One slice's COCO results and loss sums (a DDP rank's): `merge_evaluations` scores them."""
+        return self._predict(model, loader, device, with_loss=True)
 
-    def merge_evaluations(self, shards: list[list[dict[str, Any]]]) -> dict[str, float]:
-        """COCO metrics of every slice's results, concatenated in slice order (= file order)."""
-        return self.evaluate_results([r for shard in shards for r in shard])
+    def merge_evaluations(self, shards: list[dict]) -> dict[str, float]:
+        """Metrics of every slice's results, concatenated in slice order (= file order), and the
+        validation loss terms averaged over all images (`val_loss`, `val_loss_classifier`, …)."""
+        metrics = self.evaluate_results([r for shard in shards for r in shard["results"]])
+        count = sum(shard["count"] for shard in shards)
+        if count:
+            for key in shards[0]["loss_sums"]:
+                name = "val_loss" if key == "loss" else f"val_{key}"
+                metrics[name] = sum(shard["loss_sums"][key] for shard in shards) / count
+        return metrics
 
     def evaluate_results(self, results: list[dict[str, Any]]) -> dict[str, float]:
         """Metrics for ready COCO results (e.g. a saved detections file)."""
