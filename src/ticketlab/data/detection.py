@@ -88,8 +88,9 @@ def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) 
         first = name.split("+")[0].strip()
         year, _, image_set = first.rpartition("/")
         ann_file = (root / year if year else root) / "ImageSets" / "Main" / f"{image_set}.txt"
-        data, image_root = voc_split_to_coco(root, name)
-    dataset = CocoDetection(ann_file, image_root, task, data=data, source_format=cfg.format)
+        data, image_root = voc_split_to_coco(root, name, max_pixels=cfg.max_image_pixels)
+    dataset = CocoDetection(ann_file, image_root, task, data=data, source_format=cfg.format,
+                            max_pixels=cfg.max_image_pixels)
     if len(dataset) == 0:
         raise TicketlabError(f"{ann_file}: lists no images; a training or validation split needs at least one")
     if augment:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ticketlab.atomic import atomic_write_text
-from ticketlab.data.detection_image import read_size
+from ticketlab.data.detection_image import DEFAULT_MAX_PIXELS, read_size
 from ticketlab.data.detection_validate import BOX_TOLERANCE_PX, resolve_image_path
 from ticketlab.errors import TicketlabError
 
@@ -63,7 +63,7 @@ class VocImage:
     objects: tuple[VocObject, ...]
 
 
-def read_voc_xml(path: Path, image_dir: Path | None = None) -> VocImage:
+def read_voc_xml(path: Path, image_dir: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> VocImage:
     """Parse one VOC annotation file. `image_dir` is read for the size when the XML lacks it."""
     try:
         root = ET.parse(path).getroot()
@@ -79,7 +79,7 @@ def read_voc_xml(path: Path, image_dir: Path | None = None) -> VocImage:
         if image_dir is None:
             raise TicketlabError(f"{path}: <size> lacks a positive width/height and no image directory was given")
         try:
-            width, height = read_size(resolve_image_path(image_dir, file_name, f"{path}: <filename>"))
+            width, height = read_size(resolve_image_path(image_dir, file_name, f"{path}: <filename>"), max_pixels)
         except TicketlabError as e:
             raise TicketlabError(f"{path}: <size> lacks a positive width/height and the image gives none: {e}") from None
     objects = []
@@ -130,14 +130,15 @@ def read_image_set(voc_root: Path, image_set: str) -> list[str]:
     return ids
 
 
-def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | None = None) -> dict[str, Any]:
+def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
     """Convert a VOC image set to a COCO annotation dict (written atomically to `out_json` if given)."""
     voc_root = Path(voc_root)
     ids = read_image_set(voc_root, image_set)
     numeric = all(_NUMERIC_ID.match(i) for i in ids)
     images, annotations = [], []
     for n, stem in enumerate(ids, start=1):
-        info = read_voc_xml(voc_root / "Annotations" / f"{stem}.xml", voc_root / "JPEGImages")
+        info = read_voc_xml(voc_root / "Annotations" / f"{stem}.xml", voc_root / "JPEGImages", max_pixels)
         image_id = int(stem.replace("_", "")) if numeric else n
         images.append({"id": image_id, "file_name": info.file_name, "width": info.width,
                        "height": info.height, "voc_id": stem})
@@ -164,7 +165,8 @@ def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | Non
     return coco
 
 
-def voc_split_to_coco(root: str | Path, split: str) -> tuple[dict[str, Any], Path]:
+def voc_split_to_coco(root: str | Path, split: str,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[dict[str, Any], Path]:
     """A split `[YEAR_DIR/]image_set[+…]` under `root` as one COCO dict, and the directory its
     `file_name`s are relative to (`root/JPEGImages` for one part, else `root`). Image ids stay the
     digits of the file ids, so VOC2007's 000005 and VOC2012's 2008_000005 never collide; ids repeated
@@ -175,7 +177,7 @@ def voc_split_to_coco(root: str | Path, split: str) -> tuple[dict[str, Any], Pat
         raise TicketlabError(f"data split {split!r}: expected image sets joined by '+', e.g. "
                              "VOC2007/trainval+VOC2012/trainval")
     if len(parts) == 1 and "/" not in parts[0]:
-        return voc_to_coco(root, parts[0]), root / "JPEGImages"
+        return voc_to_coco(root, parts[0], max_pixels=max_pixels), root / "JPEGImages"
     merged: dict[str, Any] = {"images": [], "annotations": [], "categories": []}
     seen: dict[int, str] = {}
     for part in parts:
@@ -183,7 +185,7 @@ def voc_split_to_coco(root: str | Path, split: str) -> tuple[dict[str, Any], Pat
         if year and not all(_SAFE_ID.match(piece) for piece in year.split("/")):
             raise TicketlabError(f"data split {split!r}: {year!r} must be a directory under {root}")
         year_root = root / year if year else root
-        coco = voc_to_coco(year_root, image_set)
+        coco = voc_to_coco(year_root, image_set, max_pixels=max_pixels)
         prefix = f"{year}/JPEGImages/" if year else "JPEGImages/"
         for img in coco["images"]:
             if img["id"] in seen:
