@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from xml.sax.saxutils import escape
 
 from ticketlab.atomic import atomic_write_text
+from ticketlab.data.detection_validate import load_json
 from ticketlab.data.voc import VOC_CLASSES
 from ticketlab.errors import TicketlabError
 
@@ -65,3 +66,21 @@ def synth_class_map(names: list[str]) -> dict[str, str]:
     names in order (aeroplane, bicycle, …)."""
     others = iter(c for c in VOC_CLASSES if c != "person")
     return {n: ("person" if n == "person" else next(others)) for n in names}
+
+
+def synth_to_voc(synth_dir: str | Path, voc_root: str | Path) -> dict[str, list[str]]:
+    """The synthetic scenes of `synth_dir` (`ticketlab data synth`) as a VOC2007-like directory:
+    train.json → image set `trainval`, val.json → `test` (ids continued after the training ones, as
+    VOC's ids are unique across sets), classes renamed by `synth_class_map`."""
+    synth_dir = Path(synth_dir)
+    written: dict[str, list[str]] = {}
+    offset = 0
+    for source, split in (("train.json", "trainval"), ("val.json", "test")):
+        coco = load_json(synth_dir / source)
+        shift = offset
+        coco = {**coco, "images": [{**i, "id": i["id"] + shift} for i in coco["images"]],
+                "annotations": [{**a, "image_id": a["image_id"] + shift} for a in coco["annotations"]]}
+        offset = max((i["id"] for i in coco["images"]), default=offset)
+        names = [c["name"] for c in coco["categories"]]
+        written[split] = coco_to_voc(coco, synth_dir / "images", voc_root, split, synth_class_map(names))
+    return written
