@@ -3,6 +3,8 @@ mapping of ResNet checkpoints, and the validation loss that leaves the model unt
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -113,3 +115,18 @@ def test_validation_loss_changes_nothing_and_repeats():
     with loss_mode(model):
         norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         assert model.training and norms and not any(m.training for m in norms)
+
+
+def test_table3_preset_on_c4_prunes_box_predictor_as_the_box_cls_head(tmp_path):
+    import yaml
+
+    from ticketlab.lottery.study import load_study
+
+    spec = tmp_path / "t3.yaml"
+    spec.write_text(yaml.safe_dump({"config": str(Path("configs/voc07_fasterrcnn_r18.yaml").resolve()),
+                                    "preset": "module_groups"}))
+    scopes = []
+    for cell in load_study(spec).cells():
+        sets = dict(o.split("=", 1) for o in cell.overrides)
+        scopes.append(frozenset(yaml.safe_load(sets["prune.scope"]) or []))
+    assert len(set(scopes)) == 16 and max(scopes, key=len) == set(PARTITION)
