@@ -9,11 +9,11 @@ import pytest
 import torch
 import torchvision
 
-from ticketlab.config import ModelConfig, load_config
+from ticketlab.config import DetectionConfig, ModelConfig, load_config
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.info import group_table
-from ticketlab.models.detection import build_detection_model
+from ticketlab.models import build_model
 from ticketlab.sparsity.scope import group_of
 from ticketlab.tasks.rcnn_val_loss import loss_mode, rcnn_loss_terms
 
@@ -26,10 +26,12 @@ def _data(size=96):
     return DataBundle(train=[], val=[], num_classes=4, in_channels=3, image_size=size)
 
 
-def _c4(backbone="resnet18", width=0.25, **opts):
-    cfg = ModelConfig(family="fasterrcnn", backbone=backbone, width=width)
-    return build_detection_model(cfg, _data(), layout="c4", rpn_channels=32, anchor_sizes=[16, 32, 64],
-                                 box_batch_size_per_image=16, box_score_thresh=0.0, **opts)
+def _c4(backbone="resnet18", width=0.25, family="fasterrcnn", weights=None, **opts):
+    sizes = dict(layout="c4", rpn_channels=32, anchor_sizes=[16, 32, 64], box_batch_size_per_image=16,
+                 box_score_thresh=0.0)
+    cfg = ModelConfig(family=family, backbone=backbone, width=width, weights=weights,
+                      detection=DetectionConfig(**{**sizes, **opts}))
+    return build_model(cfg, _data())
 
 
 def test_voc_config_prints_table3_shares():
@@ -70,9 +72,8 @@ def test_shortcut_and_stem_are_nested_groups():
 
 
 def test_c4_is_for_faster_rcnn_only():
-    cfg = ModelConfig(family="maskrcnn", backbone="resnet18", width=0.25)
     with pytest.raises(TicketlabError, match="layout: c4 is built for fasterrcnn"):
-        build_detection_model(cfg, _data(), layout="c4")
+        _c4(family="maskrcnn")
 
 
 def test_torchvision_resnet_checkpoint_fills_the_whole_trunk(tmp_path):
@@ -80,8 +81,7 @@ def test_torchvision_resnet_checkpoint_fills_the_whole_trunk(tmp_path):
     resnet = torchvision.models.resnet18()
     path = tmp_path / "r18.pth"
     torch.save(resnet.state_dict(), path)
-    cfg = ModelConfig(family="fasterrcnn", backbone="resnet18", weights=str(path))
-    built = build_detection_model(cfg, _data(), layout="c4")
+    built = _c4(width=1.0, weights=str(path))
     assert built.loaded["format"] == "resnet"
     # nothing dropped but the classifier and FrozenBatchNorm's counters
     assert built.loaded["dropped"] == 2 + sum(k.endswith("num_batches_tracked") for k in resnet.state_dict())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ticketlab.cli import main
-from ticketlab.config import DataConfig, load_config
+from ticketlab.config import Config, DataConfig, load_config
 from ticketlab.data.detection import build_detection_data
 from ticketlab.data.synth import SynthConfig, generate_synthetic
 from ticketlab.data.voc import voc_to_coco
@@ -112,6 +112,7 @@ def test_c4_detector_on_voc_scored_with_voc07_map(voc07, tmp_path):
         summary = list(csv.DictReader(f))
     assert float(summary[0]["voc07_mAP"]) == pytest.approx(metrics["voc07_mAP"])
     assert rows[0]["voc07_mAP"] == pytest.approx(metrics["voc07_mAP"])
+    assert json.loads((run / "task.json").read_text())["headline"] == "voc07_mAP"  # what reports and verdicts read
     history = list(csv.DictReader(open(run / "level_00" / "history.csv")))
     assert float(history[-1]["val_loss"]) > 0  # validation loss terms logged for the convergence figure
 
@@ -123,8 +124,8 @@ def test_c4_detector_on_voc_scored_with_voc07_map(voc07, tmp_path):
     assert metrics["voc07_mAP"] == pytest.approx(reference_voc07_map(gt, results), abs=1e-9)
 
     # the same scorer on detections that do hit: the model's plus jittered ground-truth boxes
-    data = build_detection_data(cfg.data, "detection")
-    task = build_task("detection", data)
+    data = build_detection_data(cfg.data)
+    task = build_task("detection", data, cfg)
     assert task.headline == "voc07_mAP"
     rng = random.Random(0)
     near = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": rng.random(),
@@ -137,9 +138,10 @@ def test_c4_detector_on_voc_scored_with_voc07_map(voc07, tmp_path):
 
 def test_area_ap_is_the_headline_when_asked(voc07):
     _, root = voc07
-    data = build_detection_data(DataConfig(format="voc", root=str(root), train="trainval", val="test",
-                                           voc_ap="area"), "detection")
-    assert build_task("detection", data).headline == "voc_mAP"
+    cfg = Config(task="detection", data=DataConfig(format="voc", root=str(root), train="trainval", val="test",
+                                                   voc_ap="area"))
+    task = build_task("detection", build_detection_data(cfg.data), cfg)
+    assert task.headline == "voc_mAP" and task.record().headline == "voc_mAP"  # what RUN_DIR/task.json holds
 
 
 def test_07_plus_12_joins_year_directories(voc07, tmp_path):
@@ -155,10 +157,10 @@ def test_07_plus_12_joins_year_directories(voc07, tmp_path):
     (twelve / "JPEGImages" / image.name).write_bytes(image.read_bytes())
     (twelve / "ImageSets" / "Main" / "trainval.txt").write_text("2008_000001\n")
     cfg = DataConfig(format="voc", root=str(devkit), train="VOC2007/trainval+VOC2012/trainval", val="VOC2007/test")
-    data = build_detection_data(cfg, "detection")
+    data = build_detection_data(cfg)
     assert len(data.train) == 7 and len(data.val) == 4
     assert data.train.coco_gt["images"][-1]["id"] == 2008000001
     assert data.train.target(6)["boxes"].tolist() == data.train.target(0)["boxes"].tolist()
     with pytest.raises(TicketlabError, match="is in both"):
         build_detection_data(DataConfig(format="voc", root=str(devkit), train="VOC2007/trainval+VOC2007/trainval",
-                                        val="VOC2007/test"), "detection")
+                                        val="VOC2007/test"))
