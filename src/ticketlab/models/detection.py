@@ -8,7 +8,8 @@ checkpoint (`model.weights`) initialises the trunk (`models/resnet_keys.py`).
 
 Module groups (DESIGN.md contract, paper 001 Table 3) are module paths, never name substrings — the
 ResNet shortcut convs (`layerN.0.downsample`) live under their stage and so belong to base/top:
-  base = backbone.body.{conv1, bn1, layer1, layer2}   top = backbone.body.{layer3, layer4}
+  base = backbone.body.{conv1, bn1, layer1, layer2, layer3}   top = backbone.body.layer4
+  (the stages of paper 001's C4 Base and Top, so a scope means the same on both layouts)
   fpn = backbone.fpn   rpn = rpn   box_head = roi_heads.box_head (fc6, fc7)
   box_predictor = roi_heads.box_predictor (cls_score, bbox_pred)
   mask_head / mask_predictor, keypoint_head / keypoint_predictor (when the family has them)
@@ -52,8 +53,8 @@ BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50}
 DEFAULT_BACKBONE = "resnet18"  # paper 001's main backbone
 BODY = "backbone.body"
 COMMON_GROUPS: dict[str, tuple[str, ...]] = {
-    "base": (f"{BODY}.conv1", f"{BODY}.bn1", f"{BODY}.layer1", f"{BODY}.layer2"),
-    "top": (f"{BODY}.layer3", f"{BODY}.layer4"),
+    "base": (f"{BODY}.conv1", f"{BODY}.bn1", f"{BODY}.layer1", f"{BODY}.layer2", f"{BODY}.layer3"),
+    "top": (f"{BODY}.layer4",),
     "fpn": ("backbone.fpn",),
     "rpn": ("rpn",),
     "box_head": ("roi_heads.box_head",),
