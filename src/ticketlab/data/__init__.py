@@ -14,7 +14,7 @@ from ticketlab.config import CONTRASTIVE_TASKS, DataConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 
-CLASSIFICATION_FORMATS = ("digits", "imagefolder", "cifar10", "cifar100", "svhn", "fashion_mnist")
+CLASSIFICATION_FORMATS = ("digits", "imagefolder", "cifar10", "cifar100", "svhn", "mnist", "fashion_mnist")
 DETECTION_FORMATS = ("coco", "voc")
 SEGMENTATION_FORMATS = ("voc_seg",)
 DEFAULT_IMAGEFOLDER_SIZE = 224
@@ -54,28 +54,37 @@ def build_data(cfg: DataConfig, task: str) -> DataBundle:
         return build_digits(cfg)
 
     from ticketlab.data import transforms as T
+    from ticketlab.data.in_memory import BatchView, ImageTensors
 
     root = _root(cfg)
+    augment = cfg.augment is not False  # null without a model to ask (see config.resolve_augment): on
+
+    def tensors(train: tuple, val: tuple, stats: T.Stats, flip: bool = True) -> tuple[ImageTensors, ImageTensors]:
+        size = cfg.image_size
+        return (ImageTensors(*train, BatchView(stats, size, crop=augment, flip=augment and flip)),
+                ImageTensors(*val, BatchView(stats, size)))
+
     if cfg.format in ("cifar10", "cifar100"):
         from ticketlab.data.cifar import CIFAR10, CIFAR100, read_cifar
 
         layout, stats, n = (CIFAR10, T.CIFAR10_STATS, 10) if cfg.format == "cifar10" else (CIFAR100, T.CIFAR100_STATS, 100)
-        train_tf, val_tf = T.small_image_transforms(stats, 32, cfg.image_size, cfg.augment)
-        train, val, names = read_cifar(root, layout, train_tf, val_tf)
-        return DataBundle(train, val, n, 3, cfg.image_size or 32, names)
+        train, val, names = read_cifar(root, layout)
+        return DataBundle(*tensors(train, val, stats), n, 3, cfg.image_size or 32, names)
     if cfg.format == "svhn":
         from ticketlab.data.small_sets import read_svhn
 
         # No horizontal flip: mirrored digits are different (or no) digits.
-        train_tf, val_tf = T.small_image_transforms(T.SVHN_STATS, 32, cfg.image_size, cfg.augment, flip=False)
-        train, val = read_svhn(root, train_tf, val_tf)
-        return DataBundle(train, val, 10, 3, cfg.image_size or 32, [str(d) for d in range(10)])
-    if cfg.format == "fashion_mnist":
-        from ticketlab.data.small_sets import FASHION_CLASSES, read_fashion_mnist
+        train, val = read_svhn(root)
+        return DataBundle(*tensors(train, val, T.SVHN_STATS, flip=False), 10, 3, cfg.image_size or 32,
+                          [str(d) for d in range(10)])
+    if cfg.format in ("mnist", "fashion_mnist"):
+        from ticketlab.data.mnist import FASHION_MNIST, MNIST, read_idx_set
 
-        train_tf, val_tf = T.small_image_transforms(T.FASHION_MNIST_STATS, 28, cfg.image_size, cfg.augment)
-        train, val = read_fashion_mnist(root, train_tf, val_tf)
-        return DataBundle(train, val, 10, 1, cfg.image_size or 28, list(FASHION_CLASSES))
+        spec, stats = (MNIST, T.MNIST_STATS) if cfg.format == "mnist" else (FASHION_MNIST, T.FASHION_MNIST_STATS)
+        train, val = read_idx_set(root, spec)
+        # No flip for digits; clothes may be mirrored (as the CIFAR recipe does).
+        return DataBundle(*tensors(train, val, stats, flip=spec is FASHION_MNIST), 10, 1, cfg.image_size or 28,
+                          list(spec.classes))
     # imagefolder
     from ticketlab.data.imagefolder import read_imagefolder
 

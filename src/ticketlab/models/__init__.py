@@ -31,6 +31,10 @@ CLASSIFIER_BUILDERS: dict[str, Builder] = {
     **{f"cifar_resnet{d}": partial(build_cifar_resnet, d) for d in CIFAR_RESNET_DEPTHS},
     "lenet_300_100": build_lenet_300_100,
 }
+# Families trained without random crops / flips unless data.augment says otherwise: shifting the
+# pixels under a fully-connected net's fixed input weights hurts it (the lottery-ticket paper's
+# LeNet-300-100 used no augmentation).
+MLP_FAMILIES = ("lenet_300_100",)
 DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
 SEGMENTATION_FAMILIES = ("deeplabv3",)
 
@@ -38,6 +42,11 @@ SEGMENTATION_FAMILIES = ("deeplabv3",)
 def model_families() -> list[str]:
     """Every valid `model.family`."""
     return [*CLASSIFIER_BUILDERS, *DETECTION_FAMILIES, *SEGMENTATION_FAMILIES]
+
+
+def default_augment(family: str) -> bool:
+    """The `data.augment` a null value means for `family`."""
+    return family not in MLP_FAMILIES
 
 
 def build_model(cfg: ModelConfig, data: DataBundle, task: str = "classification",
