@@ -80,7 +80,7 @@ class SegmentationConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = option("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
+    family: str = option("lenet_300_100", "model builder: lenet_300_100, conv2, conv4, conv6, resnet18…152, cifar_resnet20…110, "
                      "fasterrcnn, maskrcnn, keypointrcnn, deeplabv3")
     backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50) or of "
                                  "deeplabv3 (also resnet101)")

@@ -18,8 +18,9 @@ from typing import Callable, Optional
 from ticketlab.config import CONTRASTIVE_TASKS, ModelConfig, SSLConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
-from ticketlab.models.classifiers import build_cifar_resnet, build_lenet_300_100, build_resnet
+from ticketlab.models.classifiers import build_cifar_resnet, build_conv_lth, build_lenet_300_100, build_resnet
 from ticketlab.models.cifar_resnet import CIFAR_RESNET_DEPTHS
+from ticketlab.models.conv_lth import PLANS as CONV_LTH_DEPTHS
 from ticketlab.models.resnet import RESNET_DEPTHS
 from ticketlab.models.spec import BuiltModel
 from ticketlab.models.resnet_keys import load_model_weights
@@ -30,6 +31,7 @@ CLASSIFIER_BUILDERS: dict[str, Builder] = {
     **{f"resnet{d}": partial(build_resnet, d) for d in RESNET_DEPTHS},
     **{f"cifar_resnet{d}": partial(build_cifar_resnet, d) for d in CIFAR_RESNET_DEPTHS},
     "lenet_300_100": build_lenet_300_100,
+    **{f"conv{d}": partial(build_conv_lth, d) for d in CONV_LTH_DEPTHS},
 }
 # Families trained without random crops / flips unless data.augment says otherwise: shifting the
 # pixels under a fully-connected net's fixed input weights hurts it (the lottery-ticket paper's

@@ -1,7 +1,8 @@
 """Builders for the classification families and their module groups (DESIGN.md contract).
 
 Groups: ImageNet and CIFAR ResNets have `stem` (the first conv and its norm), `layer1`…`layer4`
-(`layer1`…`layer3` for CIFAR ResNets) and `fc`; LeNet-300-100 has `layer1`, `layer2`, `fc`.
+(`layer1`…`layer3` for CIFAR ResNets) and `fc`; LeNet-300-100 has `layer1`, `layer2`, `fc`;
+Conv-2/4/6 have `stem`, `convs`, `hidden`, `fc` (see `conv_lth.py`).
 Each builder draws its initial weights from the caller's (seeded) global RNG.
 """
 
@@ -12,6 +13,7 @@ from torch import nn
 from ticketlab.config import ModelConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.models.cifar_resnet import CifarResNet
+from ticketlab.models.conv_lth import GROUPS as CONV_GROUPS, ConvNet
 from ticketlab.models.lenet import LeNet300100
 from ticketlab.models.resnet import replace_input_channels, torchvision_resnet
 from ticketlab.models.spec import BuiltModel
@@ -41,3 +43,9 @@ def build_lenet_300_100(cfg: ModelConfig, data: DataBundle, num_classes: int) ->
     hidden = (max(1, int(round(300 * cfg.width))), max(1, int(round(100 * cfg.width))))
     module = LeNet300100(in_features, num_classes, hidden=hidden)
     return BuiltModel(module=module, groups={"layer1": ("layer1",), "layer2": ("layer2",), "fc": ("fc",)})
+
+
+def build_conv_lth(depth: int, cfg: ModelConfig, data: DataBundle, num_classes: int) -> BuiltModel:
+    """Conv-2/4/6 (lottery-ticket paper) for `data`'s channels and image size."""
+    module = ConvNet(depth, data.in_channels, data.image_size, num_classes, width=cfg.width)
+    return BuiltModel(module=module, groups=dict(CONV_GROUPS))
