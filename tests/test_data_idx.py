@@ -121,7 +121,7 @@ def test_missing_files_say_where_and_how_to_get_them(tmp_path):
     write_set(tmp_path, gz=True)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(TicketlabError) as info:
-        build_data(DataConfig(format="fashion_mnist", root=str(tmp_path)), "classification")
+        build_data(DataConfig(format="fashion_mnist", root=str(tmp_path)))
     msg = str(info.value)
     assert msg.startswith(f"data.root={tmp_path}: expected the Fashion-MNIST IDX files") and "\n" not in msg
     assert all(f"{s}[.gz]" in msg for s in file_stems()) and "apt-get install dataset-fashion-mnist" in msg
@@ -136,7 +136,7 @@ def test_no_download_is_ever_attempted(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     monkeypatch.setattr(urllib.request, "urlretrieve", refuse)
     with pytest.raises(TicketlabError, match="expected the MNIST IDX files"):
-        build_data(DataConfig(format="mnist", root=str(tmp_path)), "classification")
+        build_data(DataConfig(format="mnist", root=str(tmp_path)))
 
 
 def real_fashion_mnist() -> Path:
@@ -150,7 +150,7 @@ def real_fashion_mnist() -> Path:
 
 def test_real_fashion_mnist_files():
     root = real_fashion_mnist()
-    b = build_data(DataConfig(format="fashion_mnist", root=str(root), augment=False), "classification")
+    b = build_data(DataConfig(format="fashion_mnist", root=str(root), augment=False))
     assert (len(b.train), len(b.val), b.num_classes, b.in_channels, b.image_size) == (60000, 10000, 10, 1, 28)
     # published facts of the set: balanced classes (6,000 / 1,000 each); first training image an ankle boot
     assert torch.bincount(b.train.labels).tolist() == [6000] * 10

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ticketlab.config import DataConfig
+from ticketlab.data import transforms as T
+from ticketlab.data.bundle import CLASS_LABELS, DataBundle, DataFormat, data_root
+from ticketlab.data.in_memory import tensor_bundle
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import DATA_FORMATS
 
 Split = tuple[torch.Tensor, torch.Tensor]
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -111,3 +117,13 @@ def read_cifar(root: Path, layout: CifarLayout) -> tuple[Split, Split, list[str]
     if (folder / layout.meta_file).is_file():
         names = [str(n) for n in read_batch(folder / layout.meta_file).get(layout.names_key, [])]
     return train, val, names
+
+
+def build_cifar(layout: CifarLayout, stats: T.Stats, num_classes: int, cfg: DataConfig, needs: frozenset) -> DataBundle:
+    train, val, names = read_cifar(data_root(cfg), layout)
+    return tensor_bundle(cfg, train, val, stats, num_classes, names)
+
+
+_LABELS = frozenset({CLASS_LABELS})
+DATA_FORMATS.register("cifar10", DataFormat(partial(build_cifar, CIFAR10, T.CIFAR10_STATS, 10), _LABELS))
+DATA_FORMATS.register("cifar100", DataFormat(partial(build_cifar, CIFAR100, T.CIFAR100_STATS, 100), _LABELS))

@@ -16,15 +16,20 @@ contrastive views that set a per-sample `transform`) reads the set that way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ticketlab.data.bundle import DataBundle
 from ticketlab.data.transforms import Stats
 
+if TYPE_CHECKING:
+    from ticketlab.config import DataConfig
+
 CROP_PADDING = 4
+Split = tuple[torch.Tensor, torch.Tensor]  # uint8 N×C×H×W images, int64 labels
 
 
 @dataclass(frozen=True)
@@ -103,3 +108,15 @@ class ImageTensors(Dataset):
 
     def __getstate__(self) -> dict:  # DataLoader workers get the CPU tensors only
         return {**self.__dict__, "_placed": {}}
+
+
+def tensor_bundle(cfg: "DataConfig", train: Split, val: Split, stats: Stats, num_classes: int,
+                  class_names: list[str], flip: bool = True) -> DataBundle:
+    """A small set's two splits as ImageTensors: training with crop (+ flip) when `data.augment`,
+    both resized to `data.image_size` when set. A null `data.augment` (no model to ask, see
+    `config.resolve_augment`) augments."""
+    augment = cfg.augment is not False
+    images = train[0]
+    return DataBundle(ImageTensors(*train, BatchView(stats, cfg.image_size, crop=augment, flip=augment and flip)),
+                      ImageTensors(*val, BatchView(stats, cfg.image_size)), num_classes, images.shape[1],
+                      cfg.image_size or images.shape[-1], class_names)

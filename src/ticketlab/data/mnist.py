@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST from their four published IDX files, held in memory as uint8 tensors.
+"""The `mnist` and `fashion_mnist` formats: the four published IDX files, held in memory as uint8 tensors.
 
 The files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
 `t10k-labels-idx1-ubyte`, each gzipped or not) are looked for directly in `data.root` — as the
@@ -12,12 +12,18 @@ Nothing is ever downloaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from ticketlab.config import DataConfig
+from ticketlab.data import transforms as T
+from ticketlab.data.bundle import CLASS_LABELS, DataBundle, DataFormat, data_root
 from ticketlab.data.idx import read_idx
+from ticketlab.data.in_memory import tensor_bundle
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import DATA_FORMATS
 
 SIDE = 28
 NUM_CLASSES = 10
@@ -76,3 +82,14 @@ def read_idx_set(root: Path, spec: IdxSet) -> tuple[tuple[torch.Tensor, torch.Te
     """((train images, labels), (test images, labels)) of `spec` under `root`."""
     files = locate_idx(root, spec)
     return _split(files, "train", spec.counts[0]), _split(files, "t10k", spec.counts[1])
+
+
+def build_idx_set(spec: IdxSet, stats: T.Stats, flip: bool, cfg: DataConfig, needs: frozenset) -> DataBundle:
+    train, val = read_idx_set(data_root(cfg), spec)
+    return tensor_bundle(cfg, train, val, stats, NUM_CLASSES, list(spec.classes), flip=flip)
+
+
+# No flip for digits (a mirrored digit is another or no digit); clothes may be mirrored.
+DATA_FORMATS.register("mnist", DataFormat(partial(build_idx_set, MNIST, T.MNIST_STATS, False), frozenset({CLASS_LABELS})))
+DATA_FORMATS.register("fashion_mnist", DataFormat(partial(build_idx_set, FASHION_MNIST, T.FASHION_MNIST_STATS, True),
+                                                  frozenset({CLASS_LABELS})))

@@ -1,4 +1,4 @@
-"""SVHN from its standard .mat files, through torchvision's reader (download=False).
+"""The `svhn` format: SVHN from its standard .mat files, through torchvision's reader (download=False).
 
 SVHN is not a pickle (MATLAB .mat), so torchvision's own class reads it. Before handing over, the
 expected files are checked, so that a missing dataset gives one line saying which files to put
@@ -13,7 +13,12 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
+from ticketlab.config import DataConfig
+from ticketlab.data.bundle import CLASS_LABELS, DataBundle, DataFormat, data_root
+from ticketlab.data.in_memory import tensor_bundle
+from ticketlab.data.transforms import SVHN_STATS
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import DATA_FORMATS
 
 SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -39,3 +44,12 @@ def read_svhn(root: Path) -> tuple[Split, Split]:
             ) from None
         splits.append((torch.from_numpy(ds.data), torch.from_numpy(ds.labels).long()))
     return splits[0], splits[1]
+
+
+def build_svhn(cfg: DataConfig, needs: frozenset) -> DataBundle:
+    train, val = read_svhn(data_root(cfg))
+    # No horizontal flip: mirrored digits are different (or no) digits.
+    return tensor_bundle(cfg, train, val, SVHN_STATS, 10, [str(d) for d in range(10)], flip=False)
+
+
+DATA_FORMATS.register("svhn", DataFormat(build_svhn, frozenset({CLASS_LABELS})))
