@@ -20,11 +20,10 @@ import torch
 from ticketlab.config import DataConfig
 from ticketlab.data import transforms as T
 from ticketlab.data.bundle import CLASS_LABELS, DataBundle, DataFormat, data_root
-from ticketlab.data.in_memory import tensor_bundle
+from ticketlab.data.in_memory import Split, tensor_bundle
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import DATA_FORMATS
 
-Split = tuple[torch.Tensor, torch.Tensor]
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 _ALLOWED_GLOBALS = {

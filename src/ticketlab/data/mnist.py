@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import torch
-
 from ticketlab.config import DataConfig
 from ticketlab.data import transforms as T
 from ticketlab.data.bundle import CLASS_LABELS, DataBundle, DataFormat, data_root
 from ticketlab.data.idx import read_idx
-from ticketlab.data.in_memory import tensor_bundle
+from ticketlab.data.in_memory import Split, tensor_bundle
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import DATA_FORMATS
 
@@ -69,7 +67,7 @@ def locate_idx(root: Path, spec: IdxSet) -> dict[str, Path]:
     )
 
 
-def _split(files: dict[str, Path], split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(files: dict[str, Path], split: str, count: int) -> Split:
     images = read_idx(files[f"{split}-images-idx3-ubyte"], (count, SIDE, SIDE))
     label_file = files[f"{split}-labels-idx1-ubyte"]
     labels = read_idx(label_file, (count,))
@@ -78,7 +76,7 @@ def _split(files: dict[str, Path], split: str, count: int) -> tuple[torch.Tensor
     return images.unsqueeze(1), labels.long()  # N×1×28×28 uint8, int64
 
 
-def read_idx_set(root: Path, spec: IdxSet) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+def read_idx_set(root: Path, spec: IdxSet) -> tuple[Split, Split]:
     """((train images, labels), (test images, labels)) of `spec` under `root`."""
     files = locate_idx(root, spec)
     return _split(files, "train", spec.counts[0]), _split(files, "t10k", spec.counts[1])

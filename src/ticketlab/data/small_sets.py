@@ -15,13 +15,12 @@ from torchvision import datasets
 
 from ticketlab.config import DataConfig
 from ticketlab.data.bundle import CLASS_LABELS, DataBundle, DataFormat, data_root
-from ticketlab.data.in_memory import tensor_bundle
+from ticketlab.data.in_memory import Split, tensor_bundle
 from ticketlab.data.transforms import SVHN_STATS
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import DATA_FORMATS
 
 SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
-Split = tuple[torch.Tensor, torch.Tensor]
 
 
 def read_svhn(root: Path) -> tuple[Split, Split]:
