@@ -162,13 +162,15 @@ class PruneConfig:
 
 @dataclass
 class SSLConfig:
-    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its kNN / linear-probe evaluation."""
+    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its retrieval / kNN / linear-probe evaluation."""
 
     projection_dim: int = option(128, "output size of the projection MLP head (SimCLR, MoCo v2: 128)")
     projection_hidden: Optional[int] = option(None, "hidden size of the projection MLP; null = backbone feature size")
     temperature: float = option(0.5, "softmax temperature of the contrastive loss (SimCLR: 0.5, MoCo v2: 0.2)")
     moco_momentum: float = option(0.999, "moco: EMA factor of the key encoder (MoCo: 0.999)")
     moco_queue: int = option(65536, "moco: number of negative keys kept in the queue (MoCo: 65536)")
+    retrieval_batch_size: int = option(256, "batch size n of top-1 retrieval accuracy (paper 002 Eq. 2, over the "
+                                       "2n views of a batch); paper 002's pre-training batch: 256")
     knn_k: int = option(200, "neighbours of the weighted kNN evaluation (InstDisc/MoCo: 200)")
     knn_temperature: float = option(0.1, "temperature of the kNN neighbour weights exp(sim/t) (InstDisc/MoCo: 0.1)")
     linear_probe: bool = option(False, "also fit a logistic regression on frozen features (linear_probe_accuracy)")

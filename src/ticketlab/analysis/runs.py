@@ -26,7 +26,7 @@ from ticketlab.sparsity import load_mask
 # The metric each task's verdicts use (the tasks' own `headline`, tasks/classification.py and
 # tasks/detection.py; repeated here so reading a run dir does not import the evaluators).
 HEADLINES = {"classification": "accuracy", "detection": "bbox_AP", "instance_segmentation": "segm_AP",
-             "keypoints": "keypoints_AP"}
+             "keypoints": "keypoints_AP", "simclr": "retrieval_accuracy", "moco": "retrieval_accuracy"}
 SPARSITY_KEYS = ("sparsity_scope", "sparsity_network")
 NOT_METRICS = {"level", "kept_scope", "scope_size", "steps", "seconds"}
 SERIES_IGNORES = {"train.seed"} | set(RESUMABLE_CHANGES)

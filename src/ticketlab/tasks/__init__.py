@@ -16,7 +16,8 @@ def build_task(name: str, data, ssl: Optional[SSLConfig] = None) -> Task:
         from ticketlab.tasks.contrastive import MoCoTask, SimCLRTask
 
         task_cls = MoCoTask if name == "moco" else SimCLRTask
-        return task_cls(memory=data.memory, num_classes=data.num_classes, cfg=ssl or SSLConfig())
+        return task_cls(memory=data.memory, num_classes=data.num_classes, cfg=ssl or SSLConfig(),
+                        views=data.val_views)
     if name == "classification":
         from ticketlab.tasks.classification import ClassificationTask
 
