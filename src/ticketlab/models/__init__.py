@@ -6,7 +6,8 @@ both are imported only when asked for, so a classification run never imports the
 When `model.weights` is set, the file is loaded after building (a classifier's `fc` may be absent or
 of another size: it stays freshly initialised, as when transferring a pretrained backbone to a new
 label set); a checkpoint in another wrapping (MoCo, SimCLR, a detector's) fills the ResNet trunk
-(`models/resnet_keys.py`).
+(`models/resnet_keys.py`). For simclr and moco the rest of a pre-training checkpoint (projection
+MLP, MoCo's key encoder and queue) loads too (`models/contrastive_weights.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from ticketlab.models.classifiers import build_cifar_resnet, build_lenet_300_100
 from ticketlab.models.cifar_resnet import CIFAR_RESNET_DEPTHS
 from ticketlab.models.resnet import RESNET_DEPTHS
 from ticketlab.models.spec import BuiltModel
-from ticketlab.models.resnet_keys import load_model_weights
+from ticketlab.models.resnet_keys import load_state_weights
+from ticketlab.models.weights import load_weights_file
 
 Builder = Callable[[ModelConfig, DataBundle, int], BuiltModel]
 
@@ -64,14 +66,18 @@ def build_model(cfg: ModelConfig, data: DataBundle, task: str = "classification"
     if num_classes < 1:
         raise TicketlabError(f"model.num_classes: expected a positive integer, got {num_classes}")
     built = builder(cfg, data, num_classes)
-    if cfg.weights:
-        built.loaded = load_model_weights(built.module, cfg.weights, new_modules=("fc",),
+    state = load_weights_file(cfg.weights) if cfg.weights else None
+    if state is not None:
+        built.loaded = load_state_weights(built.module, state, cfg.weights, new_modules=("fc",),
                                           prefix=cfg.weights_prefix)
     if task in CONTRASTIVE_TASKS:
         from ticketlab.models.contrastive import contrastive_model
+        from ticketlab.models.contrastive_weights import load_contrastive_parts
 
         wrapped = contrastive_model(built, ssl or SSLConfig(), task)
-        wrapped.loaded = built.loaded
+        if state is not None and built.loaded is not None:
+            parts = load_contrastive_parts(wrapped.module, state, f"model.weights={cfg.weights}", built.loaded)
+            wrapped.loaded = {**built.loaded, **parts}
         return wrapped
     return built
 
