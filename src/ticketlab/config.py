@@ -68,22 +68,26 @@ class DetectionConfig:
 
 @dataclass
 class SegmentationConfig:
-    """Sizes of a DeepLabV3 beyond family/backbone/width. Defaults are torchvision's deeplabv3_resnet50."""
+    """Sizes of a DeepLabV3 / DeepLabv3+ beyond family/backbone/width. Defaults are torchvision's
+    deeplabv3_resnet50 (deeplabv3) and Chen et al. 2018's DeepLabv3+ (deeplabv3plus)."""
 
-    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32; null = 8 for "
-                                      "ResNet-50/101 (torchvision), 32 for ResNet-18/34 (no dilation in BasicBlock)")
+    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32 (deeplabv3plus: 8 or 16); "
+                                      "null = 8 for ResNet-50/101 (torchvision), 16 for deeplabv3plus, 32 for "
+                                      "ResNet-18/34 (no dilation in BasicBlock)")
     atrous_rates: Optional[list[int]] = option(None, "ASPP dilation rates; null = 12, 24, 36 at output "
                                            "stride 8, halved at 16, quartered at 32")
-    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256)")
-    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference)")
+    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256), and of "
+                                "the decoder (deeplabv3plus: 256)")
+    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference; "
+                            "deeplabv3 only)")
 
 
 @dataclass
 class ModelConfig:
     family: str = option("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
-                     "fasterrcnn, maskrcnn, keypointrcnn, deeplabv3")
+                     "fasterrcnn, maskrcnn, keypointrcnn, deeplabv3, deeplabv3plus")
     backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50) or of "
-                                 "deeplabv3 (also resnet101)")
+                                 "deeplabv3 / deeplabv3plus (also resnet101)")
     width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
     num_classes: Optional[int] = option(None, "number of classes; null = taken from the dataset")
     weights: Optional[str] = option(None, "local file of pretrained weights (.safetensors, or .pth read with "
@@ -93,7 +97,7 @@ class ModelConfig:
     weights_prefix: Optional[str] = option(None, "key prefix of the ResNet inside model.weights, e.g. "
                                        "encoder_q. (null = found automatically)")
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig,
-                                             metadata={"help": "DeepLabV3 sizes (deeplabv3)"})
+                                             metadata={"help": "DeepLabV3 / v3+ sizes (deeplabv3, deeplabv3plus)"})
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Model registry: `model.family` from the config → a built model and its named module groups.
 
 Classification families are built here; the R-CNN families (`fasterrcnn`, `maskrcnn`,
-`keypointrcnn`) live in `models/detection.py` and DeepLabV3 (`deeplabv3`) in `models/segmentation.py`;
+`keypointrcnn`) live in `models/detection.py` and DeepLabV3 / DeepLabv3+ (`deeplabv3`, `deeplabv3plus`) in
+`models/segmentation.py`;
 both are imported only when asked for, so a classification run never imports the detection stack.
 When `model.weights` is set, the file is loaded after building (a classifier's `fc` may be absent or
 of another size: it stays freshly initialised, as when transferring a pretrained backbone to a new
@@ -34,7 +35,7 @@ CLASSIFIER_BUILDERS: dict[str, Builder] = {
     "lenet_300_100": build_lenet_300_100,
 }
 DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
-SEGMENTATION_FAMILIES = ("deeplabv3",)
+SEGMENTATION_FAMILIES = ("deeplabv3", "deeplabv3plus")
 
 
 def model_families() -> list[str]:

@@ -1,14 +1,16 @@
-"""DeepLabV3 builder (paper 002's segmentation task) on a width-scaled torchvision ResNet.
+"""DeepLabV3 and DeepLabv3+ builders (paper 002's segmentation task) on a width-scaled torchvision ResNet.
+
+`deeplabv3plus` (paper 002's model) is described in `models/deeplabv3plus.py`; it shares this
+file's checks, output-stride and atrous-rate rules (null output stride = 16 for it) and groups,
+with `decoder` added and `classifier` naming its class conv. The rest of this docstring is `deeplabv3`.
 
 The model is torchvision's own `DeepLabV3` class with its standard module names — `backbone.*`
 (an IntermediateLayerGetter over the ResNet: backbone.conv1, backbone.layer1 …), `classifier.*`
 (ASPP head) and `aux_classifier.*` (FCN head on layer3) — so torchvision's deeplabv3_resnet50
 state_dicts, and ResNet classification checkpoints under the `backbone.` prefix, fit as-is.
 
-What differs from paper 002: the paper uses DeepLabv3+ (Chen et al. 2018), i.e. DeepLabV3 plus a
-decoder that fuses layer1 features at output stride 4 and uses depthwise-separable convs.
-torchvision ships DeepLabV3 only; we use it as is (ASPP at output stride 8, logits upsampled
-bilinearly ×8) rather than hand-write a decoder, so absolute mIoU is a few points below v3+.
+`deeplabv3` is torchvision's model as is (ASPP, logits upsampled bilinearly to the input), without
+the v3+ decoder; paper 002's configs use `deeplabv3plus`.
 
 Output stride: ResNet-50/101 replace the stride of layer3-4 (OS 8, torchvision's default) or
 layer4 (OS 16) with dilation. torchvision's BasicBlock raises on dilation, so ResNet-18/34 run
@@ -36,7 +38,9 @@ from ticketlab.models.resnet import stage_channels, torchvision_resnet
 from ticketlab.models.spec import BuiltModel
 from ticketlab.models.resnet_keys import load_model_weights
 
-SEGMENTATION_FAMILIES = ("deeplabv3",)
+SEGMENTATION_FAMILIES = ("deeplabv3", "deeplabv3plus")
+PLUS = "deeplabv3plus"
+DEFAULT_STRIDE = {"deeplabv3": 8, PLUS: 16}  # torchvision's default; DeepLabv3+'s (Chen et al. 2018)
 BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
 DEFAULT_BACKBONE = "resnet50"  # paper 002's backbone
 BODY = "backbone"
@@ -74,9 +78,12 @@ def deeplab_head(in_channels: int, num_classes: int, rates: list[int], channels:
 def _output_stride(cfg: ModelConfig, depth: int) -> int:
     requested = cfg.segmentation.output_stride
     basic = depth < 50
-    os_ = requested if requested is not None else (32 if basic else 8)
+    os_ = requested if requested is not None else (32 if basic else DEFAULT_STRIDE[cfg.family])
     if os_ not in DILATION:
         raise TicketlabError(f"model.segmentation.output_stride: expected 8, 16 or 32, got {os_}")
+    if basic and cfg.family == PLUS:
+        raise TicketlabError(f"model.backbone: deeplabv3plus needs a Bottleneck ResNet (resnet50, resnet101): its "
+                             f"output stride 8 or 16 needs dilation, which {cfg.backbone}'s BasicBlocks lack")
     if basic and os_ != 32:
         raise TicketlabError(f"model.segmentation.output_stride: {cfg.backbone} has BasicBlocks, which torchvision "
                              f"cannot dilate; expected 32 (or null), got {os_}")
@@ -84,7 +91,7 @@ def _output_stride(cfg: ModelConfig, depth: int) -> int:
 
 
 def build_segmentation_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
-    """DeepLabV3 on `cfg.backbone` for `data.num_classes` classes (background included)."""
+    """DeepLabV3 / DeepLabv3+ on `cfg.backbone` for `data.num_classes` classes (background included)."""
     if cfg.family not in SEGMENTATION_FAMILIES:
         raise TicketlabError(f"model.family: {cfg.family!r} is not a segmentation family "
                              f"({', '.join(SEGMENTATION_FAMILIES)})")
@@ -107,6 +114,8 @@ def build_segmentation_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
         raise TicketlabError(f"model.segmentation.atrous_rates: expected positive integers, got {rates}")
     trunk = torchvision_resnet(depth, cfg.width, replace_stride_with_dilation=DILATION[os_])
     channels = stage_channels(trunk)
+    if cfg.family == PLUS:
+        return _build_plus(cfg, trunk, channels, num_classes, list(rates), os_)
     return_layers = {"layer4": "out", **({"layer3": "aux"} if opts.aux_loss else {})}
     backbone = IntermediateLayerGetter(trunk, return_layers=return_layers)
     classifier = deeplab_head(channels[3], num_classes, list(rates), opts.head_channels)
@@ -114,4 +123,21 @@ def build_segmentation_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     built = BuiltModel(module=DeepLabV3(backbone, classifier, aux), groups=segmentation_groups(opts.aux_loss))
     if cfg.weights:  # a whole DeepLabV3 (class convs may differ), or any checkpoint holding a ResNet
         built.loaded = load_model_weights(built.module, cfg.weights, new_modules=HEADS, prefix=cfg.weights_prefix)
+    return built
+
+
+def _build_plus(cfg: ModelConfig, trunk: nn.Module, channels: list[int], num_classes: int, rates: list[int],
+                output_stride: int) -> BuiltModel:
+    from ticketlab.models.deeplabv3plus import HEAD, DeepLabV3Plus
+
+    if cfg.segmentation.aux_loss:
+        raise TicketlabError("model.segmentation.aux_loss: deeplabv3plus has no auxiliary head (DeepLabv3+ "
+                             "trains without one); expected false")
+    module = DeepLabV3Plus(trunk, channels, int(trunk.conv1.in_channels), num_classes, rates,
+                           cfg.segmentation.head_channels, output_stride)
+    groups = {"base": (*STEM, f"{BODY}.layer1", f"{BODY}.layer2"), "top": (f"{BODY}.layer3", f"{BODY}.layer4"),
+              "decoder": ("decoder",), "classifier": ("segmentation_head",), "stem": STEM}
+    built = BuiltModel(module=module, groups=groups)
+    if cfg.weights:  # a whole DeepLabv3+ (the class conv may differ), or any checkpoint holding a ResNet
+        built.loaded = load_model_weights(module, cfg.weights, new_modules=(HEAD,), prefix=cfg.weights_prefix)
     return built
