@@ -48,7 +48,7 @@ def _parent(prefix: str) -> str:
 def find_head(state: Mapping[str, torch.Tensor], trunk: str, where: str) -> Optional[str]:
     """The prefix of the numbered Linear stack serving as the projection head of the ResNet at
     `trunk`, or None when there is none."""
-    numbered = re.compile(r"(\d+)\.weight$")
+    numbered = re.compile(r"\d+\.weight")
     found = [h for h in (trunk + HEAD, *(_parent(trunk) + s for s in SIBLING_HEADS))
              if any(k.startswith(h) and numbered.fullmatch(k[len(h):]) for k in state)]
     if len(found) > 1:
@@ -61,8 +61,9 @@ def _head_tensors(state: Mapping[str, torch.Tensor], head: str, target: nn.Seque
                   target_name: str, where: str) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
     """(target-keyed tensors, source keys used, target biases set to 0) for a head under `head`."""
     keys = [k for k in state if k.startswith(head)]
-    layers = sorted({int(k[len(head):].split(".")[0]) for k in keys if k[len(head):].split(".")[0].isdigit()
-                     and state[k].ndim == 2 and k.endswith(".weight")})
+    linear_weight = re.compile(r"(\d+)\.weight")
+    layers = sorted(int(m.group(1)) for k in keys
+                    if (m := linear_weight.fullmatch(k[len(head):])) and state[k].ndim == 2)
     allowed = {f"{head}{i}.{p}" for i in layers for p in ("weight", "bias")}
     other = [k for k in keys if k not in allowed]
     linears = [(i, m) for i, m in enumerate(target) if isinstance(m, nn.Linear)]
