@@ -135,8 +135,7 @@ def _build_plus(cfg: ModelConfig, trunk: nn.Module, channels: list[int], num_cla
                              "trains without one); expected false")
     module = DeepLabV3Plus(trunk, channels, int(trunk.conv1.in_channels), num_classes, rates,
                            cfg.segmentation.head_channels, output_stride)
-    groups = {"base": (*STEM, f"{BODY}.layer1", f"{BODY}.layer2"), "top": (f"{BODY}.layer3", f"{BODY}.layer4"),
-              "decoder": ("decoder",), "classifier": ("segmentation_head",), "stem": STEM}
+    groups = {**segmentation_groups(aux=False), "decoder": ("decoder",), "classifier": ("segmentation_head",)}
     built = BuiltModel(module=module, groups=groups)
     if cfg.weights:  # a whole DeepLabv3+ (the class conv may differ), or any checkpoint holding a ResNet
         built.loaded = load_model_weights(module, cfg.weights, new_modules=(HEAD,), prefix=cfg.weights_prefix)
