@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from test_data_formats import write_idx
 from test_resnet_keys import WIDTH, moco_v2_checkpoint, resnet_state, simclr_checkpoint
-from ticketlab.config import ModelConfig, SSLConfig, load_config
+from ticketlab.config import Config, ModelConfig, SSLConfig, load_config
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.experiment import build_experiment
@@ -18,15 +18,16 @@ from ticketlab.lottery.imp import run_imp
 from ticketlab.models import build_model
 from ticketlab.models.cifar_resnet import CifarResNet
 from ticketlab.models.resnet import torchvision_resnet
+from ticketlab.tasks import build_task_model
 
 RGB = DataBundle(train=[], val=[], num_classes=3, in_channels=3, image_size=64)
 GRAY = DataBundle(train=[], val=[], num_classes=3, in_channels=1, image_size=64)
 
 
-def contrastive(task, path, data=RGB, **ssl):
-    torch.manual_seed(0)
-    cfg = ModelConfig(family="resnet50", width=WIDTH, weights=str(path))
-    return build_model(cfg, data, task, SSLConfig(**ssl))
+def contrastive(task, path, data=RGB, seed=0, **ssl):
+    torch.manual_seed(seed)
+    model = ModelConfig(family="resnet50", width=WIDTH, weights=str(path) if path else None)
+    return build_task_model(Config(task=task, model=model, ssl=SSLConfig(**ssl)), data)
 
 
 def under(state, prefix):
@@ -84,9 +85,7 @@ def test_simclr_checkpoint_loads_its_projector(tmp_path, prefix):
 
 
 def test_ticketlab_moco_weights_round_trip_whole(tmp_path):
-    torch.manual_seed(3)
-    cfg = ModelConfig(family="resnet50", width=WIDTH)
-    source = build_model(cfg, RGB, "moco", SSLConfig(projection_dim=16, moco_queue=8)).module
+    source = contrastive("moco", None, seed=3, projection_dim=16, moco_queue=8).module
     with torch.no_grad():
         for p in source.key_encoder.parameters():
             p.add_(torch.randn_like(p))

@@ -5,7 +5,8 @@ A spec (YAML) names target configs (columns) and sources (rows: `--set`-style ov
 run dir `OUT/<row>/<column>/seed_<s>` made by `run_imp`, so a cut-off matrix resumes where it
 stopped; a `dense` row (the target config as is) is always run as the baseline. The table holds, per
 cell, the mean ± std of the target's headline metric at the run's last level over seeds, and whether
-it is *matching*: mean ≥ dense mean − dense std (both papers' criterion).
+it is *matching*: mean ≥ dense mean − dense std (both papers' criterion; ≤ mean + std for a metric
+where lower is better).
 
     out: runs/universality              # optional; --out overrides
     seeds: [0, 1, 2]
@@ -32,12 +33,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ticketlab.analysis.runs import HEADLINES
+from ticketlab.analysis.runs import Stat, is_matching
 from ticketlab.atomic import atomic_write_bytes, atomic_write_text
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.imp import run_imp
+from ticketlab.tasks import task_class
 
 DENSE = "dense"
 
@@ -107,15 +109,12 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
     rows = []
     for column, target in spec.targets.items():
         per_row: dict[str, list[float]] = {}
-        metric = target.metric
+        record = task_class(cell_config(spec, DENSE, column, spec.seeds[0]).task).record()
+        metric = target.metric or record.headline
         for row in [DENSE, *spec.sources]:
             values = []
             for seed in spec.seeds:
                 cfg = cell_config(spec, row, column, seed)
-                metric = metric or HEADLINES.get(cfg.task)
-                if metric is None:
-                    raise TicketlabError(f"targets.{column}.metric: task {cfg.task!r} has no known headline; "
-                                         "name the metric")
                 run_dir = out / slug(row) / slug(column) / f"seed_{seed}"
                 log(f"[{row} → {column}, seed {seed}] {run_dir}")
                 last = run_imp(cfg, run_dir, log=log)[-1]
@@ -128,9 +127,10 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
             rows.append({"source": row, "target": column, "metric": metric, "mean": mean, "std": std,
                          "seeds": len(values), "sparsity_scope": sparsity[0], "sparsity_network": sparsity[1]})
         dense_mean, dense_std = _mean_std(per_row[DENSE])
+        dense = Stat(dense_mean, dense_std, len(per_row[DENSE]))
         for r in rows:
             if r["target"] == column:
-                r["matching"] = r["mean"] >= dense_mean - dense_std
+                r["matching"] = is_matching(r["mean"], dense, record.higher_is_better_for(metric))
     write_table(rows, out)
     return rows
 

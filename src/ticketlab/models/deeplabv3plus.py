@@ -28,13 +28,21 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 
+from ticketlab.config import ModelConfig
+from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
+from ticketlab.models.resnet_keys import load_model_weights
+from ticketlab.models.segmentation import segmentation_groups, segmentation_trunk
+from ticketlab.models.spec import SEGMENTER, BuiltModel, ModelFamily
+from ticketlab.registry import MODEL_FAMILIES
 
 STEM_OUT = "relu"  # torchvision ResNet's stem output (stride 2), smp's second feature
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 LOW_LEVEL_STRIDE = 4  # layer1's stride, where the decoder fuses and outputs
 ASPP_DROPOUT = 0.5  # smp's DeepLabV3Plus default
 HEAD = "segmentation_head.0"  # the class conv, whose size is the number of classes
+DEFAULT_STRIDE = 16  # Chen et al. 2018 (and paper 002's configs)
+BACKBONES = ("resnet50", "resnet101")  # Bottleneck ResNets: torchvision cannot dilate BasicBlocks
 
 
 class DeepLabV3Plus(nn.Module):
@@ -68,3 +76,25 @@ class DeepLabV3Plus(nn.Module):
         features = self.backbone(padded)
         fused = self.decoder([padded, *features.values()])
         return {"out": self.segmentation_head(fused)[..., :h, :w]}
+
+
+def groups() -> dict[str, tuple[str, ...]]:
+    return {**segmentation_groups(aux=False), "decoder": ("decoder",), "classifier": ("segmentation_head",)}
+
+
+def build_deeplabv3plus(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
+    """DeepLabv3+ on `cfg.backbone` for `data.num_classes` classes (background included)."""
+    if cfg.segmentation.aux_loss:
+        raise TicketlabError("model.segmentation.aux_loss: deeplabv3plus has no auxiliary head (DeepLabv3+ "
+                             "trains without one); expected false")
+    trunk = segmentation_trunk(cfg, data, DEFAULT_STRIDE)
+    module = DeepLabV3Plus(trunk.resnet, trunk.channels, int(trunk.resnet.conv1.in_channels), trunk.num_classes,
+                           trunk.rates, cfg.segmentation.head_channels, trunk.output_stride)
+    built = BuiltModel(module=module, groups=groups())
+    if cfg.weights:  # a whole DeepLabv3+ (the class conv may differ), or any checkpoint holding a ResNet
+        built.loaded = load_model_weights(module, cfg.weights, new_modules=(HEAD,), prefix=cfg.weights_prefix)
+    return built
+
+
+MODEL_FAMILIES.register("deeplabv3plus", ModelFamily(build_deeplabv3plus, SEGMENTER, tuple(groups()),
+                                                     backbones=BACKBONES))

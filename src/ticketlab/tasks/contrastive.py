@@ -32,7 +32,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ticketlab.config import SSLConfig
+from ticketlab.data.bundle import CLASS_LABELS
+from ticketlab.data.views import contrastive_bundle
 from ticketlab.errors import TicketlabError
+from ticketlab.models.contrastive import ContrastiveModel, MoCoModel, contrastive_model
+from ticketlab.models.contrastive_weights import load_contrastive_parts
+from ticketlab.models.spec import CLASSIFIER
+from ticketlab.models.weights import load_weights_file
+from ticketlab.registry import TASKS
+from ticketlab.tasks.base import Task
 from ticketlab.tasks.knn import knn_predict, linear_probe_accuracy
 from ticketlab.tasks.retrieval import retrieval_hits
 
@@ -58,13 +66,17 @@ def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperatu
     return torch.cat([positive, negatives], dim=1) / temperature
 
 
-class ContrastiveTask:
-    """Evaluation shared by SimCLR and MoCo: retrieval accuracy (Eq. 2) of the two branches'
-    embeddings, kNN (and linear-probe) accuracy of backbone features."""
+class ContrastiveTask(Task):
+    """What SimCLR and MoCo share: the classification data as two views per image, the classifier
+    as backbone + projection (the whole pre-training checkpoint loaded into it), retrieval accuracy
+    (Eq. 2) of the two branches' embeddings, kNN (and linear-probe) accuracy of backbone features."""
 
-    name = "contrastive"
+    metrics = ("retrieval_accuracy", "knn_accuracy", "linear_probe_accuracy")
     headline = "retrieval_accuracy"
     higher_is_better = True
+    data_needs = frozenset({CLASS_LABELS})  # labels only for the kNN evaluation
+    model_kinds = (CLASSIFIER,)
+    model_class: type[ContrastiveModel] = ContrastiveModel
 
     def __init__(self, memory: Dataset, num_classes: int, cfg: SSLConfig, views: Dataset) -> None:
         if cfg.temperature <= 0 or cfg.knn_temperature <= 0:
@@ -93,6 +105,26 @@ class ContrastiveTask:
                 hits += retrieval_hits(*self.branches(model, v1, v2))
                 total += 2 * len(v1)
         return {"retrieval_accuracy": hits / total}
+
+    @classmethod
+    def build(cls, cfg, data) -> "ContrastiveTask":
+        return cls(memory=data.memory, num_classes=data.num_classes, cfg=cfg.ssl, views=data.val_views)
+
+    @classmethod
+    def adapt_data(cls, data, cfg):
+        return contrastive_bundle(data, cfg.data.format)
+
+    @classmethod
+    def adapt_model(cls, built, cfg):
+        """The contrastive wrapper; with `model.weights`, the rest of the checkpoint (projection MLP,
+        MoCo's key encoder and queue) loads into it too (`models/contrastive_weights.py`)."""
+        wrapped = contrastive_model(built, cfg.ssl, cls.name, cls.model_class)
+        wrapped.loaded = built.loaded
+        if cfg.model.weights and built.loaded is not None:
+            state = load_weights_file(cfg.model.weights)  # read again: the family builder loaded the trunk
+            parts = load_contrastive_parts(wrapped.module, state, f"model.weights={cfg.model.weights}", built.loaded)
+            wrapped.loaded = {**built.loaded, **parts}
+        return wrapped
 
     @staticmethod
     def _views(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +169,7 @@ class SimCLRTask(ContrastiveTask):
 
 class MoCoTask(ContrastiveTask):
     name = "moco"
+    model_class = MoCoModel
 
     def branches(self, model: nn.Module, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return model(v1), model.keys(v2)
@@ -152,3 +185,7 @@ class MoCoTask(ContrastiveTask):
 
     def after_step(self, model: nn.Module) -> None:
         model.momentum_update()
+
+
+TASKS.register(SimCLRTask.name, SimCLRTask)
+TASKS.register(MoCoTask.name, MoCoTask)
