@@ -75,6 +75,8 @@ def test_validation_pairs_are_fixed_and_differ_between_views():
     assert label == exp.data.val[3][1]
     (c1, _), _ = views[4]
     assert not torch.equal(c1, views[4][0][1])
+    (w1, w2), _ = next(iter(torch.utils.data.DataLoader(views, batch_size=5, num_workers=2)))
+    assert torch.equal(w1[3], a1) and torch.equal(w2[3], a2)  # the same pair in a loader worker
 
 
 @torch.no_grad()

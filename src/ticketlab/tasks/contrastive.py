@@ -78,7 +78,7 @@ class ContrastiveTask(Task):
     model_kinds = (CLASSIFIER,)
     model_class: type[ContrastiveModel] = ContrastiveModel
 
-    def __init__(self, memory: Dataset, num_classes: int, cfg: SSLConfig, views: Dataset) -> None:
+    def __init__(self, memory: Dataset, num_classes: int, cfg: SSLConfig, views: Dataset, workers: int = 0) -> None:
         if cfg.temperature <= 0 or cfg.knn_temperature <= 0:
             raise TicketlabError("ssl.temperature / ssl.knn_temperature: expected positive numbers, got "
                                  f"{cfg.temperature} / {cfg.knn_temperature}")
@@ -88,6 +88,7 @@ class ContrastiveTask(Task):
             raise TicketlabError(f"ssl.retrieval_batch_size: expected an integer ≥ 2 (a view needs another "
                                  f"sample to be confused with), got {cfg.retrieval_batch_size}")
         self.memory, self.num_classes, self.cfg, self.views = memory, num_classes, cfg, views
+        self.workers = workers  # DataLoader workers of the evaluation's own loaders (data.num_workers)
 
     def branches(self, model: nn.Module, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two branches' embeddings (z, z') of a batch of view pairs, as Eq. 2 compares them."""
@@ -100,7 +101,7 @@ class ContrastiveTask(Task):
             raise TicketlabError(f"data.val: retrieval accuracy needs at least 2 validation samples, got {n}")
         hits = total = 0
         with torch.no_grad():
-            for batch in DataLoader(self.views, batch_size=n, drop_last=True):
+            for batch in DataLoader(self.views, batch_size=n, drop_last=True, num_workers=self.workers):
                 v1, v2 = self._views(batch, device)
                 hits += retrieval_hits(*self.branches(model, v1, v2))
                 total += 2 * len(v1)
@@ -108,7 +109,8 @@ class ContrastiveTask(Task):
 
     @classmethod
     def build(cls, cfg, data) -> "ContrastiveTask":
-        return cls(memory=data.memory, num_classes=data.num_classes, cfg=cfg.ssl, views=data.val_views)
+        return cls(memory=data.memory, num_classes=data.num_classes, cfg=cfg.ssl, views=data.val_views,
+                   workers=cfg.data.num_workers)
 
     @classmethod
     def adapt_data(cls, data, cfg):
@@ -145,7 +147,8 @@ class ContrastiveTask(Task):
 
     def evaluate(self, model: nn.Module, loader: Iterable, device: torch.device) -> dict[str, float]:
         batch_size = getattr(loader, "batch_size", None) or 256
-        bank, bank_y = self.features(model, DataLoader(self.memory, batch_size=batch_size), device)
+        memory = DataLoader(self.memory, batch_size=batch_size, num_workers=self.workers)
+        bank, bank_y = self.features(model, memory, device)
         queries, y = self.features(model, loader, device)
         pred = knn_predict(bank, bank_y, queries, self.num_classes, k=self.cfg.knn_k,
                            temperature=self.cfg.knn_temperature)
