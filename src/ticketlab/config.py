@@ -72,21 +72,25 @@ class DetectionConfig:
 
 @dataclass
 class SegmentationConfig:
-    """Sizes of a DeepLabV3 beyond family/backbone/width. Defaults are torchvision's deeplabv3_resnet50."""
+    """Sizes of a DeepLabV3 / DeepLabv3+ beyond family/backbone/width. Defaults are torchvision's
+    deeplabv3_resnet50 (deeplabv3) and Chen et al. 2018's DeepLabv3+ (deeplabv3plus)."""
 
-    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32; null = 8 for "
-                                      "ResNet-50/101 (torchvision), 32 for ResNet-18/34 (no dilation in BasicBlock)")
+    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32 (deeplabv3plus: 8 or 16); "
+                                      "null = 8 for ResNet-50/101 (torchvision), 16 for deeplabv3plus, 32 for "
+                                      "ResNet-18/34 (no dilation in BasicBlock)")
     atrous_rates: Optional[list[int]] = option(None, "ASPP dilation rates; null = 12, 24, 36 at output "
                                            "stride 8, halved at 16, quartered at 32")
-    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256)")
-    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference)")
+    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256), and of "
+                                "the decoder (deeplabv3plus: 256)")
+    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference; "
+                            "deeplabv3 only)")
 
 
 @dataclass
 class ModelConfig:
     family: str = option("lenet_300_100", "model builder", names=MODEL_FAMILIES)
     backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50) or of "
-                                 "deeplabv3 (also resnet101)")
+                                 "deeplabv3 / deeplabv3plus (also resnet101)")
     width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
     num_classes: Optional[int] = option(None, "number of classes; null = taken from the dataset")
     weights: Optional[str] = option(None, "local file of pretrained weights (.safetensors, or .pth read with "
@@ -96,7 +100,7 @@ class ModelConfig:
     weights_prefix: Optional[str] = option(None, "key prefix of the ResNet inside model.weights, e.g. "
                                        "encoder_q. (null = found automatically)")
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig,
-                                             metadata={"help": "DeepLabV3 sizes (deeplabv3)"})
+                                             metadata={"help": "DeepLabV3 / v3+ sizes (deeplabv3, deeplabv3plus)"})
 
 
 @dataclass
@@ -170,13 +174,15 @@ class PruneConfig:
 
 @dataclass
 class SSLConfig:
-    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its kNN / linear-probe evaluation."""
+    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its retrieval / kNN / linear-probe evaluation."""
 
     projection_dim: int = option(128, "output size of the projection MLP head (SimCLR, MoCo v2: 128)")
     projection_hidden: Optional[int] = option(None, "hidden size of the projection MLP; null = backbone feature size")
     temperature: float = option(0.5, "softmax temperature of the contrastive loss (SimCLR: 0.5, MoCo v2: 0.2)")
     moco_momentum: float = option(0.999, "moco: EMA factor of the key encoder (MoCo: 0.999)")
     moco_queue: int = option(65536, "moco: number of negative keys kept in the queue (MoCo: 65536)")
+    retrieval_batch_size: int = option(256, "batch size n of top-1 retrieval accuracy (paper 002 Eq. 2, over the "
+                                       "2n views of a batch); paper 002's pre-training batch: 256")
     knn_k: int = option(200, "neighbours of the weighted kNN evaluation (InstDisc/MoCo: 200)")
     knn_temperature: float = option(0.1, "temperature of the kNN neighbour weights exp(sim/t) (InstDisc/MoCo: 0.1)")
     linear_probe: bool = option(False, "also fit a logistic regression on frozen features (linear_probe_accuracy)")
