@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from ticketlab.errors import TicketlabError
 from ticketlab.rundir import RunDir, level_name
+from ticketlab.yaml_file import read_yaml_mapping
 
 DENSE = "dense"
 
@@ -127,9 +126,8 @@ def _run_source(path: Path, name: str, value: dict, baselines: dict) -> RunSourc
 
 
 def load_spec(path: Path) -> MatrixSpec:
-    if not path.is_file():
-        raise TicketlabError(f"{path}: transfer-matrix spec not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml_mapping(path, "transfer-matrix spec",
+                             "a mapping with keys targets, sources, baselines, seeds, out")
     keys = {"targets", "sources", "baselines", "seeds", "out"}
     unknown = set(data) - keys
     if unknown:
