@@ -65,12 +65,14 @@ def control_sections(out: Path, series: Sequence[Series], written: list[Path]) -
         if s.headline is None:
             continue
         by_curve: dict[str, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+        mine = []
         for run in s.runs:
             for curve, level, x, y in run_points(run, s.headline):
                 by_curve[curve][level].append((x, y))
-                table.append([short_label(s), run.label, run.seed, curve, level, x, s.headline, y])
+                mine.append([short_label(s), run.label, run.seed, curve, level, x, s.headline, y])
         if len(by_curve) < 2:       # the ticket alone: no control to compare with
             continue
+        table += mine
         lines = []
         for curve, per_level in by_curve.items():
             levels = sorted(per_level)

@@ -63,6 +63,8 @@ def run_controls(run_dir: Path, *, levels: Optional[Sequence[int]] = None, names
     bad = [n for n in names if n not in CHOICES]
     if bad:
         raise TicketlabError(f"--only: {', '.join(bad)} not among {', '.join(CHOICES)}")
+    if any(n in WITH_FRACTION for n in names) and not 0.0 < fraction <= 1.0:  # checked before any training
+        raise TicketlabError(f"--fraction: expected a number in (0, 1], got {fraction}")
     run = RunDir(run_dir)
     rows = []
     for level in control_levels(run, levels):
