@@ -38,7 +38,7 @@ def fig6_sections(out: Path, series: Sequence[Series], written: list[Path]) -> l
     for p in curves.pairs:
         pair_pts[(p.series_a, p.series_b)][p.level].append(((p.sparsity_a + p.sparsity_b) / 2, p.similarity))
     kernel_pts: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
-    for k in curves.kernels:
+    for k in (k for k in curves.kernels if k.kernels):      # runs without convolutions have no kernels
         kernel_pts[k.series][k.level].append((k.sparsity, float(k.zero_kernels)))
     similarity = [_line(f"{a} vs {b}", pts) for (a, b), pts in pair_pts.items()]
     kernels = [_line(s, pts) for s, pts in kernel_pts.items()]
@@ -57,6 +57,8 @@ def fig6_sections(out: Path, series: Sequence[Series], written: list[Path]) -> l
     notes = []
     if not similarity:
         notes.append("Only one series: no pair of series to compare (top panel empty).")
+    if not kernels:
+        notes.append("No convolution in any mask: no kernels to count (bottom panel empty).")
     if left_out:
         notes.append(f"Tensors of different shapes in the two models are not compared: {', '.join(left_out)}.")
     if curves.unmatched:

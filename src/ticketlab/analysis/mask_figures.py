@@ -55,6 +55,8 @@ def plot_fig6(similarity: Sequence[Line], kernels: Sequence[Line], out_png: Path
     _finish(top, "trunk sparsity (%)", "relative similarity |m_i ∩ m_j| / |m_i ∪ m_j|")
     for i, line in enumerate(kernels):
         _band(bottom, i, line)
+    if not kernels:
+        bottom.text(0.5, 0.5, "no convolution in the masks", transform=bottom.transAxes, ha="center")
     _finish(bottom, "trunk sparsity (%)", "completely pruned kernels")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
