@@ -198,8 +198,8 @@ def test_every_command_refuses_bad_arguments_in_one_line(world, capsys):
         assert not changed, f"{argv} changed files of the existing run: {changed}"
 
     check()
-    assert seen == {"find", "branch", "eval", "info", "report", "sweep", "transfer-matrix", "export", "synth",
-                    "synth-crops", "demo"}
+    assert seen == {"find", "branch", "controls", "eval", "info", "report", "sweep", "transfer-matrix", "export",
+                    "synth", "synth-crops", "demo"}
 
 
 def test_find_into_an_existing_file_is_one_line_naming_it(world, capsys):
