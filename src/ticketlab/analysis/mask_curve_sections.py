@@ -98,7 +98,8 @@ def fig7_sections(at: AtLevel, series: Sequence[Series], written: list[Path]) ->
     written.append(plot_stage_maps(rows, at.out / png, title=f"all kernels per stage, level {at.level}"))
     caption = (f"Every kernel of each residual stage (B1 = layer1 … ), one run per series, at {at.where}: each "
                f"convolution's output channel × input channel map, from the stage's first to its last layer left "
-               f"to right; bright = kernel entirely pruned, dark = some weight kept, light blue = no kernel (paper 002 Fig. 7 shows "
+               f"to right; bright = kernel entirely pruned, dark = some weight kept, light blue = no kernel "
+               f"(paper 002 Fig. 7 shows "
                f"79.03% sparsity). Rows: " + "; ".join(label.replace("\n", ": ") for label, _ in rows) + ". "
                f"The CSV counts the zero kernels of each layer.")
     return [Block(heading="Kernel heatmaps of B1–B4 (Fig. 7)", image=png, data=[csv], caption=caption)]

@@ -98,8 +98,8 @@ def similarity_sections(at: AtLevel, written: list[Path]) -> list[Block]:
         note = f" Runs with masks of another layout are not in this matrix: {runs_text(others)}." if others else ""
         blocks.append(Block(heading="Mask similarity", image=name, data=[data],
                             caption=f"Relative similarity |a ∩ b| / |a ∪ b| of the kept weights of each pair of "
-                                    f"masks (paper 002 §5) — ResNet masks on their trunk, named relative to it, so models "
-                                    f"of different kinds meet — at {at.where}. Runs: {runs_text(group)}.{note}"))
+                                    f"masks (paper 002 §5) — ResNet masks on their trunk, named relative to "
+                                    f"it, so models of different kinds meet — at {at.where}. Runs: {runs_text(group)}.{note}"))
     return blocks
 
 
