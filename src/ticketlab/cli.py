@@ -226,6 +226,8 @@ def cmd_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ticketlab.registry import BRANCHES, EXPORT_FORMATS
+
     parser = argparse.ArgumentParser(prog="ticketlab", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("branch", parents=[common], help="control experiment on a finished level → level_NN/branch_<name>/")
     p.add_argument("level_dir", help="RUN_DIR/level_NN")
-    p.add_argument("name", choices=["reinit", "random_mask", "complement", "perturb", "early_bird"])
+    p.add_argument("name", help="one of " + ", ".join(BRANCHES.names()))
     p.add_argument("--fraction", type=float, help="perturb: fraction of the mask's ones (and as many zeros) to flip; "
                    "early_bird: the draw's fraction of dense training (level_01 only)")
     p.add_argument("--seed", type=int, help="seed of the random draw (default: the run's seed + 1)")
@@ -321,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "torchvision model with strict=True); a model.width other than 1 gives a state_dict of "
                        "that width, which fits the same architecture but not the stock one.")
     p.add_argument("level_dir", help="RUN_DIR/level_NN (or a branch dir)")
-    p.add_argument("--format", required=True, choices=["state_dict", "onnx", "torchscript"])
+    p.add_argument("--format", required=True, help="one of " + ", ".join(EXPORT_FORMATS.names()))
     p.add_argument("--out", metavar="FILE", help="output file (default: LEVEL/ticket[_compact].safetensors|.onnx|"
                    ".torchscript.pt; a state_dict to .pt/.pth is written with torch.save)")
     p.add_argument("--compact", action="store_true", help="onnx/torchscript: remove hidden channels that provably "

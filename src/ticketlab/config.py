@@ -22,15 +22,18 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import DATA_FORMATS, MODEL_FAMILIES, STRATEGIES, TASKS, Registry, unknown_name
 from ticketlab.yaml_file import read_yaml_mapping
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, steps: bool = False):
-    """A dataclass field carrying its help text (and allowed values) for docs and validation."""
-    meta = {"help": help, "choices": choices, "steps": steps}
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, names: Registry | None = None,
+           steps: bool = False):
+    """A dataclass field carrying its help text and allowed values — fixed `choices`, or the `names`
+    of a registry (ticketlab/registry.py) — for docs and validation."""
+    meta = {"help": help, "choices": choices, "names": names, "steps": steps}
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -81,8 +84,7 @@ class SegmentationConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = option("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
-                     "fasterrcnn, maskrcnn, keypointrcnn, deeplabv3")
+    family: str = option("lenet_300_100", "model builder", names=MODEL_FAMILIES)
     backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50) or of "
                                  "deeplabv3 (also resnet101)")
     width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
@@ -99,8 +101,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    format: str = option("digits", "dataset format", choices=(
-        "digits", "imagefolder", "cifar10", "cifar100", "svhn", "fashion_mnist", "coco", "voc", "voc_seg"))
+    format: str = option("digits", "dataset format", names=DATA_FORMATS)
     root: Optional[str] = option(None, "directory holding the dataset files (not needed for digits)")
     train: Optional[str] = option(None, "training split: sub-directory or annotation file under root")
     val: Optional[str] = option(None, "validation split: sub-directory or annotation file under root")
@@ -149,8 +150,7 @@ class PruneConfig:
     scope: Optional[list[str]] = option(None, "module groups to prune (null = every conv/linear weight)")
     include: list[str] = option([], "extra parameter-name patterns (fnmatch) to add to the scope")
     exclude: list[str] = option([], "module groups or parameter-name patterns to keep dense")
-    strategy: str = option("global", "how to choose the weights to remove",
-                       choices=("global", "layerwise", "random"))
+    strategy: str = option("global", "how to choose the weights to remove", names=STRATEGIES)
     rate: float = option(0.2, "fraction of the remaining scope weights removed per level")
     levels: int = option(8, "number of pruning levels after the dense level 0")
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
@@ -177,8 +177,6 @@ class SSLConfig:
     linear_probe: bool = option(False, "also fit a logistic regression on frozen features (linear_probe_accuracy)")
 
 
-CONTRASTIVE_TASKS = ("simclr", "moco")
-
 
 @dataclass
 class InitConfig:
@@ -198,9 +196,7 @@ class InitConfig:
 
 @dataclass
 class Config:
-    task: str = option("classification", "what the model is trained for", choices=(
-        "classification", "detection", "instance_segmentation", "keypoints", "semantic_segmentation",
-        *CONTRASTIVE_TASKS))
+    task: str = option("classification", "what the model is trained for", names=TASKS)
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model builder"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "dataset"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "training of each level"})
@@ -252,7 +248,8 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
             value = [value]
-        return [_coerce(v, item_tp, f"{key}[{i}]", {**meta, "choices": None}) for i, v in enumerate(value)]
+        return [_coerce(v, item_tp, f"{key}[{i}]", {**meta, "choices": None, "names": None})
+                for i, v in enumerate(value)]
     if meta.get("steps"):
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise TicketlabError(f"config key {key}: expected a step count like '500it' or '2ep', got {value!r}")
@@ -280,11 +277,10 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
         if isinstance(value, (dict, list)):
             raise TicketlabError(f"config key {key}: expected a string, got {value!r}")
         value = str(value)
-        choices = meta.get("choices")
+        names = meta.get("names")
+        choices = list(meta.get("choices") or ()) or (names.names() if names is not None else [])
         if choices and value not in choices:
-            hint = difflib.get_close_matches(value, choices, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise TicketlabError(f"config key {key}: {value!r} is not one of {', '.join(choices)}{extra}")
+            raise TicketlabError(unknown_name(f"config key {key}", value, choices))
         return value
     raise TypeError(f"unsupported config type {tp!r} for {key}")
 
@@ -399,6 +395,9 @@ def describe_fields(cls: type = Config, prefix: str = "") -> list[tuple[str, str
             rows += describe_fields(tp, f"{prefix}{f.name}.")
         else:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            text = f.metadata.get("help", "")
+            if f.metadata.get("names") is not None:
+                text += ": " + ", ".join(f.metadata["names"].names())
             rows.append((prefix + f.name, yaml.safe_dump(default, default_flow_style=True).strip()
-                         .removesuffix("...").strip(), f.metadata.get("help", "")))
+                         .removesuffix("...").strip(), text))
     return rows

@@ -1,11 +1,27 @@
-"""What every dataset builder returns: the two splits plus the facts a model builder needs."""
+"""What every dataset builder returns (the two splits plus the facts a model builder needs), and
+what a data format declares when it registers (`DataFormat`, in `ticketlab.registry.DATA_FORMATS`).
+
+A format *provides* kinds of annotation; a task *needs* some (`tasks.base.Task.data_needs`) and
+reads every format that provides all of them. The builder is told what is needed, so a COCO file
+with masks and keypoints loads only the boxes for a detection run.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from ticketlab.config import DataConfig
+
+# Kinds of annotation a format provides and a task needs.
+CLASS_LABELS = "class_labels"  # one class per image
+BOXES = "boxes"  # COCO boxes with a class each
+INSTANCE_MASKS = "instance_masks"  # a mask per box (COCO segmentation)
+KEYPOINT_COORDS = "keypoint_coords"  # K (x, y, visibility) per box (COCO keypoints)
+PIXEL_LABELS = "pixel_labels"  # a class per pixel (VOC SegmentationClass)
 
 
 @dataclass
@@ -20,3 +36,11 @@ class DataBundle:
     # Contrastive tasks: the labelled training images under the evaluation transform, the memory
     # bank of kNN evaluation (`train` then yields two augmented views per image).
     memory: Optional[Dataset] = None
+
+
+@dataclass(frozen=True)
+class DataFormat:
+    """A registered `data.format`: `build(cfg, needs)` reads it for a task needing `needs`."""
+
+    build: Callable[["DataConfig", frozenset], DataBundle]
+    provides: frozenset

@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.branches import BRANCHES, WITH_FRACTION, branch_dir_name, run_branch
+from ticketlab.lottery.branches import branch_dir_name, run_branch
+from ticketlab.registry import BRANCHES
 from ticketlab.rundir import RunDir
 
 CONTROLS = ("complement", "random_mask", "perturb")     # paper 002 Fig. 8
-CHOICES = tuple(b for b in BRANCHES if b != "early_bird")
+
+def choices() -> list[str]:
+    """Every registered branch but early_bird (drawn for level 1 only, not a control of each level)."""
+    return [n for n in BRANCHES.names() if n != "early_bird"]
 
 
 def parse_list(text: Optional[str], what: str, cast=str) -> Optional[list]:
@@ -60,16 +64,16 @@ def run_controls(run_dir: Path, *, levels: Optional[Sequence[int]] = None, names
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise TicketlabError(f"{run_dir}: not a ticketlab run directory (no config.yaml)")
-    bad = [n for n in names if n not in CHOICES]
+    bad = [n for n in names if n not in choices()]
     if bad:
-        raise TicketlabError(f"--only: {', '.join(bad)} not among {', '.join(CHOICES)}")
-    if any(n in WITH_FRACTION for n in names) and not 0.0 < fraction <= 1.0:  # checked before any training
+        raise TicketlabError(f"--only: {', '.join(bad)} not among {', '.join(choices())}")
+    if any(BRANCHES.get(n).fraction for n in names) and not 0.0 < fraction <= 1.0:  # checked before any training
         raise TicketlabError(f"--fraction: expected a number in (0, 1], got {fraction}")
     run = RunDir(run_dir)
     rows = []
     for level in control_levels(run, levels):
         for name in names:
-            frac = fraction if name in WITH_FRACTION else None
+            frac = fraction if BRANCHES.get(name).fraction else None
             out = run.level_dir(level) / branch_dir_name(name, frac)
             done = out / "metrics.json"
             if done.is_file():

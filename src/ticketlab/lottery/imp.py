@@ -98,7 +98,7 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> li
         exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
-            dist.on_main(lambda: run.start(cfg))
+            dist.on_main(lambda: run.start(cfg, exp.task.record()))
             dist.same_everywhere(run.config_path.is_file(),
                                  f"whether {run.config_path} exists (RUN_DIR must be on a filesystem every node sees)")
             return _run_levels(cfg, exp, run, log if dist.is_main else _quiet, dist, early)

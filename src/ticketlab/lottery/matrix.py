@@ -5,8 +5,8 @@ and sources (rows: `--set`-style overrides, usually an `init:` transfer, or a wh
 level becomes a row). Every (row, column, seed) is an ordinary run dir `OUT/<row>/<column>/seed_<s>`
 made by `run_imp`, so a cut-off matrix resumes where it stopped. The table holds, per cell, the mean ±
 std of the target's headline metric at the cell's last level over seeds, and whether it is
-*matching*: mean ≥ its baseline's mean − that baseline's std (both papers' criterion; paper 002 Eq. 1
-compares with the dense model from the same θ_p). A row is *universal* when it matches on every
+*matching*: mean ≥ its baseline's mean − that baseline's std (both papers' criterion; ≤ mean + std for
+a metric where lower is better; paper 002 Eq. 1 compares with the dense model from the same θ_p). A row is *universal* when it matches on every
 target (paper 002 §3); for a run source, the sparsest universal level is what the paper quotes as
 "universally transferable at 59.04%–96.48% sparsity".
 
@@ -28,12 +28,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ticketlab.analysis.runs import HEADLINES
+from ticketlab.analysis.runs import Stat, is_matching
 from ticketlab.atomic import atomic_write_bytes, atomic_write_text
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.imp import run_imp
 from ticketlab.lottery.matrix_spec import DENSE, MatrixSpec, Row, RunSource, load_spec
+from ticketlab.tasks import task_class
 
 __all__ = ["DENSE", "MatrixSpec", "load_spec", "run_matrix", "write_table", "universal_levels"]
 
@@ -69,16 +70,13 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
     rows = []
     plan = spec.rows()
     for column, target in spec.targets.items():
-        metric = target.metric
-        stats: dict[str, tuple[float, float]] = {}
+        record = task_class(cell_config(spec, plan[0], column, spec.seeds[0]).task).record()
+        metric = target.metric or record.headline
+        stats: dict[str, Stat] = {}
         for row in plan:
             values = []
             for seed in spec.seeds:
                 cfg = cell_config(spec, row, column, seed)
-                metric = metric or HEADLINES.get(cfg.task)
-                if metric is None:
-                    raise TicketlabError(f"targets.{column}.metric: task {cfg.task!r} has no known headline; "
-                                         "name the metric")
                 run_dir = out / slug(row.name) / slug(column) / f"seed_{seed}"
                 log(f"[{row.name} → {column}, seed {seed}] {run_dir}")
                 last = run_imp(cfg, run_dir, log=log)[-1]
@@ -86,11 +84,12 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
                     raise TicketlabError(f"{run_dir}: metric {metric!r} not in its metrics ({', '.join(last)})")
                 values.append(float(last[metric]))
                 sparsity = (last["sparsity_scope"], last["sparsity_network"])
-            stats[row.name] = mean, std = _mean_std(values)
-            base_mean, base_std = stats[row.baseline or row.name]
+            mean, std = _mean_std(values)
+            stats[row.name] = Stat(mean, std, len(values))
+            matching = is_matching(mean, stats[row.baseline or row.name], record.higher_is_better_for(metric))
             rows.append({"source": row.name, "target": column, "metric": metric, "mean": mean, "std": std,
                          "seeds": len(values), "sparsity_scope": sparsity[0], "sparsity_network": sparsity[1],
-                         "baseline": row.baseline or row.name, "matching": mean >= base_mean - base_std,
+                         "baseline": row.baseline or row.name, "matching": matching,
                          "run_source": row.source or "", "source_level": "" if row.level is None else row.level,
                          "source_sparsity": _source_sparsity(row)})
     universal = universal_levels(rows, spec)

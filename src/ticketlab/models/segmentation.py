@@ -22,8 +22,6 @@ Module groups (DESIGN.md; the same names as the R-CNN family):
 
 from __future__ import annotations
 
-import difflib
-
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
@@ -33,10 +31,10 @@ from ticketlab.config import ModelConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet import stage_channels, torchvision_resnet
-from ticketlab.models.spec import BuiltModel
 from ticketlab.models.resnet_keys import load_model_weights
+from ticketlab.models.spec import SEGMENTER, BuiltModel, ModelFamily
+from ticketlab.registry import MODEL_FAMILIES
 
-SEGMENTATION_FAMILIES = ("deeplabv3",)
 BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
 DEFAULT_BACKBONE = "resnet50"  # paper 002's backbone
 BODY = "backbone"
@@ -85,14 +83,7 @@ def _output_stride(cfg: ModelConfig, depth: int) -> int:
 
 def build_segmentation_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     """DeepLabV3 on `cfg.backbone` for `data.num_classes` classes (background included)."""
-    if cfg.family not in SEGMENTATION_FAMILIES:
-        raise TicketlabError(f"model.family: {cfg.family!r} is not a segmentation family "
-                             f"({', '.join(SEGMENTATION_FAMILIES)})")
-    name = cfg.backbone or DEFAULT_BACKBONE
-    if name not in BACKBONES:
-        close = difflib.get_close_matches(name, list(BACKBONES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TicketlabError(f"model.backbone: {name!r} is not one of {', '.join(BACKBONES)}{hint}")
+    name = cfg.backbone or DEFAULT_BACKBONE  # one of BACKBONES (build_model checks it)
     num_classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
     if num_classes < 2:
         raise TicketlabError(f"model.num_classes: segmentation needs at least 2 classes (background + one), "
@@ -115,3 +106,20 @@ def build_segmentation_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     if cfg.weights:  # a whole DeepLabV3 (class convs may differ), or any checkpoint holding a ResNet
         built.loaded = load_model_weights(built.module, cfg.weights, new_modules=HEADS, prefix=cfg.weights_prefix)
     return built
+
+
+def export_note(cfg: ModelConfig, data: DataBundle) -> str:
+    stock = (cfg.width == 1.0 and cfg.segmentation.head_channels == 256 and (cfg.backbone or DEFAULT_BACKBONE)
+             in ("resnet50", "resnet101") and cfg.segmentation.output_stride in (None, 8)
+             and cfg.segmentation.atrous_rates is None)
+    if stock:
+        return (f"loads with strict=True into torchvision.models.segmentation.deeplabv3_"
+                f"{cfg.backbone or DEFAULT_BACKBONE}(weights=None, weights_backbone=None, num_classes="
+                f"{cfg.num_classes or data.num_classes}, aux_loss={cfg.segmentation.aux_loss})")
+    return ("a DeepLabV3 of this run's sizes (width, head channels, output stride), not torchvision's stock "
+            "deeplabv3_resnet50/101; build it with ticketlab.models.build_model from the run's config.yaml")
+
+
+MODEL_FAMILIES.register("deeplabv3", ModelFamily(build_segmentation_model, SEGMENTER,
+                                                 tuple(segmentation_groups(aux=True)), backbones=tuple(BACKBONES),
+                                                 export_note=export_note))

@@ -23,7 +23,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ticketlab.config import SSLConfig
+from ticketlab.data.bundle import CLASS_LABELS
+from ticketlab.data.views import contrastive_bundle
 from ticketlab.errors import TicketlabError
+from ticketlab.models.contrastive import ContrastiveModel, MoCoModel, contrastive_model
+from ticketlab.models.spec import CLASSIFIER
+from ticketlab.registry import TASKS
+from ticketlab.tasks.base import Task
 from ticketlab.tasks.knn import knn_predict, linear_probe_accuracy
 
 
@@ -48,12 +54,16 @@ def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperatu
     return torch.cat([positive, negatives], dim=1) / temperature
 
 
-class ContrastiveTask:
-    """Evaluation shared by SimCLR and MoCo: kNN (and linear-probe) accuracy of backbone features."""
+class ContrastiveTask(Task):
+    """What SimCLR and MoCo share: the classification data as two views per image, the classifier
+    as backbone + projection, kNN (and linear-probe) accuracy of backbone features."""
 
-    name = "contrastive"
+    metrics = ("knn_accuracy", "linear_probe_accuracy")
     headline = "knn_accuracy"
     higher_is_better = True
+    data_needs = frozenset({CLASS_LABELS})  # labels only for the kNN evaluation
+    model_kinds = (CLASSIFIER,)
+    model_class: type[ContrastiveModel] = ContrastiveModel
 
     def __init__(self, memory: Dataset, num_classes: int, cfg: SSLConfig) -> None:
         if cfg.temperature <= 0 or cfg.knn_temperature <= 0:
@@ -62,6 +72,20 @@ class ContrastiveTask:
         if cfg.knn_k < 1:
             raise TicketlabError(f"ssl.knn_k: expected a positive integer, got {cfg.knn_k}")
         self.memory, self.num_classes, self.cfg = memory, num_classes, cfg
+
+    @classmethod
+    def build(cls, cfg, data) -> "ContrastiveTask":
+        return cls(memory=data.memory, num_classes=data.num_classes, cfg=cfg.ssl)
+
+    @classmethod
+    def adapt_data(cls, data, cfg):
+        return contrastive_bundle(data, cfg.data.format)
+
+    @classmethod
+    def adapt_model(cls, built, cfg):
+        wrapped = contrastive_model(built, cfg.ssl, cls.name, cls.model_class)
+        wrapped.loaded = built.loaded
+        return wrapped
 
     @staticmethod
     def _views(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,6 +127,7 @@ class SimCLRTask(ContrastiveTask):
 
 class MoCoTask(ContrastiveTask):
     name = "moco"
+    model_class = MoCoModel
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         v1, v2 = self._views(batch, device)
@@ -115,3 +140,7 @@ class MoCoTask(ContrastiveTask):
 
     def after_step(self, model: nn.Module) -> None:
         model.momentum_update()
+
+
+TASKS.register(SimCLRTask.name, SimCLRTask)
+TASKS.register(MoCoTask.name, MoCoTask)
