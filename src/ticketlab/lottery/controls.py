@@ -22,6 +22,7 @@ from ticketlab.rundir import RunDir
 
 CONTROLS = ("complement", "random_mask", "perturb")     # paper 002 Fig. 8
 
+
 def choices() -> list[str]:
     """Every registered branch but early_bird (drawn for level 1 only, not a control of each level)."""
     return [n for n in BRANCHES.names() if n != "early_bird"]
