@@ -34,8 +34,8 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, n
     """A dataclass field carrying its help text and allowed values — fixed `choices`, or the `names`
     of a registry (ticketlab/registry.py) — for docs and validation."""
     meta = {"help": help, "choices": choices, "names": names, "steps": steps}
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -112,7 +112,9 @@ class DataConfig:
     image_size: Optional[int] = option(None, "resize images to this size (null = dataset's own size)")
     val_fraction: float = option(0.25, "held-out fraction when the dataset has no validation split (digits)")
     split_seed: int = option(0, "seed of the train/val split; fixed across training seeds on purpose")
-    augment: bool = option(True, "training augmentation (random crop + horizontal flip for natural images)")
+    augment: Optional[bool] = option(None, "training augmentation (random crop + horizontal flip for natural "
+                                     "images); null = the model's default: none for MLPs (lenet_300_100), "
+                                     "on for conv nets")
     num_workers: int = option(0, "DataLoader worker processes")
     max_image_pixels: int = option(89_478_485, "images whose header claims more pixels are refused before "
                                    "decoding (decompression bombs); default PIL's MAX_IMAGE_PIXELS")
@@ -156,6 +158,9 @@ class PruneConfig:
     exclude: list[str] = option([], "module groups or parameter-name patterns to keep dense")
     strategy: str = option("global", "how to choose the weights to remove", names=STRATEGIES)
     rate: float = option(0.2, "fraction of the remaining scope weights removed per level")
+    rates: dict[str, float] = option({}, "per-group rates, e.g. {fc: 0.1}: each named module group loses exactly "
+                                     "round(rate × its remaining weights) per level (ranked within the group); "
+                                     "the rest of the scope follows prune.rate")
     levels: int = option(8, "number of pruning levels after the dense level 0")
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
     rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
@@ -250,6 +255,11 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
         if optional:
             return None
         raise TicketlabError(f"config key {key}: must not be null (expected {_type_name(tp)})")
+    if typing.get_origin(tp) is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise TicketlabError(f"config key {key}: expected a mapping such as {{fc: 0.1}}, got {value!r}")
+        return {_coerce(k, key_tp, f"{key} key", {}): _coerce(v, value_tp, f"{key}.{k}", {}) for k, v in value.items()}
     if typing.get_origin(tp) is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -372,8 +382,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def validate(cfg: Config) -> Config:
     """Range checks that types cannot express, done at load time so the error names the file;
     values torch or the DataLoader would otherwise reject with a traceback, much later."""
-    if not 0.0 < cfg.prune.rate < 1.0:
-        raise TicketlabError(f"config key prune.rate: expected a fraction in (0, 1), got {cfg.prune.rate}")
+    for key, rate in (("prune.rate", cfg.prune.rate), *((f"prune.rates.{g}", r) for g, r in cfg.prune.rates.items())):
+        if not 0.0 < rate < 1.0:
+            raise TicketlabError(f"config key {key}: expected a fraction in (0, 1), got {rate}")
     t = cfg.train
     for key, value, low in (("prune.levels", cfg.prune.levels, 0), ("train.batch_size", t.batch_size, 1),
                             ("train.eval_batch_size", t.eval_batch_size, 1), ("train.lr", t.lr, 0),
@@ -384,7 +395,15 @@ def validate(cfg: Config) -> Config:
             raise TicketlabError(f"config key {key}: expected {low} or more, got {value}")
     if not cfg.model.width > 0:
         raise TicketlabError(f"config key model.width: expected a positive multiplier, got {cfg.model.width}")
+    resolve_augment(cfg)
     return cfg
+
+
+def resolve_augment(cfg: Config) -> None:
+    """Fill a null `data.augment` in place with the model family's default (`ModelFamily.augment`), so
+    the resolved config a run writes says which was used."""
+    if cfg.data.augment is None:
+        cfg.data.augment = MODEL_FAMILIES.get(cfg.model.family).augment
 
 
 def dump_config(cfg: Config) -> str:
