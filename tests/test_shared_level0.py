@@ -14,6 +14,8 @@ import yaml
 from ticketlab.cli import main
 from ticketlab.lottery.evaluate import evaluate_level
 from ticketlab.lottery.imp import run_imp
+from ticketlab.lottery.matrix import cell_config as matrix_cell_config
+from ticketlab.lottery.matrix import load_spec
 from ticketlab.lottery.plan import format_plan
 from ticketlab.lottery.study import cell_config, open_study, run_study
 
@@ -112,7 +114,8 @@ def test_transfer_matrix_rows_that_differ_in_prune_share_the_dense_level(tmp_pat
     assert main(["transfer-matrix", str(spec), "--out", str(out)]) == 0
     assert trainings(out) == 4
     alone = tmp_path / "alone"
-    from ticketlab.lottery.matrix import cell_config, load_spec
-    run_imp(cell_config(load_spec(spec), "late reset", "digits", 0), alone, log=lambda s: None)
+    matrix = load_spec(spec)
+    row = next(r for r in matrix.rows() if r.name == "late reset")
+    run_imp(matrix_cell_config(matrix, row, "digits", 0), alone, log=lambda s: None)
     assert rows_without_seconds(out / "late_reset" / "digits" / "seed_0" / "summary.csv") == \
         rows_without_seconds(alone / "summary.csv")
