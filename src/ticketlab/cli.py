@@ -448,5 +448,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 3
 
 
+def entry() -> int:
+    """The process entry (console script, `python -m ticketlab`): `main`, then signals are ignored,
+    so that one arriving while the interpreter shuts down (its handlers are gone) cannot turn a
+    finished command into a death by signal."""
+    status = main()
+    ignore_signals()
+    return status
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())
