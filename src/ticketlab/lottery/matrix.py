@@ -11,7 +11,7 @@ where lower is better).
     out: runs/universality              # optional; --out overrides
     seeds: [0, 1, 2]
     targets:
-      digits: {config: configs/digits_resnet.yaml, set: [train.duration=5ep]}
+      digits: {config: configs/digits_lenet.yaml, set: [train.duration=5ep]}
     sources:
       m_P supervised: [init.source=runs/sup/level_05, init.mode=mask]
       m_T: ["init.source=runs/imp_{target}/level_05", init.mode=mask]   # {target} = the column name
