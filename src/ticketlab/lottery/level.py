@@ -20,7 +20,7 @@ import torch
 
 from ticketlab.atomic import atomic_save_safetensors
 from ticketlab.lottery.experiment import Experiment
-from ticketlab.rundir import DETECTIONS_FILE, write_metrics
+from ticketlab.rundir import DETECTIONS_FILE, FINAL_FILE, MASK_FILE, START_FILE, write_metrics
 from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
 from ticketlab.sparsity.enforce import with_followers
 from ticketlab.train import clear_checkpoint, train_level
@@ -75,8 +75,8 @@ def train_ticket(exp: Experiment, ticket: TicketStart, run: Optional[LevelRun] =
 
     def write_start() -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_mask(out_dir / "mask.safetensors", mask)
-        atomic_save_safetensors(out_dir / "rewind.safetensors", start)
+        save_mask(out_dir / MASK_FILE, mask)
+        atomic_save_safetensors(out_dir / START_FILE, start)
 
     dist.on_main(write_start)
     model = exp.model
@@ -89,7 +89,7 @@ def train_ticket(exp: Experiment, ticket: TicketStart, run: Optional[LevelRun] =
                "steps": result.steps, "seconds": round(time.time() - t0, 2)}
 
     def write_results() -> None:
-        atomic_save_safetensors(out_dir / "final.safetensors", {k: v.detach() for k, v in model.state_dict().items()})
+        atomic_save_safetensors(out_dir / FINAL_FILE, {k: v.detach() for k, v in model.state_dict().items()})
         if exp.task.saves_detections:  # the final evaluation's val detections, for the report
             exp.task.save_detections(out_dir / DETECTIONS_FILE)
         write_metrics(out_dir, metrics)

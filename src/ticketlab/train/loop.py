@@ -324,10 +324,10 @@ class _Level:
         cfg, dist, pin = self.cfg, self.dist, self.device.type == "cuda"
         train = train_loader(self.req.data, batch_size=cfg.batch_size, seed=cfg.seed, start=self.progress.step,
                              stop=self.plan.total, num_workers=self.req.num_workers, pin_memory=pin,
-                             rank=dist.rank, world_size=dist.world_size)
+                             rank=dist.rank, world_size=dist.world_size, device=self.device)
         val_world = dist.world_size if self.task.shards_evaluation else 1
         val = val_loader(self.req.data, batch_size=cfg.eval_batch_size, num_workers=self.req.num_workers,
-                         pin_memory=pin, rank=dist.rank, world_size=val_world)
+                         pin_memory=pin, rank=dist.rank, world_size=val_world, device=self.device)
         return train, val
 
     # -- the loop -------------------------------------------------------------------------------
