@@ -29,6 +29,7 @@ from torch import nn
 from ticketlab.atomic import atomic_save_safetensors, atomic_write_json
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.at_init import at_init_mask, check_at_init
 from ticketlab.lottery.early_bird import EarlyBird
 from ticketlab.lottery.experiment import Experiment, build_experiment, level_generator, load_state
 from ticketlab.lottery.level import train_ticket
@@ -78,9 +79,21 @@ def _save_rewind_point(level0: Path, with_optimizer: bool) -> Callable[[nn.Modul
     return hook
 
 
+def level_start(exp: Experiment, run: RunDir, level: int) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
+    """The (unmasked) weights pruned level `level` trains from and the optimizer state to restore:
+    the rewind point, or with `prune.rewind_mode: lr` the previous level's final weights and a
+    fresh optimizer (the schedule restarts at the rewind step either way; Renda et al. 2020)."""
+    if exp.cfg.prune.rewind_mode == "lr":
+        return load_state(run.level_dir(level - 1) / "final.safetensors", exp.model), None
+    return rewind_source(exp, run)
+
+
 def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tensor]:
     prev = run.level_dir(level - 1)
     shapes = {n: tuple(exp.model.state_dict()[n].shape) for n in exp.scope}
+    if check_at_init(exp).at_init:  # pruning at init: scored at the rewind point, from level 0's mask
+        return at_init_mask(exp, load_mask(run.level_dir(0) / "mask.safetensors", shapes),
+                            rewind_source(exp, run)[0], level)
     prev_mask = load_mask(prev / "mask.safetensors", shapes)
     weights = exp.scope_weights(load_state(prev / "final.safetensors", exp.model))
     p = exp.cfg.prune
@@ -163,7 +176,7 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
                 dist.on_main(lambda: _finish_early_bird(early, exp, run))
         else:
             mask = next_mask(exp, run, level)
-            start, opt_state = rewind_source(exp, run)
+            start, opt_state = level_start(exp, run, level)
             metrics = train_ticket(
                 exp, out_dir, mask=mask, start_state=start, identity={"level": level},
                 optimizer_state=opt_state, start_step=exp.rewind_step, desc=desc, dist=dist, log_dir=tensorboard,
