@@ -9,27 +9,42 @@ as a level, under `level_NN/branch_<name>/`:
 - `perturb`: the mask with a fraction of its ones and the same number of zeros flipped, from the
   rewind point (paper 002 §5.2), so sparsity is unchanged;
 - `early_bird` (level 1 only): the early-bird mask drawn at `--fraction` of dense training
-  (`early_bird.py`, paper 001 Fig. 2f), from the rewind point.
+  (`early_bird.py`, paper 001 Fig. 2f), from the rewind point;
+- `shuffle_layerwise`: Frankle et al.'s (ICLR 2021) name for `random_mask` — each tensor's mask
+  shuffled within the tensor — kept as its own branch so pruning-at-init studies read as the paper;
+- `invert`: the level's own selection with its ranking reversed, the same counts kept (Frankle et
+  al. 2021): for pruning at init the lowest-scored weights at the rewind point, for magnitude IMP
+  the largest-magnitude weights of the previous level's alive ones removed instead of the smallest;
+- `instability`, `interpolate_next`: linear mode connectivity (`instability.py`).
+
+Mask controls start from the weights the level started from: the rewind point, or with
+`prune.rewind_mode: lr` the previous level's final weights.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.at_init import at_init_mask
 from ticketlab.lottery.early_bird import draw_at
-from ticketlab.lottery.experiment import build_experiment
-from ticketlab.lottery.imp import rewind_source
+from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
+from ticketlab.lottery.imp import level_start, rewind_source
+from ticketlab.lottery.instability import INSTABILITY, INTERPOLATE_NEXT, run_instability, run_interpolate_next
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import RunDir
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
+from ticketlab.sparsity.ranking import keep_top, level_keep
+from ticketlab.sparsity.registry import get_strategy
 
-BRANCHES = ("reinit", "random_mask", "complement", "perturb", "early_bird")
+BRANCHES = ("reinit", "random_mask", "shuffle_layerwise", "complement", "perturb", "invert", "early_bird",
+            INSTABILITY, INTERPOLATE_NEXT)
 WITH_FRACTION = ("perturb", "early_bird")
+ON_PATHS = (INSTABILITY, INTERPOLATE_NEXT)  # take --points and --bn-batches, train no single ticket
 
 
 def branch_dir_name(name: str, fraction: Optional[float]) -> str:
@@ -48,9 +63,23 @@ def parse_level_dir(level_dir: Path) -> tuple[RunDir, int]:
     return run, level
 
 
-def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
-               seed: Optional[int] = None) -> tuple[Path, dict]:
-    """Train branch `name` of a finished level; returns its directory and metrics."""
+def inverted_mask(exp: Experiment, run: RunDir, level: int, shapes: dict) -> dict[str, torch.Tensor]:
+    """Level `level`'s mask chosen with its strategy's ranking reversed (the `invert` branch)."""
+    strategy = get_strategy(exp.cfg.prune.strategy)
+    if strategy.at_init:
+        return at_init_mask(exp, load_mask(run.level_dir(0) / "mask.safetensors", shapes),
+                            rewind_source(exp, run)[0], level, invert=True)
+    if strategy.score != "magnitude":
+        raise TicketlabError(f"branch invert: prune.strategy {strategy.name} ranks no weights; nothing to invert")
+    prev = load_mask(run.level_dir(level - 1) / "mask.safetensors", shapes)
+    weights = load_state(run.level_dir(level - 1) / "final.safetensors", exp.model)
+    names = exp.prune_names
+    chosen = {n: prev[n] for n in names}
+    keep = level_keep(chosen, exp.cfg.prune.rate, 1, layerwise=strategy.layerwise)
+    return {**prev, **keep_top({n: weights[n].abs() for n in names}, chosen, keep, keep_high=False)}
+
+
+def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int]) -> None:
     if name not in BRANCHES:
         raise TicketlabError(f"branch: {name!r} is not one of {', '.join(BRANCHES)}")
     if name in WITH_FRACTION:
@@ -58,6 +87,22 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
             raise TicketlabError(f"branch {name}: --fraction must be given, in (0, 1]")
     elif fraction is not None:
         raise TicketlabError(f"branch {name}: --fraction only applies to {' and '.join(WITH_FRACTION)}")
+    if copies is not None and name != INSTABILITY:
+        raise TicketlabError(f"branch {name}: --copies only applies to {INSTABILITY}")
+    if points is not None and name not in ON_PATHS:
+        raise TicketlabError(f"branch {name}: --points only applies to {' and '.join(ON_PATHS)}")
+    if points is not None and points < 2:
+        raise TicketlabError(f"branch {name}: --points must be 2 or more (the two ends of the path)")
+
+
+def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, seed: Optional[int] = None,
+               copies: Optional[int] = None, points: Optional[int] = None, bn_batches: int = 10,
+               seeds: Optional[Sequence[int]] = None) -> tuple[Path, dict]:
+    """Train branch `name` of a finished level; returns its directory and metrics. `seeds` (in
+    code) gives the instability copies' data seeds; else they are `seed`, `seed`+1, …"""
+    _check_args(name, fraction, copies, points)
+    if bn_batches < 1:
+        raise TicketlabError(f"branch {name}: --bn-batches must be 1 or more")
     run, level = parse_level_dir(level_dir)
     cfg = run.load_config()
     exp = build_experiment(cfg)
@@ -65,18 +110,29 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
     mask = load_mask(Path(level_dir) / "mask.safetensors", shapes)
     seed = cfg.train.seed + 1 if seed is None else seed
     generator = torch.Generator().manual_seed(seed)
-    if name in ("complement", "perturb", "random_mask") and level == 0:
+    if name in ("complement", "perturb", "random_mask", "shuffle_layerwise", "invert") and level == 0:
         raise TicketlabError(f"branch {name}: level_00 is dense; pick a pruned level (level_01 or later)")
     if name == "early_bird" and level != 1:
         raise TicketlabError(f"branch early_bird: early-bird masks are drawn for level 1; give {run.level_dir(1)}")
 
-    start, opt_state = rewind_source(exp, run)
+    out = Path(level_dir) / branch_dir_name(name, fraction)
+    if name in ON_PATHS:
+        with run_lock(run.root):
+            if name == INSTABILITY:
+                copy_seeds = list(seeds) if seeds is not None else [seed + i for i in range(copies or 2)]
+                return out, run_instability(exp, run, level, mask, out, seeds=copy_seeds, points=points or 11,
+                                            bn_batches=bn_batches)
+            return out, run_interpolate_next(exp, run, level, mask, out, points=points or 11, bn_batches=bn_batches)
+
+    start, opt_state = rewind_source(exp, run) if level == 0 else level_start(exp, run, level)
     extra: dict = {}
     if name == "reinit":
         start = {k: v.detach() for k, v in exp.fresh_model(seed).state_dict().items()}
         opt_state = None
-    elif name == "random_mask":
+    elif name in ("random_mask", "shuffle_layerwise"):
         mask = random_mask_like(mask, generator)
+    elif name == "invert":
+        mask = inverted_mask(exp, run, level, shapes)
     elif name == "early_bird":
         step, path = draw_at(run.level_dir(0), fraction)
         mask = load_mask(path, shapes)
@@ -86,7 +142,6 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
     else:
         mask = perturb(mask, fraction, generator)
 
-    out = Path(level_dir) / branch_dir_name(name, fraction)
     with run_lock(run.root):  # one writer per run dir: not beside a `find` or another branch
         metrics = train_ticket(
             exp, out, mask=mask, start_state=start, optimizer_state=opt_state,
