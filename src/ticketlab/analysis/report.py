@@ -18,6 +18,8 @@ from ticketlab.analysis import figures, tables
 from ticketlab.analysis.detection_sections import detection_sections
 from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
+from ticketlab.analysis.instability import instability_sections
+from ticketlab.analysis.methods import method_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
 from ticketlab.analysis.page import Block, render_page
 from ticketlab.analysis.study import expand_studies, study_sections
@@ -135,6 +137,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     summary_csv = "summary_by_series.csv"
     written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats)))
     blocks = _curve_blocks(out, series, stats, summary_csv, written)
+    blocks += method_sections(out, series, stats, written)
     blocks.append(_summary_block(series, stats, summary_csv))
     at = AtLevel(out=out, runs=runs, masks=[r.mask(level) for r in runs], level=level, reason=reason)
     blocks.append(kept_section(at, series, written))
@@ -143,6 +146,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
     blocks += early_bird_sections(out, runs, written)
     blocks += convergence_section(out, runs, level, written)
+    blocks += instability_sections(out, series, written)
     for study in studies:
         blocks += study_sections(out, study, runs, written)
 

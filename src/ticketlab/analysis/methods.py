@@ -1,0 +1,59 @@
+"""The report's method comparison: IMP with weight rewinding, IMP with learning-rate rewinding and
+pruning at initialisation on one metric-vs-sparsity figure, each series named by its method.
+
+Drawn when the runs hold at least two methods (`prune.strategy` families of `sparsity/registry.py`
+and `prune.rewind_mode`); the curves are the same numbers as the headline figure, only named the
+way the papers name them (Frankle & Carbin 2019; Renda et al. 2020; SNIP, GraSP, SynFlow).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ticketlab.analysis.figures import Curve, plot_metric_bands
+from ticketlab.analysis.page import Block
+from ticketlab.analysis.runs import LevelStats, Series
+from ticketlab.sparsity.registry import REGISTRY
+
+
+def method_label(config: dict) -> str:
+    """'IMP, weight rewinding (init)', 'IMP, LR rewinding', 'SNIP', 'SynFlow (layer-wise)', …"""
+    strategy = REGISTRY.get(str(config.get("prune.strategy")))
+    if strategy is None:
+        return str(config.get("prune.strategy"))
+    if strategy.at_init:
+        return f"{strategy.label} at {config.get('prune.rewind')}"
+    if config.get("prune.rewind_mode") == "lr":
+        return f"{strategy.label}, LR rewinding"
+    return f"{strategy.label}, weight rewinding to {config.get('prune.rewind')}"
+
+
+def method_sections(out: Path, series: Sequence[Series], stats: Sequence[Sequence[LevelStats]],
+                    written: list[Path]) -> list[Block]:
+    blocks = []
+    for metric in dict.fromkeys(s.headline for s in series if s.headline is not None):
+        chosen = [(s, st) for s, st in zip(series, stats) if s.headline == metric]
+        labels = [method_label(s.runs[0].config) for s, _ in chosen]
+        if len(set(labels)) < 2:
+            continue
+        if len(set(labels)) < len(labels):  # the same method in several settings: say which
+            labels = [f"{m} [{s.label}]" for m, (s, _) in zip(labels, chosen)]
+        curves = []
+        for label, (s, st) in zip(labels, chosen):
+            levels = [ls for ls in st if metric in ls.values and "sparsity_scope" in ls.values]
+            curves.append(Curve(label=label, sparsity=[ls.values["sparsity_scope"].mean for ls in levels],
+                                mean=[ls.values[metric].mean for ls in levels],
+                                std=[ls.values[metric].std or 0.0 for ls in levels]))
+        name = f"methods_{''.join(c if c.isalnum() else '_' for c in metric)}_vs_sparsity.png"
+        written.append(plot_metric_bands(curves, metric, out / name,
+                                         title=f"{metric} vs scope sparsity by pruning method"))
+        seeds = ", ".join(f"{label}: {len(s.runs)}" for label, (s, _) in zip(labels, chosen))
+        blocks.append(Block(heading=f"Pruning methods: {metric} vs sparsity", image=name, data=["summary_by_series.csv"],
+                            caption=(f"{metric} against scope sparsity for each pruning method, mean ± 1 std over "
+                                     f"seeds (runs per method: {seeds}). IMP = iterative magnitude pruning, weights "
+                                     "rewound (Frankle & Carbin 2019) or trained weights kept with the learning-rate "
+                                     "schedule rewound (Renda et al. 2020); SNIP, GraSP and SynFlow prune once at "
+                                     "the rewind point to each IMP level's count (Lee et al. 2019, Wang et al. "
+                                     "2020, Tanaka et al. 2020).")))
+    return blocks
