@@ -1,6 +1,7 @@
 """LR rewinding, pruning-at-init levels, instability analysis and the invert / shuffle controls, end to
-end on the real digits data (small: 2 epochs per level)."""
+end on the real digits data (small: 1 epoch per level)."""
 
+import csv
 import json
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from ticketlab.analysis.report import write_report
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.branches import run_branch
@@ -17,7 +19,7 @@ from ticketlab.lottery.instability import barrier, interpolate, recompute_batchn
 from ticketlab.sparsity import load_mask
 from ticketlab.sparsity.ranking import level_keep
 
-FAST = ["train.duration=2ep", "train.eval_every=2ep", "train.checkpoint_every=2ep", "prune.levels=2",
+FAST = ["train.duration=1ep", "train.eval_every=1ep", "train.checkpoint_every=1ep", "prune.levels=2",
         "train.tensorboard=false"]
 
 
@@ -32,6 +34,16 @@ def weights_run(tmp_path_factory):
     return run(tmp_path_factory, "weights")
 
 
+@pytest.fixture(scope="module")
+def lr_run(tmp_path_factory):
+    return run(tmp_path_factory, "lr", "prune.rewind_mode=lr")
+
+
+@pytest.fixture(scope="module")
+def snip_run(tmp_path_factory):
+    return run(tmp_path_factory, "snip", "prune.strategy=snip")
+
+
 def _masked(state, mask):
     return {n: state[n] * mask[n] for n in mask}
 
@@ -40,8 +52,7 @@ def _kept(mask):
     return sum(int(m.sum()) for m in mask.values())
 
 
-def test_lr_rewinding_restarts_each_level_from_the_previous_final_weights(tmp_path_factory, weights_run):
-    lr_run = run(tmp_path_factory, "lr", "prune.rewind_mode=lr")
+def test_lr_rewinding_restarts_each_level_from_the_previous_final_weights(lr_run, weights_run):
     for level in (1, 2):
         mask = load_mask(lr_run / f"level_{level:02d}" / "mask.safetensors")
         start = load_file(str(lr_run / f"level_{level:02d}" / "rewind.safetensors"))
@@ -57,8 +68,8 @@ def test_lr_rewinding_restarts_each_level_from_the_previous_final_weights(tmp_pa
         load_config("configs/digits_lenet.yaml", ["prune.rewind_mode=lr", "prune.rewind_optimizer=true"])
 
 
-def test_pruning_at_init_levels_have_imp_counts_and_start_at_init(tmp_path_factory, weights_run):
-    snip = run(tmp_path_factory, "snip", "prune.strategy=snip")
+def test_pruning_at_init_levels_have_imp_counts_and_start_at_init(tmp_path_factory, weights_run, snip_run):
+    snip = snip_run
     full = load_mask(snip / "level_00" / "mask.safetensors")
     init = load_file(str(snip / "level_00" / "rewind.safetensors"))
     masks = [load_mask(snip / f"level_{k:02d}" / "mask.safetensors") for k in (1, 2)]
@@ -142,3 +153,23 @@ def test_interpolation_and_barrier_by_hand():
     assert torch.equal(mid["w"], torch.tensor([1.0, 1.0])) and int(mid["n"]) == 3
     assert barrier([0.9, 0.5, 0.7], higher_is_better=True) == pytest.approx(0.3)
     assert barrier([0.2, 0.9, 0.4], higher_is_better=False) == pytest.approx(0.6)
+
+
+def test_report_compares_methods_and_draws_barriers(tmp_path_factory, tmp_path, weights_run, lr_run, snip_run):
+    late = run(tmp_path_factory, "late", "prune.rewind=10it", "prune.levels=1")
+    barriers = {}
+    for r in (weights_run, late):
+        _, m = run_branch(r / "level_01", "instability", copies=2, points=3, seed=3)
+        barriers[r] = m["error_barrier"]
+    run_branch(weights_run / "level_01", "interpolate_next", points=3)
+    result = write_report([weights_run, late, lr_run, snip_run], tmp_path / "report")
+    names = {p.name for p in result.files}
+    assert {"methods_accuracy_vs_sparsity.png", "error_barrier_vs_sparsity.png",
+            "instability_vs_rewind_step.png", "instability.csv"} <= names
+    page = (tmp_path / "report" / "index.html").read_text()
+    for label in ("IMP, weight rewinding to init", "IMP, LR rewinding", "SNIP at init", "IMP, weight rewinding to 10it"):
+        assert label in page
+    with open(tmp_path / "report" / "instability.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["branch"] == "instability" and r["level"] == "1"]
+    assert sorted(float(r["error_barrier"]) for r in rows) == sorted(barriers.values())
+    assert sorted(int(r["rewind_step"]) for r in rows) == [0, 10]
