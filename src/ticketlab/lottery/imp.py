@@ -3,7 +3,9 @@
 Level k's mask comes from level k-1's trained weights (`final.safetensors`) and mask; its start
 weights are the rewind point ⊙ mask: the weights level 0 started from (`init`, `pretrained`) or
 the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
-`level_00/rewind_point.safetensors`). Finished levels (those with `metrics.json`) are never redone;
+`level_00/rewind_point.safetensors`). With `prune.rewind_mode: lr` the start weights are level
+k-1's final weights ⊙ mask instead (learning-rate rewinding); a pruning-at-init strategy draws
+level k's mask from level 0's by a saliency score at the rewind point (`at_init.py`). Finished levels (those with `metrics.json`) are never redone;
 every input of a level is read back from files, so a resumed run computes the same masks. A transfer
 (`init:`, lottery/transfer.py) sets level 0's start weights and mask; `RUN_DIR/init.json` records it.
 With `prune.early_bird`, level 0 also draws early-bird masks and may end early (`early_bird.py`).

@@ -75,6 +75,14 @@ def _batch_losses(net: nn.Module, inputs: ScoreInputs) -> Any:
             yield inputs.loss_fn(net, batch)
 
 
+def _train_mode_copy(inputs: ScoreInputs, mask: Mapping[str, torch.Tensor], what: str) -> tuple[nn.Module, list[torch.Tensor]]:
+    if not inputs.batches:
+        raise TicketlabError(f"{what}: needs at least one training batch (prune.score_batches)")
+    net, weights = _masked_copy(inputs.model, inputs.names, mask)
+    net.train()
+    return net, weights
+
+
 def _grad_sum(net: nn.Module, weights: list[torch.Tensor], inputs: ScoreInputs) -> list[torch.Tensor]:
     total = [torch.zeros_like(w) for w in weights]
     for loss in _batch_losses(net, inputs):
@@ -94,20 +102,14 @@ def _check_finite(scores: Scores, what: str) -> Scores:
 
 def snip_scores(inputs: ScoreInputs, mask: Mapping[str, torch.Tensor]) -> Scores:
     """|∂L/∂w ⊙ w| per scored weight, L summed over `inputs.batches`."""
-    if not inputs.batches:
-        raise TicketlabError("snip: needs at least one training batch (prune.score_batches)")
-    net, weights = _masked_copy(inputs.model, inputs.names, mask)
-    net.train()
+    net, weights = _train_mode_copy(inputs, mask, "snip")
     grads = _grad_sum(net, weights, inputs)
     return _check_finite({n: (g * w).detach().abs() for n, g, w in zip(inputs.names, grads, weights)}, "snip")
 
 
 def grasp_scores(inputs: ScoreInputs, mask: Mapping[str, torch.Tensor]) -> Scores:
     """S = −w ⊙ (H g) per scored weight, g and H of L summed over `inputs.batches`."""
-    if not inputs.batches:
-        raise TicketlabError("grasp: needs at least one training batch (prune.score_batches)")
-    net, weights = _masked_copy(inputs.model, inputs.names, mask)
-    net.train()
+    net, weights = _train_mode_copy(inputs, mask, "grasp")
     g = _grad_sum(net, weights, inputs)
     hg = [torch.zeros_like(w) for w in weights]
     for loss in _batch_losses(net, inputs):
