@@ -49,7 +49,8 @@ def method_sections(out: Path, series: Sequence[Series], stats: Sequence[Sequenc
         written.append(plot_metric_bands(curves, metric, out / name,
                                          title=f"{metric} vs scope sparsity by pruning method"))
         seeds = ", ".join(f"{label}: {len(s.runs)}" for label, (s, _) in zip(labels, chosen))
-        blocks.append(Block(heading=f"Pruning methods: {metric} vs sparsity", image=name, data=["summary_by_series.csv"],
+        blocks.append(Block(heading=f"Pruning methods: {metric} vs sparsity", image=name,
+                            data=["summary_by_series.csv"],
                             caption=(f"{metric} against scope sparsity for each pruning method, mean ± 1 std over "
                                      f"seeds (runs per method: {seeds}). IMP = iterative magnitude pruning, weights "
                                      "rewound (Frankle & Carbin 2019) or trained weights kept with the learning-rate "

@@ -5,9 +5,10 @@ weights are the rewind point ⊙ mask: the weights level 0 started from (`init`,
 the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
 `level_00/rewind_point.safetensors`). With `prune.rewind_mode: lr` the start weights are level
 k-1's final weights ⊙ mask instead (learning-rate rewinding); a pruning-at-init strategy draws
-level k's mask from level 0's by a saliency score at the rewind point (`at_init.py`). Finished levels (those with `metrics.json`) are never redone;
-every input of a level is read back from files, so a resumed run computes the same masks. A transfer
-(`init:`, lottery/transfer.py) sets level 0's start weights and mask; `RUN_DIR/init.json` records it.
+level k's mask from level 0's by a saliency score at the rewind point (`at_init.py`). Finished
+levels (those with `metrics.json`) are never redone; every input of a level is read back from
+files, so a resumed run computes the same masks. A transfer (`init:`, lottery/transfer.py) sets
+level 0's start weights and mask; `RUN_DIR/init.json` records it.
 With `prune.early_bird`, level 0 also draws early-bird masks and may end early (`early_bird.py`).
 
 Under torchrun every rank runs this with the same config: each computes the masks from the same
@@ -111,6 +112,7 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> li
     p = cfg.prune
     with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
         exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
+        check_at_init(exp)
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
             dist.on_main(lambda: run.start(cfg))

@@ -75,7 +75,8 @@ def _batch_losses(net: nn.Module, inputs: ScoreInputs) -> Any:
             yield inputs.loss_fn(net, batch)
 
 
-def _train_mode_copy(inputs: ScoreInputs, mask: Mapping[str, torch.Tensor], what: str) -> tuple[nn.Module, list[torch.Tensor]]:
+def _train_mode_copy(inputs: ScoreInputs, mask: Mapping[str, torch.Tensor],
+                     what: str) -> tuple[nn.Module, list[torch.Tensor]]:
     if not inputs.batches:
         raise TicketlabError(f"{what}: needs at least one training batch (prune.score_batches)")
     net, weights = _masked_copy(inputs.model, inputs.names, mask)
