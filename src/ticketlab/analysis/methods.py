@@ -1,8 +1,8 @@
 """The report's method comparison: IMP with weight rewinding, IMP with learning-rate rewinding and
 pruning at initialisation on one metric-vs-sparsity figure, each series named by its method.
 
-Drawn when the runs hold at least two methods (`prune.strategy` families of `sparsity/registry.py`
-and `prune.rewind_mode`); the curves are the same numbers as the headline figure, only named the
+Drawn when the runs hold at least two methods (`method_family`: the score of `prune.strategy` in
+`sparsity/registry.py` and, for IMP, `prune.rewind_mode`); the curves are the same numbers as the headline figure, only named the
 way the papers name them (Frankle & Carbin 2019; Renda et al. 2020; SNIP, GraSP, SynFlow).
 """
 
@@ -29,14 +29,23 @@ def method_label(config: dict) -> str:
     return f"{strategy.label}, weight rewinding to {config.get('prune.rewind')}"
 
 
+def method_family(config: dict) -> tuple:
+    """What makes two series different methods: the score (magnitude, random, snip, …) and, for
+    IMP, how levels restart; global vs layer-wise magnitude pruning is one method."""
+    strategy = REGISTRY.get(str(config.get("prune.strategy")))
+    if strategy is None or strategy.at_init:
+        return (str(config.get("prune.strategy")),)
+    return strategy.score, config.get("prune.rewind_mode")
+
+
 def method_sections(out: Path, series: Sequence[Series], stats: Sequence[Sequence[LevelStats]],
                     written: list[Path]) -> list[Block]:
     blocks = []
     for metric in dict.fromkeys(s.headline for s in series if s.headline is not None):
         chosen = [(s, st) for s, st in zip(series, stats) if s.headline == metric]
-        labels = [method_label(s.runs[0].config) for s, _ in chosen]
-        if len(set(labels)) < 2:
+        if len({method_family(s.runs[0].config) for s, _ in chosen}) < 2:
             continue
+        labels = [method_label(s.runs[0].config) for s, _ in chosen]
         if len(set(labels)) < len(labels):  # the same method in several settings: say which
             labels = [f"{m} [{s.label}]" for m, (s, _) in zip(labels, chosen)]
         curves = []
