@@ -2,7 +2,7 @@
 pruning at initialisation on one metric-vs-sparsity figure, each series named by its method.
 
 Drawn when the runs hold at least two methods (`method_family`: the score of `prune.strategy` in
-`sparsity/registry.py` and, for IMP, `prune.rewind_mode`); the curves are the same numbers as the headline figure, only named the
+`sparsity/strategies.py`, `sparsity/pruning_at_init.py` and, for IMP, `prune.rewind_mode`); the curves are the same numbers as the headline figure, only named the
 way the papers name them (Frankle & Carbin 2019; Renda et al. 2020; SNIP, GraSP, SynFlow).
 """
 
@@ -14,12 +14,12 @@ from typing import Sequence
 from ticketlab.analysis.figures import Curve, plot_metric_bands
 from ticketlab.analysis.page import Block
 from ticketlab.analysis.runs import LevelStats, Series
-from ticketlab.sparsity.registry import REGISTRY
+from ticketlab.registry import STRATEGIES
 
 
 def method_label(config: dict) -> str:
     """'IMP, weight rewinding (init)', 'IMP, LR rewinding', 'SNIP', 'SynFlow (layer-wise)', …"""
-    strategy = REGISTRY.get(str(config.get("prune.strategy")))
+    strategy = dict(STRATEGIES.items()).get(str(config.get("prune.strategy")))
     if strategy is None:
         return str(config.get("prune.strategy"))
     if strategy.at_init:
@@ -32,7 +32,7 @@ def method_label(config: dict) -> str:
 def method_family(config: dict) -> tuple:
     """What makes two series different methods: the score (magnitude, random, snip, …) and, for
     IMP, how levels restart; global vs layer-wise magnitude pruning is one method."""
-    strategy = REGISTRY.get(str(config.get("prune.strategy")))
+    strategy = dict(STRATEGIES.items()).get(str(config.get("prune.strategy")))
     if strategy is None or strategy.at_init:
         return (str(config.get("prune.strategy")),)
     return strategy.score, config.get("prune.rewind_mode")

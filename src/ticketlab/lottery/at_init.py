@@ -1,6 +1,6 @@
 """Pruning-at-init levels: the experiment's data, task and start weights turned into a saliency mask.
 
-Level k of a run with an at-init strategy (SNIP, GraSP, SynFlow; `sparsity/registry.py`) keeps
+Level k of a run with an at-init strategy (SNIP, GraSP, SynFlow; `sparsity/pruning_at_init.py`) keeps
 exactly as many weights as IMP's level k, chosen from level 0's mask by the strategy's score of
 the weights every level starts from (the rewind point: `init`, `pretrained` or step N). The loss
 batches are the first `prune.score_batches` training batches of the run's data order (the ones
@@ -19,7 +19,8 @@ from ticketlab.lottery.experiment import Experiment
 from ticketlab.lottery.level import masked_state
 from ticketlab.sparsity.enforce import with_followers
 from ticketlab.sparsity.ranking import level_keep
-from ticketlab.sparsity.registry import Strategy, get_strategy, prune_at_init
+from ticketlab.sparsity.pruning_at_init import get_strategy, prune_at_init
+from ticketlab.sparsity.strategies import Strategy
 from ticketlab.sparsity.saliency import ScoreInputs
 from ticketlab.train.loaders import train_loader
 

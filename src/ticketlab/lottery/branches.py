@@ -23,6 +23,7 @@ Mask controls start from the weights the level started from: the rewind point, o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -36,19 +37,44 @@ from ticketlab.lottery.imp import level_start, rewind_source
 from ticketlab.lottery.instability import INSTABILITY, INTERPOLATE_NEXT, run_instability, run_interpolate_next
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
+from ticketlab.registry import BRANCHES
 from ticketlab.rundir import RunDir
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
 from ticketlab.sparsity.ranking import keep_top, level_keep
-from ticketlab.sparsity.registry import get_strategy
+from ticketlab.sparsity.pruning_at_init import get_strategy
 
-BRANCHES = ("reinit", "random_mask", "shuffle_layerwise", "complement", "perturb", "invert", "early_bird",
-            INSTABILITY, INTERPOLATE_NEXT)
-WITH_FRACTION = ("perturb", "early_bird")
-ON_PATHS = (INSTABILITY, INTERPOLATE_NEXT)  # take --points and --bn-batches, train no single ticket
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A registered control experiment (`ticketlab branch LEVEL NAME`)."""
+
+    help: str
+    fraction: bool = False  # takes --fraction (and its directory name carries it)
+    on_path: bool = False  # evaluates a linear path: takes --points and --bn-batches, trains no single ticket
+    pruned: bool = False  # needs a pruned level (level_01 or later)
+
+
+for _name, _branch in {
+    "reinit": Branch("same mask, a newly drawn random initialisation"),
+    "random_mask": Branch("a random mask of the same per-tensor sparsity, same start weights", pruned=True),
+    "shuffle_layerwise": Branch("each tensor's mask shuffled within the tensor (Frankle et al. 2021; = random_mask)",
+                                pruned=True),
+    "complement": Branch("the mask's complement (the pruned weights kept)", pruned=True),
+    "perturb": Branch("flip --fraction of the mask's ones and as many zeros", fraction=True, pruned=True),
+    "invert": Branch("the level's selection with its ranking reversed, same counts (Frankle et al. 2021)",
+                     pruned=True),
+    "early_bird": Branch("the early-bird mask drawn at --fraction of dense training (level_01)", fraction=True),
+    INSTABILITY: Branch("--copies trained with different data orders; error barrier on the line between them",
+                        on_path=True),
+    INTERPOLATE_NEXT: Branch("error barrier on the line from this level's weights to the next level's",
+                             on_path=True),
+}.items():
+    BRANCHES.register(_name, _branch)
 
 
 def branch_dir_name(name: str, fraction: Optional[float]) -> str:
-    return f"branch_{name}" if name not in WITH_FRACTION else f"branch_{name}_{fraction:g}"
+    return f"branch_{name}_{fraction:g}" if BRANCHES.get(name).fraction else f"branch_{name}"
 
 
 def parse_level_dir(level_dir: Path) -> tuple[RunDir, int]:
@@ -79,20 +105,22 @@ def inverted_mask(exp: Experiment, run: RunDir, level: int, shapes: dict) -> dic
     return {**prev, **keep_top({n: weights[n].abs() for n in names}, chosen, keep, keep_high=False)}
 
 
-def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int]) -> None:
-    if name not in BRANCHES:
-        raise TicketlabError(f"branch: {name!r} is not one of {', '.join(BRANCHES)}")
-    if name in WITH_FRACTION:
+def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int]) -> Branch:
+    branch = BRANCHES.get(name)
+    if branch.fraction:
         if fraction is None or not 0.0 < fraction <= 1.0:
             raise TicketlabError(f"branch {name}: --fraction must be given, in (0, 1]")
     elif fraction is not None:
-        raise TicketlabError(f"branch {name}: --fraction only applies to {' and '.join(WITH_FRACTION)}")
+        with_fraction = [n for n, b in BRANCHES.items() if b.fraction]
+        raise TicketlabError(f"branch {name}: --fraction only applies to {' and '.join(with_fraction)}")
     if copies is not None and name != INSTABILITY:
         raise TicketlabError(f"branch {name}: --copies only applies to {INSTABILITY}")
-    if points is not None and name not in ON_PATHS:
-        raise TicketlabError(f"branch {name}: --points only applies to {' and '.join(ON_PATHS)}")
+    if points is not None and not branch.on_path:
+        on_path = [n for n, b in BRANCHES.items() if b.on_path]
+        raise TicketlabError(f"branch {name}: --points only applies to {' and '.join(on_path)}")
     if points is not None and points < 2:
         raise TicketlabError(f"branch {name}: --points must be 2 or more (the two ends of the path)")
+    return branch
 
 
 def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, seed: Optional[int] = None,
@@ -100,7 +128,7 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
                seeds: Optional[Sequence[int]] = None) -> tuple[Path, dict]:
     """Train branch `name` of a finished level; returns its directory and metrics. `seeds` (in
     code) gives the instability copies' data seeds; else they are `seed`, `seed`+1, …"""
-    _check_args(name, fraction, copies, points)
+    branch = _check_args(name, fraction, copies, points)
     if bn_batches < 1:
         raise TicketlabError(f"branch {name}: --bn-batches must be 1 or more")
     run, level = parse_level_dir(level_dir)
@@ -110,13 +138,13 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
     mask = load_mask(Path(level_dir) / "mask.safetensors", shapes)
     seed = cfg.train.seed + 1 if seed is None else seed
     generator = torch.Generator().manual_seed(seed)
-    if name in ("complement", "perturb", "random_mask", "shuffle_layerwise", "invert") and level == 0:
+    if branch.pruned and level == 0:
         raise TicketlabError(f"branch {name}: level_00 is dense; pick a pruned level (level_01 or later)")
     if name == "early_bird" and level != 1:
         raise TicketlabError(f"branch early_bird: early-bird masks are drawn for level 1; give {run.level_dir(1)}")
 
     out = Path(level_dir) / branch_dir_name(name, fraction)
-    if name in ON_PATHS:
+    if branch.on_path:
         with run_lock(run.root):
             if name == INSTABILITY:
                 copy_seeds = list(seeds) if seeds is not None else [seed + i for i in range(copies or 2)]

@@ -6,7 +6,8 @@
   with its own data-order seed (`train.seed` of the copy: data order and augmentation), so they
   differ only by SGD noise. For every pair, the network (1−α)·w_a + α·w_b is evaluated at `points`
   evenly spaced α in [0, 1]. The **error barrier** is the largest error on the path minus the mean
-  error of its two ends (error = 1 − headline metric, e.g. 1 − accuracy); ~0 means the copies
+  error of its two ends (error = 1 − headline metric, e.g. 1 − accuracy; the headline itself when
+  the task's headline is lower-is-better); ~0 means the copies
   found one linearly connected minimum, i.e. the level is stable (the paper's threshold: 2%).
 - `interpolate_next` (Paul et al., 2022): the same path between this level's final weights and the
   next level's, no training.
@@ -104,9 +105,9 @@ class PathEvaluator:
         return rows
 
 
-def path_summary(rows: Sequence[dict], headline: str) -> dict:
+def path_summary(rows: Sequence[dict], headline: str, higher_is_better: bool = True) -> dict:
     """Barriers of one path: the headline's as an error barrier, and the validation loss's."""
-    out = {"error_barrier": barrier([r[headline] for r in rows], higher_is_better=True),
+    out = {"error_barrier": barrier([r[headline] for r in rows], higher_is_better=higher_is_better),
            f"{headline}_start": rows[0][headline], f"{headline}_end": rows[-1][headline],
            f"{headline}_min": min(r[headline] for r in rows)}
     if all("val_loss" in r for r in rows):
@@ -164,7 +165,7 @@ def run_instability(exp: Experiment, run: RunDir, level: int, mask: dict[str, to
     paths = {f"{i}-{j}": evaluator.path(finals[i], finals[j], points)
              for i, j in itertools.combinations(range(len(finals)), 2)}
     head = exp.task.headline
-    per_pair = {pair: path_summary(rows, head) for pair, rows in paths.items()}
+    per_pair = {pair: path_summary(rows, head, exp.task.higher_is_better) for pair, rows in paths.items()}
     _write_path(out, paths)
     metrics = {**args, **sparsity_metrics(exp, mask), "rewind_step": exp.rewind_step,
                "rewind": exp.cfg.prune.rewind, "headline": head,
@@ -192,7 +193,7 @@ def run_interpolate_next(exp: Experiment, run: RunDir, level: int, mask: dict[st
     nxt = run.read_metrics(level + 1)
     metrics = {**args, **sparsity_metrics(exp, mask), "next_sparsity_scope": nxt.get("sparsity_scope"),
                "rewind_step": exp.rewind_step, "rewind": exp.cfg.prune.rewind, "headline": exp.task.headline,
-               **path_summary(rows, exp.task.headline)}
+               **path_summary(rows, exp.task.headline, exp.task.higher_is_better)}
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(out, metrics)
     return metrics
