@@ -18,7 +18,7 @@ from ticketlab.analysis import tables
 from ticketlab.analysis.curve_figures import plot_sweep
 from ticketlab.analysis.figures import Curve, plot_metric_bands
 from ticketlab.analysis.page import Block
-from ticketlab.analysis.runs import Run, Series, mean_std
+from ticketlab.analysis.runs import Series, mean_std, series_labels
 from ticketlab.errors import TicketlabError
 from ticketlab.rundir import level_name
 
@@ -83,18 +83,19 @@ def _vs_rewind(out: Path, series: Sequence[Series], rows: Sequence[dict], writte
         return []
     family = {s.label: tuple(sorted((k, repr(v)) for k, v in s.identity.items() if k != "prune.rewind"))
               for s in series}
-    names = {f: i for i, f in enumerate(dict.fromkeys(family.values()))}
+    families = list(dict.fromkeys(family.values()))
+    names = dict(zip(families, series_labels([dict(f) for f in families]))) if len(families) > 1 else {}
     shown = {st: sorted({r["rewind"] for r in inst if r["rewind_step"] == st}) for st in steps}
     x_labels = [f"{st} ({'/'.join(shown[st])})" for st in steps]
     curves = []
-    for fam, i in names.items():
+    for fam in families:
         for level in sorted({r["level"] for r in inst}):
             pts = {st: [r["error_barrier"] for r in inst if family[r["series"]] == fam and r["level"] == level
                         and r["rewind_step"] == st] for st in steps}
             if sum(1 for v in pts.values() if v) < 2:
                 continue
             stats = {st: mean_std(v) for st, v in pts.items() if v}
-            label = f"level {level}" + (f" (setting {i + 1})" if len(names) > 1 else "")
+            label = f"level {level}" + (f" ({names[fam]})" if names else "")
             curves.append((label, [100 * stats[st].mean if st in stats else float("nan") for st in steps],
                            [100 * (stats[st].std or 0.0) if st in stats else float("nan") for st in steps]))
     if not curves:

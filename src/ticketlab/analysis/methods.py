@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ticketlab.analysis.figures import Curve, plot_metric_bands
 from ticketlab.analysis.page import Block
-from ticketlab.analysis.runs import LevelStats, Series
+from ticketlab.analysis.runs import LevelStats, Series, series_labels
 from ticketlab.registry import STRATEGIES
 
 
@@ -46,8 +46,11 @@ def method_sections(out: Path, series: Sequence[Series], stats: Sequence[Sequenc
         if len({method_family(s.runs[0].config) for s, _ in chosen}) < 2:
             continue
         labels = [method_label(s.runs[0].config) for s, _ in chosen]
-        if len(set(labels)) < len(labels):  # the same method in several settings: say which
-            labels = [f"{m} [{s.label}]" for m, (s, _) in zip(labels, chosen)]
+        for method in set(labels):  # the same method in several settings: add the keys they differ in
+            same = [i for i, m in enumerate(labels) if m == method]
+            if len(same) > 1:
+                for i, extra in zip(same, series_labels([chosen[i][0].identity for i in same])):
+                    labels[i] = f"{method} [{extra}]"
         curves = []
         for label, (s, st) in zip(labels, chosen):
             levels = [ls for ls in st if metric in ls.values and "sparsity_scope" in ls.values]
