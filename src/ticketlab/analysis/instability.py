@@ -106,7 +106,7 @@ def _vs_rewind(out: Path, series: Sequence[Series], rows: Sequence[dict], writte
                               dense=None))
     return [Block(heading="Instability vs rewind step", image=name, data=[FILE], caption=(
         "Error barrier between two copies trained from the rewind point with different data orders, against the "
-        "rewind step (Frankle et al. 2020, Fig. 3–4): a subnetwork is stable once its barrier is ~0, which is "
+        "rewind step (Frankle et al. 2020): a subnetwork is stable once its barrier is ~0, which is "
         "where IMP with late resetting finds matching tickets. One line per level; mean ± 1 std over seeds."))]
 
 
