@@ -51,6 +51,9 @@ def check_at_init(exp: Experiment) -> Strategy:
     if strategy.at_init and exp.cfg.prune.rewind_mode == "lr":
         raise TicketlabError(f"prune.rewind_mode: lr retrains each level from the previous level's weights; "
                              f"prune.strategy {strategy.name} prunes at initialisation: use rewind_mode weights")
+    if strategy.at_init and exp.cfg.prune.rates:
+        raise TicketlabError(f"prune.rates: per-group rates apply to IMP strategies; prune.strategy {strategy.name} "
+                             "keeps each level's count of prune.rate")
     return strategy
 
 
