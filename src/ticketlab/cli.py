@@ -81,8 +81,10 @@ def cmd_sweep(args) -> int:
 def cmd_branch(args) -> int:
     from ticketlab.lottery.branches import run_branch
 
-    out, metrics = run_branch(Path(args.level_dir), args.name, fraction=args.fraction, seed=args.seed)
-    _print_table([metrics], [k for k in metrics if k not in ("kept_scope", "scope_size")])
+    out, metrics = run_branch(Path(args.level_dir), args.name, fraction=args.fraction, seed=args.seed,
+                              copies=args.copies, points=args.points, bn_batches=args.bn_batches)
+    _print_table([metrics], [k for k, v in metrics.items() if k not in ("kept_scope", "scope_size")
+                             and not isinstance(v, (dict, list))])
     print(f"\nbranch dir: {out}")
     return 0
 
@@ -255,7 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="one of " + ", ".join(BRANCHES.names()))
     p.add_argument("--fraction", type=float, help="perturb: fraction of the mask's ones (and as many zeros) to flip; "
                    "early_bird: the draw's fraction of dense training (level_01 only)")
-    p.add_argument("--seed", type=int, help="seed of the random draw (default: the run's seed + 1)")
+    p.add_argument("--seed", type=int, help="seed of the random draw; instability: the first copy's data seed "
+                   "(the others count up) (default: the run's seed + 1)")
+    p.add_argument("--copies", type=int, help="instability: copies trained with different data orders (default 2)")
+    p.add_argument("--points", type=int, help="instability, interpolate_next: evenly spaced points on the path, "
+                   "ends included (default 11)")
+    p.add_argument("--bn-batches", type=int, default=10, help="instability, interpolate_next: training batches "
+                   "over which BatchNorm statistics are recomputed at each point (default 10)")
     p.set_defaults(func=cmd_branch)
 
     p = sub.add_parser("controls", parents=[common], help="paper 002 Fig. 8's mask controls (complement, random, "

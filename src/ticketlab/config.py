@@ -166,7 +166,9 @@ class PruneConfig:
     scope: Optional[list[str]] = option(None, "module groups to prune (null = every conv/linear weight)")
     include: list[str] = option([], "extra parameter-name patterns (fnmatch) to add to the scope")
     exclude: list[str] = option([], "module groups or parameter-name patterns to keep dense")
-    strategy: str = option("global", "how to choose the weights to remove", names=STRATEGIES)
+    strategy: str = option("global", "how to choose the weights to remove: magnitude of the trained weights "
+                       "(global, layerwise), random, or scored at the rewind point (pruning at init: snip, grasp, "
+                       "synflow, each also *_layerwise; docs/research.md)", names=STRATEGIES)
     rate: float = option(0.2, "fraction of the remaining scope weights removed per level")
     rates: dict[str, float] = option({}, "per-group rates, e.g. {fc: 0.1}: each named module group loses exactly "
                                      "round(rate × its remaining weights) per level (ranked within the group); "
@@ -174,6 +176,12 @@ class PruneConfig:
     levels: int = option(8, "number of pruning levels after the dense level 0")
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
     rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
+    rewind_mode: str = option("weights", "weights: each level restarts from the rewind point ⊙ mask; lr: from the "
+                          "previous level's final weights ⊙ mask, with the learning-rate schedule restarted at the "
+                          "rewind step (Renda et al. 2020)", choices=("weights", "lr"))
+    score_batches: int = option(1, "pruning at init (snip, grasp): training batches the scores are summed over "
+                            "(SNIP: one mini-batch)")
+    synflow_iterations: int = option(100, "synflow: pruning iterations, exponential schedule (Tanaka et al. 2020: 100)")
     early_bird: list[float] = option([], "fractions of level-0 training at which to draw an early-bird mask "
                                      "(e.g. [0.1, 0.2, 0.3]); the end of level 0 is always drawn too")
     early_bird_threshold: float = option(0.02, "early-bird detector: mask distance (1 - IoU of kept weights) "
@@ -403,6 +411,13 @@ def validate(cfg: Config) -> Config:
                             ("data.max_image_pixels", cfg.data.max_image_pixels, 1)):
         if value is not None and value < low:
             raise TicketlabError(f"config key {key}: expected {low} or more, got {value}")
+    if cfg.prune.rewind_mode == "lr" and cfg.prune.rewind_optimizer:
+        raise TicketlabError("config key prune.rewind_optimizer: only applies with prune.rewind_mode: weights "
+                             "(lr rewinding keeps the trained weights and starts a fresh optimizer)")
+    for key, value in (("prune.score_batches", cfg.prune.score_batches),
+                       ("prune.synflow_iterations", cfg.prune.synflow_iterations)):
+        if value < 1:
+            raise TicketlabError(f"config key {key}: expected 1 or more, got {value}")
     if not cfg.model.width > 0:
         raise TicketlabError(f"config key model.width: expected a positive multiplier, got {cfg.model.width}")
     resolve_augment(cfg)

@@ -19,6 +19,8 @@ from ticketlab.analysis.detection_sections import detection_sections
 from ticketlab.analysis.control_sections import control_sections
 from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
+from ticketlab.analysis.instability import instability_sections
+from ticketlab.analysis.methods import method_sections
 from ticketlab.analysis.early_stop import early_stop_section
 from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
@@ -151,6 +153,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     summary_csv = "summary_by_series.csv"
     written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats, metric)))
     blocks = _curve_blocks(out, series, stats, summary_csv, written, metric)
+    blocks += method_sections(out, series, stats, written)
     blocks.append(_summary_block(series, stats, summary_csv, metric))
     at = AtLevel(out=out, runs=runs, masks=[r.mask(level) for r in runs], level=level, reason=reason)
     blocks.append(kept_section(at, series, written))
@@ -162,6 +165,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
     blocks += early_bird_sections(out, runs, written)
     blocks += convergence_section(out, runs, level, written)
+    blocks += instability_sections(out, series, written)
     blocks += early_stop_section(out, series, written)
     for study in studies:
         blocks += study_sections(out, study, runs, written, metric)

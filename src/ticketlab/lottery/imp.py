@@ -3,9 +3,12 @@
 Level k's mask comes from level k-1's trained weights (`final.safetensors`) and mask; its start
 weights are the rewind point ⊙ mask: the weights level 0 started from (`init`, `pretrained`) or
 the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
-`level_00/rewind_point.safetensors`). Finished levels (those with `metrics.json`) are never redone;
-every input of a level is read back from files, so a resumed run computes the same masks. A transfer
-(`init:`, lottery/transfer.py) sets level 0's start weights and mask; `RUN_DIR/init.json` records it.
+`level_00/rewind_point.safetensors`). With `prune.rewind_mode: lr` the start weights are level
+k-1's final weights ⊙ mask instead (learning-rate rewinding); a pruning-at-init strategy draws
+level k's mask from level 0's by a saliency score at the rewind point (`at_init.py`). Finished
+levels (those with `metrics.json`) are never redone; every input of a level is read back from
+files, so a resumed run computes the same masks. A transfer (`init:`, lottery/transfer.py) sets
+level 0's start weights and mask; `RUN_DIR/init.json` records it.
 With `prune.early_bird`, level 0 also draws early-bird masks and may end early (`early_bird.py`).
 
 Under torchrun every rank runs this with the same config: each computes the masks from the same
@@ -29,6 +32,7 @@ from torch import nn
 from ticketlab.atomic import atomic_save_safetensors, atomic_write_json
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.at_init import at_init_mask, check_at_init
 from ticketlab.lottery.early_bird import EarlyBird
 from ticketlab.lottery.experiment import Experiment, build_experiment, level_generator, load_state
 from ticketlab.lottery.level import TicketStart, train_ticket
@@ -78,9 +82,21 @@ def _save_rewind_point(level0: Path, with_optimizer: bool) -> Callable[[nn.Modul
     return hook
 
 
+def level_start(exp: Experiment, run: RunDir, level: int) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
+    """The (unmasked) weights pruned level `level` trains from and the optimizer state to restore:
+    the rewind point, or with `prune.rewind_mode: lr` the previous level's final weights and a
+    fresh optimizer (the schedule restarts at the rewind step either way; Renda et al. 2020)."""
+    if exp.cfg.prune.rewind_mode == "lr":
+        return load_state(run.level_dir(level - 1) / "final.safetensors", exp.model), None
+    return rewind_source(exp, run)
+
+
 def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tensor]:
     prev = run.level_dir(level - 1)
     shapes = {n: tuple(exp.model.state_dict()[n].shape) for n in exp.scope}
+    if check_at_init(exp).at_init:  # pruning at init: scored at the rewind point, from level 0's mask
+        return at_init_mask(exp, load_mask(run.level_dir(0) / MASK_FILE, shapes),
+                            rewind_source(exp, run)[0], level)
     prev_mask = load_mask(prev / MASK_FILE, shapes)
     weights = exp.scope_weights(load_state(prev / FINAL_FILE, exp.model))
     p = exp.cfg.prune
@@ -96,6 +112,7 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> li
     p = cfg.prune
     with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
         exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
+        check_at_init(exp)
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
             dist.on_main(lambda: run.start(cfg, exp.task.record()))
@@ -160,7 +177,7 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
                 dist.on_main(lambda: _finish_early_bird(early, exp, run))
         else:
             mask = next_mask(exp, run, level)
-            start, opt_state = rewind_source(exp, run)
+            start, opt_state = level_start(exp, run, level)
             metrics = train_ticket(exp, TicketStart(out_dir, mask, start, {"level": level}), LevelRun(
                 start_step=exp.rewind_step, optimizer_state=opt_state, desc=desc, dist=dist, log_dir=tensorboard))
         dist.on_main(run.write_summary)
