@@ -122,10 +122,12 @@ class TrainConfig:
     weight_decay: float = option(0.0, "weight decay (decoupled for adamw)")
     warmup: str = option("0it", "linear learning-rate warmup length, e.g. 500it or 1ep", steps=True)
     schedule: str = option("constant", "learning-rate schedule after warmup",
-                       choices=("constant", "multistep", "cosine"))
+                       choices=("constant", "multistep", "cosine", "poly"))
     milestones: list[str] = option([], "multistep: steps at which lr is multiplied by gamma, e.g. [12000it, 16000it]",
                                steps=True)
     gamma: float = option(0.1, "multistep: lr decay factor")
+    power: float = option(0.9, "poly: exponent of (1 - progress) (DeepLab, paper 002's Faster R-CNN: 0.9)")
+    lr_min: float = option(0.0, "cosine, poly: the lr reached at the end of training (paper 002's YOLOv4: 1e-6)")
     eval_every: str = option("1ep", "evaluate on the validation set every N steps (e.g. 1ep, 500it)", steps=True)
     checkpoint_every: str = option("1ep", "write a resumable checkpoint every N steps", steps=True)
     seed: int = option(0, "seed of initialisation, data order and augmentation")
@@ -386,9 +388,14 @@ def validate(cfg: Config) -> Config:
     for key, value, low in (("prune.levels", cfg.prune.levels, 0), ("train.batch_size", t.batch_size, 1),
                             ("train.eval_batch_size", t.eval_batch_size, 1), ("train.lr", t.lr, 0),
                             ("train.momentum", t.momentum, 0), ("train.weight_decay", t.weight_decay, 0),
+                            ("train.lr_min", t.lr_min, 0),
                             ("data.num_workers", cfg.data.num_workers, 0), ("data.image_size", cfg.data.image_size, 1)):
         if value is not None and value < low:
             raise TicketlabError(f"config key {key}: expected {low} or more, got {value}")
+    if t.lr_min > t.lr:
+        raise TicketlabError(f"config key train.lr_min: expected at most train.lr ({t.lr}), got {t.lr_min}")
+    if not t.power > 0:
+        raise TicketlabError(f"config key train.power: expected a positive exponent, got {t.power}")
     if not cfg.model.width > 0:
         raise TicketlabError(f"config key model.width: expected a positive multiplier, got {cfg.model.width}")
     return cfg
