@@ -79,10 +79,57 @@ class SegmentationConfig:
 
 
 @dataclass
+class YoloConfig:
+    """Sizes and loss settings of YOLOv4 on a ResNet (models/yolov4.py). Defaults are darknet's yolov4.cfg
+    where it has one (iou_thresh, ignore_thresh, scale_x_y, iou_normalizer, NMS 0.45)."""
+
+    norm: str = option("auto", "backbone norm: auto (batchnorm from scratch, frozen with model.weights), "
+                   "batchnorm, frozen", choices=("auto", "batchnorm", "frozen"))
+    input_size: Optional[int] = option(None, "longer image side fed to the network (a multiple of 32); "
+                                   "null = data.image_size")
+    neck_channels: int = option(512, "channels of the SPP / stride-32 path of the neck; the stride-16 and "
+                            "stride-8 paths have 1/2 and 1/4 of it (YOLOv4: 512)")
+    anchors: Optional[list[list[float]]] = option(None, "9 anchor [w, h] pairs in input pixels, 3 per stride "
+                                              "8, 16, 32; null = YOLOv4's COCO anchors (at 608) scaled to input_size")
+    anchor_iou_thresh: float = option(0.213, "besides the best anchor, every anchor whose shape IoU with a box "
+                                  "exceeds this also predicts it (yolov4.cfg iou_thresh)")
+    ignore_thresh: float = option(0.7, "a prediction overlapping a box by more than this gets no "
+                              "no-object loss (yolov4.cfg ignore_thresh)")
+    scale_xy: list[float] = option([1.2, 1.1, 1.05], "grid sensitivity per stride 8, 16, 32 (yolov4.cfg scale_x_y)")
+    box_gain: float = option(0.07, "weight of the CIoU box loss (yolov4.cfg iou_normalizer)")
+    obj_gain: float = option(1.0, "weight of the objectness loss")
+    cls_gain: float = option(1.0, "weight of the classification loss (yolov4.cfg cls_normalizer)")
+    label_smoothing: float = option(0.0, "class-target smoothing (YOLOv4's bag of freebies; off in yolov4.cfg)")
+    score_thresh: float = option(0.005, "detections below this score (objectness × class) are dropped")
+    nms_thresh: float = option(0.45, "IoU of per-class non-maximum suppression")
+    detections_per_img: int = option(100, "most detections returned per image")
+
+
+@dataclass
+class SSDConfig:
+    """Sizes of SSD on a ResNet (models/ssd.py, torchvision's SSD class). Defaults are SSD300's."""
+
+    norm: str = option("auto", "backbone norm: auto (batchnorm from scratch, frozen with model.weights), "
+                   "batchnorm, frozen", choices=("auto", "batchnorm", "frozen"))
+    input_size: Optional[int] = option(None, "square side images are resized to (SSD300: 300); null = data.image_size")
+    extra_channels: list[int] = option([512, 256, 256], "output channels of the extra blocks after layer4, "
+                                   "one feature map each (fewer are built when the map reaches 1×1)")
+    scales: Optional[list[float]] = option(None, "default-box scales, one per feature map plus one; null = "
+                                       "torchvision's DefaultBoxGenerator rule (0.15 … 0.9, linear)")
+    iou_thresh: float = option(0.5, "IoU at which a default box is matched to a ground-truth box")
+    positive_fraction: float = option(0.25, "hard-negative mining: positives / (positives + negatives) (3:1)")
+    score_thresh: float = option(0.01, "detections below this score are dropped")
+    nms_thresh: float = option(0.45, "IoU of per-class non-maximum suppression")
+    topk_candidates: int = option(400, "best boxes per class kept before NMS")
+    detections_per_img: int = option(200, "most detections returned per image")
+
+
+@dataclass
 class ModelConfig:
     family: str = option("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
-                     "fasterrcnn, maskrcnn, keypointrcnn, deeplabv3")
-    backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50) or of "
+                     "fasterrcnn, maskrcnn, keypointrcnn, yolov4, ssd, deeplabv3")
+    backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50; yolov4, ssd: "
+                                 "also resnet101) or of "
                                  "deeplabv3 (also resnet101)")
     width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
     num_classes: Optional[int] = option(None, "number of classes; null = taken from the dataset")
@@ -94,6 +141,8 @@ class ModelConfig:
                                        "encoder_q. (null = found automatically)")
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig,
                                              metadata={"help": "DeepLabV3 sizes (deeplabv3)"})
+    yolo: YoloConfig = field(default_factory=YoloConfig, metadata={"help": "YOLOv4 sizes and loss (yolov4)"})
+    ssd: SSDConfig = field(default_factory=SSDConfig, metadata={"help": "SSD sizes (ssd)"})
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Model registry: `model.family` from the config → a built model and its named module groups.
 
 Classification families are built here; the R-CNN families (`fasterrcnn`, `maskrcnn`,
-`keypointrcnn`) live in `models/detection.py` and DeepLabV3 (`deeplabv3`) in `models/segmentation.py`;
+`keypointrcnn`) live in `models/detection.py`, YOLOv4 and SSD (`yolov4`, `ssd`) in `models/yolov4.py` and
+`models/ssd.py`, and DeepLabV3 (`deeplabv3`) in `models/segmentation.py`;
 both are imported only when asked for, so a classification run never imports the detection stack.
 When `model.weights` is set, the file is loaded after building (a classifier's `fc` may be absent or
 of another size: it stays freshly initialised, as when transferring a pretrained backbone to a new
@@ -12,6 +13,7 @@ label set); a checkpoint in another wrapping (MoCo, SimCLR, a detector's) fills 
 from __future__ import annotations
 
 import difflib
+import importlib
 from functools import partial
 from typing import Callable, Optional
 
@@ -33,11 +35,14 @@ CLASSIFIER_BUILDERS: dict[str, Builder] = {
 }
 DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
 SEGMENTATION_FAMILIES = ("deeplabv3",)
+# Paper 002's single-stage detectors on a ResNet: family → (module, builder), imported when asked for.
+SINGLE_STAGE_FAMILIES = {"yolov4": ("ticketlab.models.yolov4", "build_yolov4"),
+                         "ssd": ("ticketlab.models.ssd", "build_ssd")}
 
 
 def model_families() -> list[str]:
     """Every valid `model.family`."""
-    return [*CLASSIFIER_BUILDERS, *DETECTION_FAMILIES, *SEGMENTATION_FAMILIES]
+    return [*CLASSIFIER_BUILDERS, *DETECTION_FAMILIES, *SINGLE_STAGE_FAMILIES, *SEGMENTATION_FAMILIES]
 
 
 def build_model(cfg: ModelConfig, data: DataBundle, task: str = "classification",
@@ -50,6 +55,9 @@ def build_model(cfg: ModelConfig, data: DataBundle, task: str = "classification"
         from ticketlab.models.detection import build_detection_model
 
         return build_detection_model(cfg, data)
+    if cfg.family in SINGLE_STAGE_FAMILIES:
+        module_name, builder_name = SINGLE_STAGE_FAMILIES[cfg.family]
+        return getattr(importlib.import_module(module_name), builder_name)(cfg, data)
     if cfg.family in SEGMENTATION_FAMILIES:
         from ticketlab.models.segmentation import build_segmentation_model
 

@@ -3,8 +3,9 @@
 One class for the three, since they differ only in which COCO iou types are scored:
   detection → bbox;  instance_segmentation → bbox + segm;  keypoints → bbox + keypoints,
 with the headline `bbox_AP`, `segm_AP` or `keypoints_AP`. The loss is torchvision's own loss dict
-(the model computes it in train mode), summed into 'loss'. Data converted from VOC XML also gets
-VOC's metric: `voc07_mAP` (11-point, VOC2007 test protocol) and `voc_mAP` (area, VOC2010+).
+(the model computes it in train mode), summed into 'loss'. Data converted from VOC XML, and every
+box-only detection run (paper 002 scores its detectors on VOC07 test), also get VOC's metric:
+`voc07_mAP` (11-point, VOC2007 test protocol) and `voc_mAP` (area, VOC2010+).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class DetectionTask:
         val = data.val
         meta = val.meta
         return cls(kind, val.coco_gt, meta.label_to_cat, class_names=meta.class_names,
-                   voc_metrics=meta.source_format == "voc")
+                   voc_metrics=meta.source_format == "voc" or kind == "detection")
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         images, targets = batch
