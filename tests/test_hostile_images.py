@@ -191,3 +191,76 @@ def test_category_ids_with_gaps_train_and_evaluate(tmp_path):
     ref.evaluate(), ref.accumulate(), ref.summarize()
     assert metrics["bbox_AP"] == pytest.approx(ref.stats[0]) == pytest.approx(1.0)
     assert sorted({r["category_id"] for r in task.last_results}) == [1, 3, 7]
+
+
+# -- decompression bombs ---------------------------------------------------------------------------
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A few dozen bytes of PNG whose header claims width×height RGB pixels (no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+BOMBS = {"60000x60000": (60000, 60000), "10000x9000": (10000, 9000)}  # beyond PIL's 2× limit / beyond ours only
+
+
+@pytest.mark.parametrize("claim", sorted(BOMBS))
+def test_image_folder_bomb_is_refused_naming_file_and_size_from_find(tmp_path, capsys, claim):
+    # was a traceback: PIL's DecompressionBombError from inside the data loader
+    good = Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))
+    folder(tmp_path / "data", {"ok.png": good, "bomb.png": png_header_claiming(*BOMBS[claim])})
+    config = tmp_path / "c.yaml"
+    config.write_text(f"task: classification\nmodel: {{family: resnet18, width: 0.125}}\n"
+                      f"data: {{format: imagefolder, root: {tmp_path / 'data'}, image_size: 16, num_workers: 1}}\n"
+                      "train: {batch_size: 2, duration: 1it}\nprune: {levels: 0}\n")
+    code = main(["find", str(config), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "bomb.png: image claims" in err and "data.max_image_pixels" in err, err
+    if claim == "10000x9000":
+        assert "10000×9000 = 90000000 pixels" in err and "limit of 89478485" in err
+
+
+def test_coco_and_voc_bombs_are_refused_naming_the_file(tmp_path):
+    path = write_coco_dir(tmp_path)
+    bomb = tmp_path / "images" / "train" / "a.png"
+    bomb.write_bytes(png_header_claiming(60000, 60000))
+    with pytest.raises(TicketlabError, match="image claims 3600000000 pixels") as e:
+        CocoDetection(path, tmp_path / "images")[0]
+    one_line_naming(e.value, bomb)
+
+    from ticketlab.data.voc import read_voc_xml  # VOC reads the header when the XML has no <size>
+    (tmp_path / "x.xml").write_text("<annotation><filename>a.png</filename></annotation>")
+    with pytest.raises(TicketlabError, match="image claims 3600000000 pixels") as e:
+        read_voc_xml(tmp_path / "x.xml", bomb.parent)
+    assert "\n" not in str(e.value) and str(bomb) in str(e.value)
+
+
+def test_voc_seg_bomb_and_a_lowered_limit_are_refused(tmp_path):
+    from ticketlab.data.voc_seg import read_mask
+
+    bomb = tmp_path / "m.png"
+    bomb.write_bytes(png_header_claiming(60000, 60000))
+    with pytest.raises(TicketlabError, match="image claims") as e:
+        read_mask(bomb)
+    one_line_naming(e.value, bomb)
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((20, 10), dtype=np.uint8), "L").save(small)
+    assert read_mask(small).shape == (20, 10)
+    with pytest.raises(TicketlabError, match=r"10×20 = 200 pixels, more than the limit of 199"):
+        read_mask(small, max_pixels=199)
+
+
+def test_max_image_pixels_is_a_config_key_with_a_range_check(tmp_path):
+    from ticketlab.config import load_config
+
+    assert load_config(None, ["data.max_image_pixels=1000"]).data.max_image_pixels == 1000
+    with pytest.raises(TicketlabError, match="data.max_image_pixels: expected 1 or more"):
+        load_config(None, ["data.max_image_pixels=0"])

@@ -2,7 +2,8 @@
 
 No logic of its own. A `TicketlabError` (bad config, data, checkpoint, mask, run dir) is printed as
 one line and exits with status 2; `--debug` shows the traceback instead. Ctrl-C exits 130 and says
-how to resume.
+how to resume. A failed file-system call on a path the user gave (a file where a directory
+goes, a directory where a file goes) is one line naming the path, also status 2.
 """
 
 from __future__ import annotations
@@ -328,6 +329,13 @@ def error_line(error: TicketlabError) -> str:
     return text
 
 
+def os_error_line(error: OSError) -> str:
+    """`path: what went wrong` for a failed file-system call (both paths for a rename)."""
+    what = error.strerror or error.__class__.__name__
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    return f"{' → '.join(paths)}: {what}" if paths else str(error)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # cuBLAS reads this once, before its first matmul: bit-exact resume on GPU needs it set early.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -339,6 +347,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if getattr(args, "debug", False):
             raise
         print(f"ticketlab: error: {error_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the user gave: missing, a file where a directory goes, a full disk, ...
+        if getattr(args, "debug", False):
+            raise
+        print(f"ticketlab: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         if getattr(args, "debug", False) or not _lost_peer(e):

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from ticketlab.errors import TicketlabError
+from ticketlab.yaml_file import read_yaml_mapping
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -157,6 +158,8 @@ class DataConfig:
     split_seed: int = option(0, "seed of the train/val split; fixed across training seeds on purpose")
     augment: bool = option(True, "training augmentation (random crop + horizontal flip for natural images)")
     num_workers: int = option(0, "DataLoader worker processes")
+    max_image_pixels: int = option(89_478_485, "images whose header claims more pixels are refused before "
+                                   "decoding (decompression bombs); default PIL's MAX_IMAGE_PIXELS")
 
 
 @dataclass
@@ -407,20 +410,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     data: Any = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise TicketlabError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark is not None else ""
-            raise TicketlabError(f"{path}: not valid YAML{at}")
-        except UnicodeDecodeError:
-            raise TicketlabError(f"{path}: not a YAML config (not UTF-8 text)") from None
-        except RecursionError:
-            raise TicketlabError(f"{path}: not a usable config (nested too deeply)") from None
-        if not isinstance(data, dict):
-            raise TicketlabError(f"{path}: expected a mapping of config keys at the top level")
+        data = read_yaml_mapping(path, "config", "a mapping of config keys")
     data = apply_overrides(data, overrides or [])
     try:
         return validate(from_dict(Config, data))
@@ -438,7 +428,8 @@ def validate(cfg: Config) -> Config:
                             ("train.eval_batch_size", t.eval_batch_size, 1), ("train.lr", t.lr, 0),
                             ("train.momentum", t.momentum, 0), ("train.weight_decay", t.weight_decay, 0),
                             ("train.lr_min", t.lr_min, 0),
-                            ("data.num_workers", cfg.data.num_workers, 0), ("data.image_size", cfg.data.image_size, 1)):
+                            ("data.num_workers", cfg.data.num_workers, 0), ("data.image_size", cfg.data.image_size, 1),
+                            ("data.max_image_pixels", cfg.data.max_image_pixels, 1)):
         if value is not None and value < low:
             raise TicketlabError(f"config key {key}: expected {low} or more, got {value}")
     if t.lr_min > t.lr:

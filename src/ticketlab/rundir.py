@@ -23,11 +23,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from ticketlab.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ticketlab.config import Config, dump_config, flatten, from_dict, to_dict, validate
 from ticketlab.errors import TicketlabError
+from ticketlab.yaml_file import read_yaml_mapping
 
 # Keys that may differ when `find` is rerun on an existing run dir: they change how or how far the
 # run goes on, not what a finished level means.
@@ -73,7 +73,7 @@ class RunDir:
     def load_config(self) -> Config:
         if not self.config_path.is_file():
             raise TicketlabError(f"{self.root}: not a ticketlab run directory (no config.yaml)")
-        data = yaml.safe_load(self.config_path.read_text())
+        data = read_yaml_mapping(self.config_path, "run config")
         try:
             return validate(from_dict(Config, data))
         except TicketlabError as e:

@@ -81,7 +81,8 @@ def build_data(cfg: DataConfig, task: str) -> DataBundle:
 
     size = cfg.image_size or DEFAULT_IMAGEFOLDER_SIZE
     train_tf, val_tf = T.large_image_transforms(T.IMAGENET_STATS, size, cfg.augment)
-    train, val, classes = read_imagefolder(root, cfg.train or "train", cfg.val or "val", train_tf, val_tf)
+    train, val, classes = read_imagefolder(root, cfg.train or "train", cfg.val or "val", train_tf, val_tf,
+                                            cfg.max_image_pixels)
     return DataBundle(train, val, len(classes), 3, size, classes)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import Dataset
 
-from ticketlab.data.detection_image import load_rgb
+from ticketlab.data.detection_image import DEFAULT_MAX_PIXELS, load_rgb
 from ticketlab.data.detection_masks import segmentation_to_mask
 from ticketlab.data.detection_transforms import Transform, keypoint_flip_map
 from ticketlab.data.detection_validate import CocoIndex, index_coco, resolve_image_path
@@ -63,10 +63,11 @@ class CocoDetection(Dataset):
 
     def __init__(self, ann_file: str | Path, image_root: str | Path, task: str = "detection",
                  transform: Optional[Transform] = None, *, data: dict[str, Any] | None = None,
-                 check_files: bool = True, source_format: str = "coco") -> None:
+                 check_files: bool = True, source_format: str = "coco",
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.index: CocoIndex = index_coco(Path(ann_file), Path(image_root), task, check_files=check_files,
                                            data=data)
-        self.transform = transform
+        self.transform, self.max_pixels = transform, max_pixels
         idx = self.index
         self.meta = DetectionMeta(task=task, class_names=tuple(idx.class_names), cat_ids=tuple(idx.cat_ids),
                                   keypoint_names=tuple(idx.keypoint_names),
@@ -91,7 +92,7 @@ class CocoDetection(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         info = self.index.images[i]
-        image = load_rgb(self.image_path(i))
+        image = load_rgb(self.image_path(i), self.max_pixels)
         h, w = image.shape[-2:]
         if (w, h) != (info["width"], info["height"]):
             raise TicketlabError(f"{self.index.path}: image id {info['id']}: {self.image_path(i)} is {w}×{h} but "

@@ -85,8 +85,9 @@ def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) 
     else:
         ann_file = root / "ImageSets" / "Main" / f"{name}.txt"
         image_root = root / "JPEGImages"
-        data = voc_to_coco(root, name)
-    dataset = CocoDetection(ann_file, image_root, task, data=data, source_format=cfg.format)
+        data = voc_to_coco(root, name, max_pixels=cfg.max_image_pixels)
+    dataset = CocoDetection(ann_file, image_root, task, data=data, source_format=cfg.format,
+                            max_pixels=cfg.max_image_pixels)
     if len(dataset) == 0:
         raise TicketlabError(f"{ann_file}: lists no images; a training or validation split needs at least one")
     if augment:

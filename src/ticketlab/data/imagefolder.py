@@ -9,6 +9,7 @@ in val/ is an error. Files are decoded by `detection_image.load_rgb`, as for det
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -16,23 +17,23 @@ import torch
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from ticketlab.data.detection_image import load_rgb
+from ticketlab.data.detection_image import DEFAULT_MAX_PIXELS, load_rgb
 from ticketlab.errors import TicketlabError
 
 
 class _FolderWithClasses(ImageFolder):
     """ImageFolder whose class → index mapping is given instead of read from the directory."""
 
-    def __init__(self, root: str, classes: list[str], transform: Callable) -> None:
+    def __init__(self, root: str, classes: list[str], transform: Callable, max_pixels: int) -> None:
         self._given_classes = classes
-        super().__init__(root, transform=transform, loader=_load, allow_empty=True)
+        super().__init__(root, transform=transform, loader=partial(_load, max_pixels=max_pixels), allow_empty=True)
 
     def find_classes(self, directory):  # type: ignore[override]
         return list(self._given_classes), {c: i for i, c in enumerate(self._given_classes)}
 
 
-def _load(path: str) -> torch.Tensor:
-    return load_rgb(Path(path))
+def _load(path: str, max_pixels: int) -> torch.Tensor:
+    return load_rgb(Path(path), max_pixels)
 
 
 def _class_dirs(path: Path) -> list[str]:
@@ -40,7 +41,8 @@ def _class_dirs(path: Path) -> list[str]:
 
 
 def read_imagefolder(
-    root: Path, train_dir: str, val_dir: str, train_transform: Callable, val_transform: Callable
+    root: Path, train_dir: str, val_dir: str, train_transform: Callable, val_transform: Callable,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[ImageFolder, ImageFolder, list[str]]:
     splits = {"data.train": root / train_dir, "data.val": root / val_dir}
     for key, path in splits.items():
@@ -55,8 +57,8 @@ def read_imagefolder(
     if extra:
         raise TicketlabError(f"data.val: class folders {', '.join(extra[:5])} in {val_path} are not in {train_path}")
     try:
-        train = _FolderWithClasses(str(train_path), classes, train_transform)
-        val = _FolderWithClasses(str(val_path), classes, val_transform)
+        train = _FolderWithClasses(str(train_path), classes, train_transform, max_pixels)
+        val = _FolderWithClasses(str(val_path), classes, val_transform, max_pixels)
     except FileNotFoundError as e:
         raise TicketlabError(f"data.root={root}: {e}") from None
     for key, ds in (("data.train", train), ("data.val", val)):

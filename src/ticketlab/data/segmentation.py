@@ -34,7 +34,7 @@ def build_segmentation_data(cfg: DataConfig, task: str) -> DataBundle:
         raise TicketlabError(f"data.image_size: expected a positive integer, got {crop}")
     names = read_class_names(root)
     train_tf, val_tf = segmentation_transforms(IMAGENET_STATS, crop, cfg.augment)
-    train = VocSegmentation(root, cfg.train or "train", len(names), train_tf)
-    val = VocSegmentation(root, cfg.val or "val", len(names), val_tf)
+    train = VocSegmentation(root, cfg.train or "train", len(names), train_tf, cfg.max_image_pixels)
+    val = VocSegmentation(root, cfg.val or "val", len(names), val_tf, cfg.max_image_pixels)
     return DataBundle(train=train, val=val, num_classes=len(names), in_channels=3, image_size=crop,
                       class_names=names, collate_fn=collate_segmentation)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ticketlab.atomic import atomic_write_text
-from ticketlab.data.detection_image import read_size
+from ticketlab.data.detection_image import DEFAULT_MAX_PIXELS, read_size
 from ticketlab.data.detection_validate import BOX_TOLERANCE_PX, resolve_image_path
 from ticketlab.errors import TicketlabError
 
@@ -60,7 +60,7 @@ class VocImage:
     objects: tuple[VocObject, ...]
 
 
-def read_voc_xml(path: Path, image_dir: Path | None = None) -> VocImage:
+def read_voc_xml(path: Path, image_dir: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> VocImage:
     """Parse one VOC annotation file. `image_dir` is read for the size when the XML lacks it."""
     try:
         root = ET.parse(path).getroot()
@@ -76,7 +76,7 @@ def read_voc_xml(path: Path, image_dir: Path | None = None) -> VocImage:
         if image_dir is None:
             raise TicketlabError(f"{path}: <size> lacks a positive width/height and no image directory was given")
         try:
-            width, height = read_size(resolve_image_path(image_dir, file_name, f"{path}: <filename>"))
+            width, height = read_size(resolve_image_path(image_dir, file_name, f"{path}: <filename>"), max_pixels)
         except TicketlabError as e:
             raise TicketlabError(f"{path}: <size> lacks a positive width/height and the image gives none: {e}") from None
     objects = []
@@ -127,14 +127,15 @@ def read_image_set(voc_root: Path, image_set: str) -> list[str]:
     return ids
 
 
-def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | None = None) -> dict[str, Any]:
+def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
     """Convert a VOC image set to a COCO annotation dict (written atomically to `out_json` if given)."""
     voc_root = Path(voc_root)
     ids = read_image_set(voc_root, image_set)
     numeric = all(_NUMERIC_ID.match(i) for i in ids)
     images, annotations = [], []
     for n, stem in enumerate(ids, start=1):
-        info = read_voc_xml(voc_root / "Annotations" / f"{stem}.xml", voc_root / "JPEGImages")
+        info = read_voc_xml(voc_root / "Annotations" / f"{stem}.xml", voc_root / "JPEGImages", max_pixels)
         image_id = int(stem.replace("_", "")) if numeric else n
         images.append({"id": image_id, "file_name": info.file_name, "width": info.width,
                        "height": info.height, "voc_id": stem})

@@ -23,10 +23,10 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from ticketlab.data.detection_image import DEFAULT_MAX_PIXELS, open_image
 from ticketlab.data.voc import VOC_CLASSES
 from ticketlab.errors import TicketlabError
 
@@ -84,24 +84,22 @@ def _image_path(image_root: Path, image_id: str) -> Optional[Path]:
     return None
 
 
-def read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Class indices (uint8 H×W) of a palette ('P') or grayscale ('L') PNG."""
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("P", "L"):
-                raise TicketlabError(f"{path}: expected a palette or 8-bit grayscale PNG of class indices, "
-                                     f"got mode {img.mode}")
-            return np.array(img, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError):
-        raise TicketlabError(f"{path}: not a readable image") from None
+    with open_image(path, max_pixels) as img:
+        if img.mode not in ("P", "L"):
+            raise TicketlabError(f"{path}: expected a palette or 8-bit grayscale PNG of class indices, "
+                                 f"got mode {img.mode}")
+        return np.array(img, dtype=np.uint8)
 
 
 class VocSegmentation(Dataset):
     """(image, mask) pairs of one image set, as tv_tensors.Image (uint8) / tv_tensors.Mask through
     `transform` (see data/segmentation_transforms.py)."""
 
-    def __init__(self, root: Path, split: str, num_classes: int, transform: Optional[Callable] = None) -> None:
-        self.num_classes, self.transform = num_classes, transform
+    def __init__(self, root: Path, split: str, num_classes: int, transform: Optional[Callable] = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.num_classes, self.transform, self.max_pixels = num_classes, transform, max_pixels
         image_root = root / "JPEGImages" if (root / "JPEGImages").is_dir() else root / "images"
         self.items: list[tuple[Path, Path]] = []
         for image_id in read_segmentation_ids(root, split):
@@ -118,12 +116,9 @@ class VocSegmentation(Dataset):
 
     def __getitem__(self, index: int):
         image_path, mask_path = self.items[index]
-        try:
-            with Image.open(image_path) as img:
-                rgb = np.array(img.convert("RGB"))
-        except (OSError, UnidentifiedImageError):
-            raise TicketlabError(f"{image_path}: not a readable image") from None
-        mask = read_mask(mask_path)
+        with open_image(image_path, self.max_pixels) as img:
+            rgb = np.array(img.convert("RGB"))
+        mask = read_mask(mask_path, self.max_pixels)
         if mask.shape != rgb.shape[:2]:
             raise TicketlabError(f"{mask_path}: mask is {mask.shape[1]}×{mask.shape[0]} but its image is "
                                  f"{rgb.shape[1]}×{rgb.shape[0]}")

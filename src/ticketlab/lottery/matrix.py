@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -37,6 +36,7 @@ from ticketlab.analysis.runs import HEADLINES
 from ticketlab.atomic import atomic_write_bytes, atomic_write_text
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
+from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.imp import run_imp
 
 DENSE = "dense"
@@ -66,9 +66,7 @@ def _strings(value, where: str) -> list[str]:
 
 
 def load_spec(path: Path) -> MatrixSpec:
-    if not path.is_file():
-        raise TicketlabError(f"{path}: transfer-matrix spec not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml_mapping(path, "transfer-matrix spec", "a mapping with keys targets, sources, seeds, out")
     unknown = set(data) - {"targets", "sources", "seeds", "out"}
     if unknown:
         raise TicketlabError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (expected targets, sources, "

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from ticketlab.analysis import tables
 from ticketlab.analysis.runs import aggregate, group_series, load_runs
@@ -35,6 +34,7 @@ from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, STUDY_FILE
 from ticketlab.atomic import atomic_write_json
 from ticketlab.config import Config, load_config
 from ticketlab.errors import TicketlabError
+from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.imp import run_imp
 from ticketlab.lottery.info import group_table
 from ticketlab.rundir import RunDir
@@ -103,14 +103,7 @@ class Study:
 
 def load_study(path: Path) -> Study:
     path = Path(path)
-    if not path.is_file():
-        raise TicketlabError(f"{path}: study file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise TicketlabError(f"{path}: not valid YAML") from None
-    if not isinstance(data, dict):
-        raise TicketlabError(f"{path}: expected a mapping with keys config, set, grid, preset")
+    data = read_yaml_mapping(path, "study", "a mapping with keys config, set, grid, preset")
     unknown = sorted(set(data) - {"config", "set", "grid", "preset"})
     if unknown:
         raise TicketlabError(f"{path}: unknown study key {unknown[0]!r} (expected config, set, grid, preset)")

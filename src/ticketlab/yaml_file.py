@@ -1,0 +1,36 @@
+"""Reading a user's YAML file (config, study, transfer-matrix spec) into a mapping, or one error line.
+
+Every command that takes a YAML file reads it here, so each refuses the same bad files the same way:
+missing, a directory, not UTF-8, not valid YAML (with the line), nested too deeply for the parser,
+or not a mapping at the top level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ticketlab.errors import TicketlabError
+
+
+def read_yaml_mapping(path: Path, what: str, expected: str = "a mapping of keys") -> dict[str, Any]:
+    """The top-level mapping of YAML file `path`; `what` names the file's role in errors ("config"),
+    `expected` says what the top level should hold. An empty file is an empty mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise TicketlabError(f"{path}: {what} file not found" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise TicketlabError(f"{path}: not valid YAML{at}") from None
+    except UnicodeDecodeError:
+        raise TicketlabError(f"{path}: not a YAML {what} (not UTF-8 text)") from None
+    except RecursionError:
+        raise TicketlabError(f"{path}: not a usable {what} (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise TicketlabError(f"{path}: expected {expected} at the top level")
+    return data

