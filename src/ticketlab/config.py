@@ -80,14 +80,23 @@ class SegmentationConfig:
 
 
 @dataclass
-class YoloConfig:
-    """Sizes and loss settings of YOLOv4 on a ResNet (models/yolov4.py). Defaults are darknet's yolov4.cfg
-    where it has one (iou_thresh, ignore_thresh, scale_x_y, iou_normalizer, NMS 0.45)."""
+class SingleStageConfig:
+    """What YOLOv4 and SSD share: the trunk's norm, the input size and the post-processing."""
 
     norm: str = option("auto", "backbone norm: auto (batchnorm from scratch, frozen with model.weights), "
                    "batchnorm, frozen", choices=("auto", "batchnorm", "frozen"))
-    input_size: Optional[int] = option(None, "longer image side fed to the network (a multiple of 32); "
-                                   "null = data.image_size")
+    input_size: Optional[int] = option(None, "image side fed to the network (YOLOv4: the longer side, a multiple "
+                                   "of 32; SSD: the square's side, SSD300: 300); null = data.image_size")
+    score_thresh: float = option(0.01, "detections below this score are dropped")
+    nms_thresh: float = option(0.45, "IoU of per-class non-maximum suppression")
+    detections_per_img: int = option(100, "most detections returned per image")
+
+
+@dataclass
+class YoloConfig(SingleStageConfig):
+    """Sizes and loss settings of YOLOv4 on a ResNet (models/yolov4.py). Defaults are darknet's yolov4.cfg
+    where it has one (iou_thresh, ignore_thresh, scale_x_y, iou_normalizer, NMS 0.45)."""
+
     neck_channels: int = option(512, "channels of the SPP / stride-32 path of the neck; the stride-16 and "
                             "stride-8 paths have 1/2 and 1/4 of it (YOLOv4: 512)")
     anchors: Optional[list[list[float]]] = option(None, "9 anchor [w, h] pairs in input pixels, 3 per stride "
@@ -101,28 +110,22 @@ class YoloConfig:
     obj_gain: float = option(1.0, "weight of the objectness loss")
     cls_gain: float = option(1.0, "weight of the classification loss (yolov4.cfg cls_normalizer)")
     label_smoothing: float = option(0.0, "class-target smoothing (YOLOv4's bag of freebies; off in yolov4.cfg)")
-    score_thresh: float = option(0.005, "detections below this score (objectness × class) are dropped")
-    nms_thresh: float = option(0.45, "IoU of per-class non-maximum suppression")
-    detections_per_img: int = option(100, "most detections returned per image")
+    score_thresh: float = option(0.005, "detections below this score (objectness × class) are dropped "
+                             "(darknet's mAP threshold)")
 
 
 @dataclass
-class SSDConfig:
+class SSDConfig(SingleStageConfig):
     """Sizes of SSD on a ResNet (models/ssd.py, torchvision's SSD class). Defaults are SSD300's."""
 
-    norm: str = option("auto", "backbone norm: auto (batchnorm from scratch, frozen with model.weights), "
-                   "batchnorm, frozen", choices=("auto", "batchnorm", "frozen"))
-    input_size: Optional[int] = option(None, "square side images are resized to (SSD300: 300); null = data.image_size")
     extra_channels: list[int] = option([512, 256, 256], "output channels of the extra blocks after layer4, "
                                    "one feature map each (fewer are built when the map reaches 1×1)")
     scales: Optional[list[float]] = option(None, "default-box scales, one per feature map plus one; null = "
                                        "torchvision's DefaultBoxGenerator rule (0.15 … 0.9, linear)")
     iou_thresh: float = option(0.5, "IoU at which a default box is matched to a ground-truth box")
     positive_fraction: float = option(0.25, "hard-negative mining: positives / (positives + negatives) (3:1)")
-    score_thresh: float = option(0.01, "detections below this score are dropped")
-    nms_thresh: float = option(0.45, "IoU of per-class non-maximum suppression")
     topk_candidates: int = option(400, "best boxes per class kept before NMS")
-    detections_per_img: int = option(200, "most detections returned per image")
+    detections_per_img: int = option(200, "most detections returned per image (torchvision's SSD: 200)")
 
 
 @dataclass
