@@ -14,6 +14,7 @@ def test_yolov4_config_is_table_1s_downstream_detection():
     assert t.lr * sched.factor(0) == pytest.approx(1e-4) and t.lr * sched.factor(5000) == pytest.approx(1e-6)
     assert (t.momentum, t.weight_decay, cfg.prune.rate, cfg.prune.levels) == (0.9, 5e-4, 0.2, 18)
     assert cfg.prune.scope is None and cfg.prune.rewind == "pretrained"  # the model's default: layer1 … layer4
+    assert (cfg.data.train, cfg.data.val) == ("VOC2007/trainval+VOC2012/trainval", "VOC2007/test")
 
 
 def test_faster_rcnn_config_is_app_b2s_poly_schedule():

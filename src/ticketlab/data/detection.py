@@ -13,7 +13,9 @@ format: coco — `train` / `val` are annotation files, relative to `root` (or ab
   A `file_name` may not be absolute nor contain '..'.
 format: voc — `root` is a VOC year directory (VOCdevkit/VOC2007), `train` / `val` are image-set
   names (trainval, test, …) from ImageSets/Main; the XML is converted in memory with
-  `voc.voc_to_coco`, images are under root/JPEGImages/.
+  `voc.voc_to_coco`, images are under root/JPEGImages/. Or `root` is the VOCdevkit and a split
+  names year/set parts joined by '+' (`VOC2007/trainval+VOC2012/trainval`, the "07+12" set):
+  `voc.voc_sets_to_coco` merges them.
 
 Images are resized inside the model (GeneralizedRCNNTransform), so `DataBundle.image_size` is the
 size model builders should pass as `min_size` (cfg.image_size, default 800 as in torchvision).
@@ -28,7 +30,7 @@ from ticketlab.config import DataConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.data.coco import CocoDetection
 from ticketlab.data.detection_transforms import RandomHorizontalFlip, Transform
-from ticketlab.data.voc import voc_to_coco
+from ticketlab.data.voc import voc_sets_to_coco, voc_to_coco
 from ticketlab.errors import TicketlabError
 
 DEFAULT_MIN_SIZE = 800  # torchvision's R-CNN default min_size
@@ -82,6 +84,10 @@ def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) 
     if cfg.format == "coco":
         ann_file = root / name
         image_root = coco_image_root(root, ann_file)
+    elif "/" in name:  # several years' image sets under a VOCdevkit root: VOC2007/trainval+VOC2012/trainval
+        ann_file = root / name
+        image_root = root
+        data = voc_sets_to_coco(root, name, max_pixels=cfg.max_image_pixels)
     else:
         ann_file = root / "ImageSets" / "Main" / f"{name}.txt"
         image_root = root / "JPEGImages"

@@ -160,3 +160,28 @@ def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | Non
     if out_json is not None:
         atomic_write_text(Path(out_json), json.dumps(coco))
     return coco
+
+
+def voc_sets_to_coco(devkit: str | Path, spec: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+    """Several image sets as one COCO dict: `spec` is 'VOC2007/trainval+VOC2012/trainval' (year
+    directories under `devkit`), the paper 002 / Faster R-CNN "07+12" training set. Each `file_name`
+    becomes '<year>/JPEGImages/<file>', relative to `devkit`; image ids are the file ids' digits, which
+    differ across years (000005 → 5, 2008_000005 → 2008000005); a clash is an error."""
+    devkit = Path(devkit)
+    merged: dict[str, Any] = {"images": [], "annotations": []}
+    for part in spec.split("+"):
+        year, _, image_set = part.strip().rpartition("/")
+        if not year or not image_set or ".." in Path(year).parts or Path(year).is_absolute():
+            raise TicketlabError(f"data split {spec!r}: expected YEAR/IMAGE_SET parts joined by '+', "
+                                 f"e.g. VOC2007/trainval+VOC2012/trainval (got {part!r})")
+        coco = voc_to_coco(devkit / year, image_set, max_pixels=max_pixels)
+        for image in coco["images"]:
+            merged["images"].append({**image, "file_name": f"{year}/JPEGImages/{image['file_name']}"})
+        base = len(merged["annotations"])
+        merged["annotations"] += [{**ann, "id": base + ann["id"]} for ann in coco["annotations"]]
+        merged["categories"] = coco["categories"]
+    if len({img["id"] for img in merged["images"]}) != len(merged["images"]):
+        raise TicketlabError(f"data split {spec!r}: two image sets share an image id (the same image twice, "
+                             "or ids that are not VOC's digit names)")
+    merged["info"] = {"description": f"VOC {spec}, converted by ticketlab"}
+    return merged

@@ -144,9 +144,9 @@ class YOLOv4(nn.Module):
             raise ValueError("YOLOv4 in train mode needs targets")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(images, targets)
-        outputs = self.raw_outputs(batch.tensors)
+        outputs = [o.float() for o in self.raw_outputs(batch.tensors)]  # box maths in fp32 under AMP
         if self.training:
-            return self.loss(outputs, targets, self.anchors.to(outputs[0].dtype))
+            return self.loss(outputs, targets, self.anchors)
         detections = self.detect(outputs, batch.image_sizes)
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
 
@@ -157,7 +157,7 @@ class YOLOv4(nn.Module):
         boxes, scores = [], []
         for out, coder, anchors in zip(outputs, self.coders, self.anchors):
             cells = cell_grid(out.shape[2], out.shape[3], out.device, out.dtype)
-            decoded = coder.decode(out[..., :4], cells, anchors.view(-1, 1, 1, 2).to(out.dtype))
+            decoded = coder.decode(out[..., :4], cells, anchors.view(-1, 1, 1, 2))
             boxes.append(decoded.flatten(1, 3))
             scores.append((out[..., 4:5].sigmoid() * out[..., 5:].sigmoid()).flatten(1, 3))
         all_boxes, all_scores = torch.cat(boxes, dim=1), torch.cat(scores, dim=1)
