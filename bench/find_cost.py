@@ -10,7 +10,7 @@ Arms, all from the same config and seed (so their level 0, the dense training, i
 Each arm runs `ticketlab.lottery.run_imp` in its own run dir. Its cost counts every training it
 needs, the dense level 0 and the final ticket's training included: total `steps` (and `seconds`,
 which include evaluation) divided by those of one full dense training (the iterative arm's level 0). The metric is the task's headline (accuracy /
-bbox_AP) of the final level, next to the dense one. Defaults: configs/digits_lenet.yaml (about a
+bbox_AP, from the task registry) of the final level, next to the dense one. Defaults: configs/digits_lenet.yaml (about a
 minute per arm on 2 cores); --config configs/synth_fasterrcnn_lite.yaml needs the synthetic scenes
 (`ticketlab data synth --out data/synth`) and takes minutes per level.
 
@@ -30,6 +30,7 @@ import torch
 from machine import describe
 from ticketlab.config import load_config
 from ticketlab.lottery.imp import run_imp
+from ticketlab.tasks import task_class
 
 RATE = 0.2
 
@@ -77,7 +78,7 @@ def main() -> None:
         runs = {name: ARMS[name](args.config, args.set + extra, root / name)
                 for name, extra in arm_overrides(args.levels).items()}
     dense = runs["iterative"][0]  # a full dense training (an early-bird level 0 may stop early)
-    headline = next(k for k in ("accuracy", "bbox_AP", "segm_AP", "keypoints_AP") if k in dense)
+    headline = task_class(load_config(args.config, args.set).task).headline
     results = {name: cost(rows, dense, headline) for name, rows in runs.items()}
     print(describe())
     print(f"workload: {args.config}{''.join(' --set ' + o for o in args.set)}; cost = all trainings (dense level 0 and the "

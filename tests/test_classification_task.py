@@ -85,7 +85,7 @@ def test_lenet_learns_digits_end_to_end():
     from ticketlab.models import build_model
 
     torch.manual_seed(0)
-    data = build_data(DataConfig(format="digits"), "classification")
+    data = build_data(DataConfig(format="digits"))
     model = build_model(ModelConfig(family="lenet_300_100"), data).module
     task = ClassificationTask(data.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

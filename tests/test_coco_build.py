@@ -14,7 +14,7 @@ from ticketlab.data.coco import CocoDetection
 from ticketlab.data.detection import build_detection_data, coco_image_root, collate_detection
 from ticketlab.data.detection_transforms import RandomHorizontalFlip
 from ticketlab.errors import TicketlabError
-from ticketlab.tasks import build_task
+from ticketlab.tasks import build_task, task_class
 from ticketlab.tasks.detection import DetectionTask
 
 
@@ -28,7 +28,7 @@ def _two_splits(root):
 def test_bundle_from_images_dir_layout(tmp_path):
     _two_splits(tmp_path)
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="val.json", image_size=96)
-    data = build_detection_data(cfg, "instance_segmentation")
+    data = build_detection_data(cfg, task_class("instance_segmentation").data_needs)
     assert data.num_classes == 3 and data.class_names == ["cat", "person"] and data.in_channels == 3
     assert data.image_size == 96 and len(data.train) == 2 and len(data.val) == 2
     assert isinstance(data.train.transform, RandomHorizontalFlip) and data.val.transform is None
@@ -43,7 +43,7 @@ def test_bundle_from_images_dir_layout(tmp_path):
 def test_keypoint_bundle_exposes_keypoint_meta(tmp_path):
     _two_splits(tmp_path)
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="val.json", augment=False)
-    data = build_detection_data(cfg, "keypoints")
+    data = build_detection_data(cfg, task_class("keypoints").data_needs)
     assert data.num_classes == 2 and data.train.transform is None
     assert data.train.meta.num_keypoints == 5 and data.train.meta.keypoint_flip_map == (0, 2, 1, 4, 3)
     assert build_task("keypoints", data).headline == "keypoints_AP"
@@ -62,7 +62,7 @@ def test_coco2017_layout_and_root_fallback(tmp_path):
     assert coco_image_root(tmp_path, ann) == tmp_path / "val2017"
     cfg = DataConfig(format="coco", root=str(tmp_path), train="annotations/instances_val2017.json",
                      val="annotations/instances_val2017.json")
-    assert len(build_detection_data(cfg, "detection").val) == 2
+    assert len(build_detection_data(cfg).val) == 2
     assert coco_image_root(tmp_path, tmp_path / "other.json") == tmp_path  # nothing else: root itself
 
 
@@ -71,14 +71,14 @@ def test_coco2017_layout_and_root_fallback(tmp_path):
     ("root", "/nonexistent/x", r"data.root: directory /nonexistent/x not found"),
     ("val", None, r"data.val: a detection dataset needs its annotation file"),
     ("val", "missing.json", r"missing.json: annotation file not found"),
-    ("format", "digits", r"data.format: task detection needs 'coco' or 'voc'"),
+    ("format", "digits", r"data.format: 'digits' does not provide boxes"),
 ])
 def test_config_errors(tmp_path, field, value, pattern):
     _two_splits(tmp_path)
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="val.json")
     setattr(cfg, field, value)
     with pytest.raises(TicketlabError, match=pattern):
-        build_detection_data(cfg, "detection")
+        build_detection_data(cfg)
 
 
 def test_splits_must_share_categories(tmp_path):
@@ -88,7 +88,7 @@ def test_splits_must_share_categories(tmp_path):
     (tmp_path / "val.json").write_text(json.dumps(val))
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="val.json")
     with pytest.raises(TicketlabError, match=r"data.val: val.json has categories \[5, 9, 11\]"):
-        build_detection_data(cfg, "detection")
+        build_detection_data(cfg)
 
 
 def test_collate_keeps_lists():
@@ -102,7 +102,7 @@ def test_synthetic_set_loads_for_every_task(tmp_path):
     synth.generate_synthetic(tmp_path, synth.SynthConfig(image_size=48, n_train=4, n_val=2, seed=1))
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="val.json")
     for task in ("detection", "instance_segmentation", "keypoints"):
-        data = build_detection_data(cfg, task)
+        data = build_detection_data(cfg, task_class(task).data_needs)
         assert not data.train.index.skipped and not data.val.index.skipped
         image, target = data.train[0]
         assert image.shape == (3, 48, 48) and target["boxes"].shape[1] == 4

@@ -17,6 +17,7 @@ from test_coco_files import KP_NAMES, base_coco, write_coco_dir, write_png
 from ticketlab.data.coco import CocoDetection
 from ticketlab.data.detection_image import load_rgb
 from ticketlab.errors import TicketlabError
+from ticketlab.tasks import task_class
 
 PYCOCO_NUMPY2 = "ignore:__array__ implementation:DeprecationWarning"  # pycocotools 2.0.11 under NumPy 2
 pytestmark = pytest.mark.filterwarnings(PYCOCO_NUMPY2)
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings(PYCOCO_NUMPY2)
 
 def _dataset(tmp_path, task="instance_segmentation", coco=None):
     path = write_coco_dir(tmp_path, coco)
-    return CocoDetection(path, tmp_path / "images", task), path
+    return CocoDetection(path, tmp_path / "images", task_class(task).data_needs), path
 
 
 def test_targets_match_pycocotools(tmp_path):
@@ -113,8 +114,8 @@ def test_validation_errors_name_file_and_id(tmp_path, case):
     path = write_coco_dir(tmp_path, base_coco())  # images written from the valid file
     path.write_text(json.dumps(_mutated(mutate)))
     with pytest.raises(TicketlabError, match=pattern) as err:
-        CocoDetection(path, tmp_path / "images", "keypoints" if "keypoint" in case or "visib" in case
-                      else "instance_segmentation")
+        CocoDetection(path, tmp_path / "images", task_class("keypoints" if "keypoint" in case or "visib" in case
+                                                            else "instance_segmentation").data_needs)
     message = str(err.value)
     assert "\n" not in message and str(path) in message
 

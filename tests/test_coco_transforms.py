@@ -7,6 +7,7 @@ import torch
 from test_coco_files import write_coco_dir
 from ticketlab.data.coco import CocoDetection
 from ticketlab.data.detection_transforms import RandomHorizontalFlip, hflip, keypoint_flip_map
+from ticketlab.tasks import task_class
 
 COCO_PERSON = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
                "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
@@ -68,8 +69,8 @@ def test_random_flip_uses_torch_global_rng():
 
 def test_dataset_flip_matches_flipping_unaugmented_sample(tmp_path):
     path = write_coco_dir(tmp_path)
-    plain = CocoDetection(path, tmp_path / "images", "keypoints")
-    flipped = CocoDetection(path, tmp_path / "images", "keypoints",
+    plain = CocoDetection(path, tmp_path / "images", task_class("keypoints").data_needs)
+    flipped = CocoDetection(path, tmp_path / "images", task_class("keypoints").data_needs,
                             transform=RandomHorizontalFlip(1.0, plain.meta.keypoint_flip_map))
     image, target = plain[0]
     want_image, want = hflip(image, target, plain.meta.keypoint_flip_map)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from sklearn.neighbors import KNeighborsClassifier
 
 from ticketlab.config import load_config
-from ticketlab.data import build_data
+from ticketlab.tasks import build_task_data
 from ticketlab.lottery.experiment import build_experiment
 from ticketlab.lottery.imp import run_imp
 from ticketlab.sparsity import load_mask
@@ -155,7 +155,7 @@ def test_moco_resume_from_checkpoint_is_bit_exact(tmp_path):
 
 
 def test_two_view_batches_keep_labels_and_differ():
-    data = build_data(load_config("configs/digits_simclr.yaml").data, "simclr")
+    data = build_task_data(load_config("configs/digits_simclr.yaml"))
     torch.manual_seed(0)
     (v1, v2), label = data.train[0]
     plain, label_memory = data.memory[0]

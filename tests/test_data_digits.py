@@ -5,9 +5,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from ticketlab.config import DataConfig
+from ticketlab.config import Config, DataConfig
 from ticketlab.data import build_data
 from ticketlab.errors import TicketlabError
+from ticketlab.tasks import build_task_data
 
 
 def labels(ds):
@@ -15,7 +16,7 @@ def labels(ds):
 
 
 def test_split_sizes_stratification_and_shapes():
-    b = build_data(DataConfig(format="digits", val_fraction=0.25, split_seed=0), "classification")
+    b = build_data(DataConfig(format="digits", val_fraction=0.25, split_seed=0))
     y_all = load_digits().target
     assert len(b.train) + len(b.val) == len(y_all) == 1797
     assert len(b.val) == int(np.ceil(0.25 * len(y_all)))
@@ -31,7 +32,7 @@ def test_split_sizes_stratification_and_shapes():
 
 
 def test_split_is_a_partition_of_the_real_images():
-    b = build_data(DataConfig(format="digits", split_seed=1), "classification")
+    b = build_data(DataConfig(format="digits", split_seed=1))
     raw = torch.from_numpy(load_digits().images.astype(np.float32) / 16).flatten(1)
     xs = torch.cat([b.train.tensors[0], b.val.tensors[0]]).flatten(1)
     # undo the normalisation (an affine map) by matching sorted pixel sums after min-max scaling
@@ -42,21 +43,21 @@ def test_split_is_a_partition_of_the_real_images():
 
 def test_determinism_and_split_seed():
     cfg = DataConfig(format="digits", split_seed=7)
-    a, b = build_data(cfg, "classification"), build_data(cfg, "classification")
+    a, b = build_data(cfg), build_data(cfg)
     assert torch.equal(a.train.tensors[0], b.train.tensors[0]) and torch.equal(a.val.tensors[1], b.val.tensors[1])
-    c = build_data(DataConfig(format="digits", split_seed=8), "classification")
+    c = build_data(DataConfig(format="digits", split_seed=8))
     assert not torch.equal(a.val.tensors[0], c.val.tensors[0])
 
 
 def test_image_size_resizes():
-    b = build_data(DataConfig(format="digits", image_size=16), "classification")
+    b = build_data(DataConfig(format="digits", image_size=16))
     assert b.train[0][0].shape == (1, 16, 16) and b.image_size == 16
 
 
 @pytest.mark.parametrize("cfg,task,match", [
     (DataConfig(format="digits", val_fraction=1.5), "classification", "data.val_fraction"),
-    (DataConfig(format="digits"), "detection", "task"),
+    (DataConfig(format="digits"), "detection", "task detection reads coco, voc; 'digits' holds class_labels"),
 ])
 def test_errors(cfg, task, match):
     with pytest.raises(TicketlabError, match=match):
-        build_data(cfg, task)
+        build_task_data(Config(task=task, data=cfg))

@@ -8,12 +8,12 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ticketlab.config import ModelConfig
+from ticketlab.config import Config, DetectionConfig, ModelConfig, from_dict
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
-from ticketlab.models.detection import (
-    DETECTION_FAMILIES, build_detection_model, group_param_table, load_backbone_weights, partition_groups,
-)
+from ticketlab.lottery.info import group_table
+from ticketlab.models import build_model
+from ticketlab.models.detection import partition_groups
 from ticketlab.models.resnet import torchvision_resnet
 from ticketlab.sparsity.scope import group_of
 
@@ -30,10 +30,14 @@ LOSSES = {
 }
 
 
+DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
+
+
 def _build(family: str, backbone: str = "resnet18", width: float = 0.25, **extra):
     torch.manual_seed(0)
-    cfg = ModelConfig(family=family, backbone=backbone, width=width, **extra.pop("cfg", {}))
-    return build_detection_model(cfg, DATA, **{**TINY, **extra})
+    model = extra.pop("cfg", {})
+    detection = from_dict(DetectionConfig, {**TINY, **extra}, "model.detection.")
+    return build_model(ModelConfig(family=family, backbone=backbone, width=width, detection=detection, **model), DATA)
 
 
 def _targets(family: str, n_images: int = 2):
@@ -110,10 +114,11 @@ def test_group_membership_by_path_includes_downsample_convs():
     assert "backbone.body.conv1.weight" in stem and all(where[n] == "base" for n in stem)
 
 
-def test_group_param_table_sums_to_the_network():
-    built = _build("keypointrcnn")
-    rows = {r["group"]: r for r in group_param_table(built)}
-    total = sum(p.numel() for p in built.module.parameters())
+def test_group_table_sums_to_the_network():
+    cfg = Config(task="keypoints", model=ModelConfig(family="keypointrcnn", backbone="resnet18", width=0.25,
+                                                     num_classes=4, detection=DetectionConfig(**TINY)))
+    table, total, _ = group_table(cfg)
+    rows = {r["group"]: r for r in table}
     part = partition_groups("keypointrcnn")
     assert sum(rows[g]["params"] for g in part) == total
     assert sum(rows[g]["percent"] for g in part) == pytest.approx(100.0)
@@ -148,31 +153,32 @@ def test_bad_options_name_the_key(bad, match):
         _build("fasterrcnn", backbone="resnet19")
 
 
+def _weights_file(tmp_path, state) -> str:
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return str(path)
+
+
 @pytest.mark.parametrize("norm", ["batchnorm", "frozen"])
-def test_load_backbone_weights_copies_trunk_and_drops_fc(norm):
+def test_model_weights_copy_the_trunk_and_drop_fc(tmp_path, norm):
     torch.manual_seed(5)
-    classifier = torchvision_resnet(18, 0.25, num_classes=10)
-    state = classifier.state_dict()
-    built = _build("maskrcnn", norm=norm)
-    report = load_backbone_weights(built, state)
+    state = torchvision_resnet(18, 0.25, num_classes=10).state_dict()
+    built = _build("maskrcnn", norm=norm, cfg={"weights": _weights_file(tmp_path, state)})
     body = built.module.backbone.body.state_dict()
     for key, value in state.items():
         if key.startswith("fc.") or (norm == "frozen" and key.endswith("num_batches_tracked")):
             continue
         assert torch.equal(body[key], value), key
-    dropped = ["fc.weight", "fc.bias"] + ([k for k in state if k.endswith("num_batches_tracked")]
-                                          if norm == "frozen" else [])
-    assert sorted(report.dropped) == sorted(dropped)
-    assert set(report.pairs) == {k for k in built.module.state_dict() if k.startswith("backbone.body.")}
-    assert report.pairs["backbone.body.layer3.0.downsample.0.weight"] == "layer3.0.downsample.0.weight"
+    dropped = 2 + (sum(k.endswith("num_batches_tracked") for k in state) if norm == "frozen" else 0)
+    assert built.loaded["format"] == "resnet" and built.loaded["dropped"] == dropped
+    assert built.loaded["matched"] == len([k for k in built.module.state_dict() if k.startswith("backbone.body.")])
 
 
-def test_load_backbone_weights_rejects_wrong_width_and_foreign_dicts():
-    built = _build("fasterrcnn")
+def test_model_weights_of_the_wrong_width_or_no_resnet_are_rejected(tmp_path):
     with pytest.raises(TicketlabError, match="layer|conv1"):
-        load_backbone_weights(built, torchvision_resnet(18, 0.5).state_dict())
-    with pytest.raises(TicketlabError, match="no ResNet found"):
-        load_backbone_weights(built, {"features.0.weight": torch.zeros(3)})
+        _build("fasterrcnn", cfg={"weights": _weights_file(tmp_path, torchvision_resnet(18, 0.5).state_dict())})
+    with pytest.raises(TicketlabError, match="does not fit the model .*unexpected: features.0.weight"):
+        _build("fasterrcnn", cfg={"weights": _weights_file(tmp_path, {"features.0.weight": torch.zeros(3)})})
 
 
 def test_model_weights_file_initialises_the_trunk_with_frozen_norms(tmp_path):
@@ -187,11 +193,9 @@ def test_model_weights_file_initialises_the_trunk_with_frozen_norms(tmp_path):
     assert torch.equal(body.bn1.running_var, state["bn1.running_var"])
 
 
-def test_options_come_from_a_config_section_with_keyword_overrides():
-    from ticketlab.config import DetectionConfig
-
+def test_options_come_from_the_config_section():
     cfg = ModelConfig(family="fasterrcnn", backbone="resnet18", width=0.25,
-                      detection=DetectionConfig(fpn_channels=24, box_representation_size=40))
-    built = build_detection_model(cfg, DATA, box_representation_size=48)
+                      detection=DetectionConfig(fpn_channels=24, box_representation_size=48))
+    built = build_model(cfg, DATA)
     assert built.module.backbone.out_channels == 24
     assert built.module.roi_heads.box_head.fc7.out_features == 48

@@ -16,7 +16,8 @@ from pycocotools.coco import COCO as RefCOCO
 from pycocotools.cocoeval import COCOeval as RefCOCOeval
 
 from ticketlab.tasks.coco_eval import DET_STATS, KP_STATS, evaluate_coco, outputs_to_results, results_for
-from ticketlab.tasks.detection import DetectionTask
+from ticketlab.tasks.instance_segmentation import InstanceSegmentationTask
+from ticketlab.tasks.keypoints import KeypointsTask
 
 PYCOCO_NUMPY2 = "ignore:__array__ implementation:DeprecationWarning"  # pycocotools 2.0.11 under NumPy 2
 pytestmark = pytest.mark.filterwarnings(PYCOCO_NUMPY2)
@@ -191,26 +192,24 @@ def test_several_seeds_match_pycocotools():
 def test_task_metrics_match_pycocotools_and_leave_gt_untouched(gt_and_results):
     gt, results = gt_and_results
     before = json.dumps(gt, sort_keys=True)
-    task = DetectionTask("keypoints", gt, {1: 12})
+    task = KeypointsTask(gt, {1: 12})
     metrics = task.evaluate_results(results)
     assert json.dumps(gt, sort_keys=True) == before
     ref_box, _ = pycocotools_stats(gt, results, "bbox", [12])
     ref_kp, _ = pycocotools_stats(gt, results, "keypoints", [12])
     np.testing.assert_allclose([metrics[f"bbox_{n}"] for n in DET_STATS], ref_box, atol=1e-6, rtol=0)
     np.testing.assert_allclose([metrics[f"keypoints_{n}"] for n in KP_STATS], ref_kp, atol=1e-6, rtol=0)
-    assert task.headline == "keypoints_AP" and set(task.last_per_category) == {"bbox", "keypoints"}
+    assert task.headline == "keypoints_AP" and not any(k.startswith("segm_") for k in metrics)
 
-    seg = DetectionTask("instance_segmentation", gt, {1: 3, 2: 7, 3: 12}, class_names=["car", "dog", "person"])
+    seg = InstanceSegmentationTask(gt, {1: 3, 2: 7, 3: 12})
     m = seg.evaluate_results(results)
-    ref_segm, ref_pc = pycocotools_stats(gt, results, "segm", [3, 7, 12])
+    ref_segm, _ = pycocotools_stats(gt, results, "segm", [3, 7, 12])
     np.testing.assert_allclose([m[f"segm_{n}"] for n in DET_STATS], ref_segm, atol=1e-6, rtol=0)
-    np.testing.assert_allclose([seg.last_per_category["segm"][n] for n in ("car", "dog", "person")], ref_pc,
-                               atol=1e-6, rtol=0)
 
 
 def test_empty_detections_score_zero(gt_and_results):
     gt, _ = gt_and_results
-    task = DetectionTask("instance_segmentation", gt, {1: 3, 2: 7, 3: 12})
+    task = InstanceSegmentationTask(gt, {1: 3, 2: 7, 3: 12})
     metrics = task.evaluate_results([])
     assert metrics["bbox_AP"] == 0.0 and metrics["segm_AP"] == 0.0 and metrics["bbox_AR100"] == 0.0
 
@@ -248,8 +247,9 @@ def test_model_outputs_become_results_and_metrics(tmp_path, gt_and_results):
                         "keypoints": torch.cat([kps[..., :2], torch.ones_like(kps[..., :1])], -1),
                         "keypoints_scores": kps[..., 2]})
         batches.append(((torch.zeros(3, H, W),), ({"image_id": torch.tensor(img["id"])},)))
-    task = DetectionTask("instance_segmentation", gt, {1: 3, 2: 7, 3: 12})
-    metrics = task.evaluate(_FixedOutputs(outputs), batches, torch.device("cpu"), save_detections=tmp_path / "d.json")
+    task = InstanceSegmentationTask(gt, {1: 3, 2: 7, 3: 12})
+    metrics = task.evaluate(_FixedOutputs(outputs), batches, torch.device("cpu"))
+    task.save_detections(tmp_path / "d.json")
     assert json.loads((tmp_path / "d.json").read_text()) == json.loads(json.dumps(task.last_results))
     recs = task.last_results
     in_image_order = [r for img in gt["images"] for r in results if r["image_id"] == img["id"]]

@@ -16,7 +16,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from test_coco_files import write_coco_dir
 from ticketlab.config import DataConfig
 from ticketlab.data.detection import build_detection_data
-from ticketlab.tasks import build_task
+from ticketlab.tasks import build_task, task_class
 from ticketlab.tasks.coco_eval import DET_STATS, KP_STATS
 
 MODELS = {"detection": FasterRCNN, "instance_segmentation": MaskRCNN, "keypoints": KeypointRCNN}
@@ -48,7 +48,7 @@ def test_loss_step_and_evaluation(tmp_path, task_name):
     write_coco_dir(tmp_path, name="train.json")
     (tmp_path / "val.json").write_text((tmp_path / "train.json").read_text())
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="val.json")
-    data = build_detection_data(cfg, task_name)
+    data = build_detection_data(cfg, task_class(task_name).data_needs)
     task = build_task(task_name, data)
     model = tiny_model(task_name, data.num_classes, data.train.meta.num_keypoints)
     loader = DataLoader(data.train, batch_size=2, collate_fn=data.collate_fn)

@@ -71,7 +71,7 @@ def test_rng_states_of_every_rank_round_trip():
 
 
 def test_merged_classification_shards_equal_one_evaluation():
-    data = build_data(DataConfig(), "classification")
+    data = build_data(DataConfig())
     task = ClassificationTask(10)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
@@ -107,7 +107,7 @@ def test_old_configs_stay_valid_and_new_keys_are_checked(tmp_path):
 
 
 def test_tensorboard_holds_every_step_and_every_evaluation(tmp_path):
-    data = build_data(DataConfig(), "classification")
+    data = build_data(DataConfig())
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     cfg = TrainConfig(duration="12it", eval_every="4it", checkpoint_every="0it", batch_size=128, lr=0.05,
@@ -130,7 +130,7 @@ def test_tensorboard_holds_every_step_and_every_evaluation(tmp_path):
 
 
 def test_tensorboard_off_writes_nothing(tmp_path):
-    data = build_data(DataConfig(), "classification")
+    data = build_data(DataConfig())
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     cfg = TrainConfig(duration="2it", checkpoint_every="0it", batch_size=128, device="cpu", tensorboard=False)
     train_level(model, ClassificationTask(10), data, cfg, workdir=tmp_path / "w", log_dir=tmp_path / "tb")

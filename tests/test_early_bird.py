@@ -16,9 +16,8 @@ from ticketlab.errors import TicketlabError
 from ticketlab.lottery.branches import run_branch
 from ticketlab.lottery.early_bird import draw_steps, fired_index
 from ticketlab.lottery.imp import run_imp
-from ticketlab.models import build_model
-from ticketlab.data import build_data
 from ticketlab.sparsity import load_mask
+from ticketlab.tasks import build_task_data, build_task_model
 
 FRACTIONS = "prune.early_bird=[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"
 FAST = ["train.duration=4ep", "train.eval_every=1ep", "train.checkpoint_every=1ep", "prune.levels=1", FRACTIONS]
@@ -92,7 +91,7 @@ def test_a_draw_is_torchs_global_magnitude_pruning_of_the_weights_at_that_step(f
                                                        "prune.levels=0"]), short, log=lambda s: None)
     state = load_file(str(short / "level_00" / "final.safetensors"))
     cfg = load_config("configs/digits_lenet.yaml")
-    model = build_model(cfg.model, build_data(cfg.data, cfg.task)).module
+    model = build_task_model(cfg, build_task_data(cfg)).module
     model.load_state_dict(state)
     drawn = load_mask(full / "level_00" / "early_bird" / f"step_{step:07d}.safetensors")
     modules = dict(model.named_modules())

@@ -71,7 +71,7 @@ def test_imagefolder_decodes_every_mode_to_rgb_in_unit_range(tmp_path):
     images = {"i16.png": Image.fromarray(sixteen), "rgba.png": Image.fromarray(rgba, "RGBA"),
               "gray.png": Image.fromarray(rgba[..., 0], "L"),
               "palette.png": Image.fromarray(rgba[..., :3], "RGB").convert("P")}
-    data = build_data(folder(tmp_path, images), "classification")
+    data = build_data(folder(tmp_path, images))
     mean = torch.tensor(IMAGENET_STATS.mean)[:, None, None]
     std = torch.tensor(IMAGENET_STATS.std)[:, None, None]
     crop = slice(16, 240)  # eval: resize 224·256/224 = 256 (the size already), centre-crop 224
@@ -86,7 +86,7 @@ def test_imagefolder_decodes_every_mode_to_rgb_in_unit_range(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_imagefolder_broken_image_is_one_line_naming_it(tmp_path, name):
-    data = build_data(folder(tmp_path, {name: BROKEN[name]}), "classification")
+    data = build_data(folder(tmp_path, {name: BROKEN[name]}))
     with pytest.raises(TicketlabError, match="not a readable image") as e:
         data.train[0]
     one_line_naming(e.value, tmp_path / "train" / "a" / name)
@@ -111,7 +111,7 @@ def test_imagefolder_without_images_is_refused(tmp_path):
     (tmp_path / "val" / "a").mkdir(parents=True)
     (tmp_path / "train" / "a" / "notes.txt").write_text("no images here")
     with pytest.raises(TicketlabError, match="data.train: no images found under") as e:
-        build_data(DataConfig(format="imagefolder", root=str(tmp_path)), "classification")
+        build_data(DataConfig(format="imagefolder", root=str(tmp_path)))
     one_line_naming(e.value, tmp_path / "train")
 
 
@@ -134,7 +134,7 @@ def test_empty_coco_split_is_refused(tmp_path):
                                                      "categories": [{"id": 1, "name": "a"}]}))
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="train.json")
     with pytest.raises(TicketlabError, match="lists no images") as e:
-        build_detection_data(cfg, "detection")
+        build_detection_data(cfg)
     one_line_naming(e.value, tmp_path / "train.json")
 
 
@@ -144,7 +144,7 @@ def test_empty_voc_image_set_is_refused(tmp_path):
     (tmp_path / "ImageSets/Main/trainval.txt").write_text("\n")
     cfg = DataConfig(format="voc", root=str(tmp_path), train="trainval", val="trainval")
     with pytest.raises(TicketlabError, match="lists no images") as e:
-        build_detection_data(cfg, "detection")
+        build_detection_data(cfg)
     one_line_naming(e.value, tmp_path / "ImageSets/Main/trainval.txt")
 
 
@@ -163,7 +163,7 @@ def test_category_ids_with_gaps_train_and_evaluate(tmp_path):
     coco = gapped_coco()
     write_coco_dir(tmp_path, coco)
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="train.json", augment=False)
-    data = build_detection_data(cfg, "detection")
+    data = build_detection_data(cfg)
     meta = data.train.meta
     assert data.num_classes == 4 and meta.cat_ids == (1, 3, 7) and meta.class_names == ("one", "three", "seven")
     targets = [data.train[i][1] for i in range(2)]

@@ -13,9 +13,8 @@ from safetensors.torch import load_file
 from ticketlab.config import load_config
 from ticketlab.lottery.branches import run_branch
 from ticketlab.lottery.imp import run_imp
-from ticketlab.models import build_model
-from ticketlab.data import build_data
 from ticketlab.sparsity import load_mask
+from ticketlab.tasks import build_task_data, build_task_model
 
 FAST = ["train.duration=4ep", "train.eval_every=2ep", "train.checkpoint_every=1ep", "prune.levels=3"]
 
@@ -74,7 +73,7 @@ def test_masks_equal_torch_global_unstructured(run_dir):
     """Level k's mask is exactly what torch.nn.utils.prune computes from level k-1's final weights."""
     cfg = load_config(run_dir / "config.yaml")
     torch.manual_seed(0)
-    model = build_model(cfg.model, build_data(cfg.data, cfg.task)).module
+    model = build_task_model(cfg, build_task_data(cfg)).module
     for level in range(1, 4):
         prev = run_dir / f"level_{level - 1:02d}"
         model.load_state_dict(load_file(str(prev / "final.safetensors")))

@@ -16,10 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from ticketlab.config import load_config
-from ticketlab.data import build_data
 from ticketlab.lottery.matrix import slug
-from ticketlab.models import build_model
 from ticketlab.sparsity import load_mask
+from ticketlab.tasks import build_task_data, build_task_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -89,7 +88,7 @@ def test_network_sparsity_is_pruned_over_all_parameters(flow):
     out, _ = flow
     for _, _, level in cells(out, ROWS):
         cfg = load_config(level.parent / "config.yaml")
-        model = build_model(cfg.model, build_data(cfg.data, cfg.task), cfg.task, cfg.ssl).module
+        model = build_task_model(cfg, build_task_data(cfg)).module
         total = sum(p.numel() for p in model.parameters())
         pruned = sum(int((~m).sum()) for m in load_mask(level / "mask.safetensors").values())
         metrics = json.loads((level / "metrics.json").read_text())

@@ -28,6 +28,7 @@ from ticketlab.data.coco import CocoDetection
 from ticketlab.data.detection_masks import rle_string_runs
 from ticketlab.data.detection_validate import index_coco
 from ticketlab.errors import TicketlabError
+from ticketlab.tasks import task_class
 
 pytestmark = pytest.mark.filterwarnings(PYCOCO_NUMPY2)
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
@@ -63,7 +64,7 @@ def check_refusal(error: TicketlabError, path: Path, *fields: str) -> None:
 
 def read(path: Path, root: Path, task: str) -> CocoDetection:
     """The reader under test, then everything downstream of acceptance."""
-    ds = CocoDetection(path, root / "images", task)
+    ds = CocoDetection(path, root / "images", task_class(task).data_needs)
     for i in range(len(ds)):
         ds.target(i)  # boxes, labels, masks (decoded) or keypoints: must not raise
     evaluator_gt = FasterCOCO(copy.deepcopy(ds.coco_gt))  # what COCO evaluation loads must take it too

@@ -17,6 +17,7 @@ import torch
 
 from ticketlab.config import DataConfig
 from ticketlab.data import build_data
+from ticketlab.data.bundle import BOXES
 from ticketlab.errors import TicketlabError
 from ticketlab.sparsity import load_any_mask
 
@@ -163,7 +164,7 @@ def test_coco_file_name_outside_the_image_root_rejected(tmp_path, corpus_file):
     name = json.loads((tmp_path / "train.json").read_text())["images"][0]["file_name"]
     cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="train.json")
     with pytest.raises(TicketlabError) as err:
-        build_data(cfg, "detection")
+        build_data(cfg, frozenset({BOXES}))
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith(f"{tmp_path / 'train.json'}: image id 1: 'file_name' {name!r} must be a path inside")

@@ -11,13 +11,14 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from ticketlab.config import DataConfig
+from ticketlab.config import Config, DataConfig
 from ticketlab.data import build_data
 from ticketlab.data.segmentation_transforms import collate_segmentation, segmentation_transforms
 from ticketlab.data.synth import SynthConfig, generate_synthetic
 from ticketlab.data.transforms import Stats
 from ticketlab.data.voc_seg import IGNORE_INDEX, VocSegmentation
 from ticketlab.errors import TicketlabError
+from ticketlab.tasks import build_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -66,15 +67,14 @@ def test_masks_are_byte_reproducible(synth, tmp_path):
 
 
 def test_voc_seg_reader_builds_the_bundle(synth):
-    data = build_data(DataConfig(format="voc_seg", root=str(synth), image_size=48, augment=True),
-                      "semantic_segmentation")
+    data = build_data(DataConfig(format="voc_seg", root=str(synth), image_size=48, augment=True))
     assert data.num_classes == len(SMALL.classes) + 1 and len(data.train) == SMALL.n_train
     images, masks = data.collate_fn([data.train[i] for i in range(3)])
     assert images.shape == (3, 3, 48, 48) and masks.shape == (3, 48, 48) and masks.dtype == torch.int64
     image, mask = data.val[0]  # validation keeps the stored resolution
     assert image.shape[-2:] == mask.shape == (SMALL.image_size, SMALL.image_size)
-    with pytest.raises(TicketlabError, match="semantic_segmentation"):
-        build_data(DataConfig(format="voc_seg", root=str(synth)), "classification")
+    with pytest.raises(TicketlabError, match="task classification reads digits, .*; 'voc_seg' holds pixel_labels"):
+        build_task_data(Config(data=DataConfig(format="voc_seg", root=str(synth))))
 
 
 def test_mask_value_outside_the_classes_is_an_error(synth, tmp_path):

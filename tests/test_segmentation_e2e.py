@@ -11,10 +11,10 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from ticketlab.cli import main
 from ticketlab.config import load_config
-from ticketlab.data import build_data
 from ticketlab.data.synth import SynthConfig, generate_synthetic
 from ticketlab.lottery.imp import run_imp
 from ticketlab.models import build_model
+from ticketlab.tasks import build_task_data
 
 TINY = ["train.duration=2it", "train.eval_every=2it", "train.checkpoint_every=1it", "train.batch_size=2",
         "train.eval_batch_size=3", "prune.levels=1", "model.width=0.125", "model.segmentation.head_channels=8",
@@ -36,7 +36,7 @@ def test_lite_config_two_levels_and_miou_matches_sklearn(tmp_path):
     assert main(["eval", str(run / "level_01")]) == 0
 
     # independent: the saved weights' argmax predictions on the val images, sklearn's confusion matrix
-    data = build_data(cfg.data, cfg.task)
+    data = build_task_data(cfg)
     model = build_model(cfg.model, data).module
     model.load_state_dict(final)
     model.eval()

@@ -21,7 +21,7 @@ def _lite(**ssd):
 
 def test_ssd300_geometry_gives_ssd300s_six_maps():
     # 300 px: layer2..4 at 38, 19, 10, then extra blocks to 5, 3, 1 (VGG-SSD300's sizes)
-    built = build_model(_lite(input_size=300), _data(), "detection")
+    built = build_model(_lite(input_size=300), _data())
     feats = built.module.eval().backbone(torch.zeros(1, 3, 300, 300))
     assert [f.shape[-1] for f in feats.values()] == [38, 19, 10, 5, 3, 1]
     assert [f.shape[1] for f in feats.values()] == built.module.backbone.out_channels
@@ -30,14 +30,14 @@ def test_ssd300_geometry_gives_ssd300s_six_maps():
 
 
 def test_small_inputs_stop_the_extra_blocks_at_one_pixel():
-    built = build_model(_lite(), _data(size=64), "detection")  # layer4 at 2×2 → one extra block
+    built = build_model(_lite(), _data(size=64))  # layer4 at 2×2 → one extra block
     feats = built.module.eval().backbone(torch.zeros(1, 3, 64, 64))
     assert [f.shape[-1] for f in feats.values()] == [8, 4, 2, 1]
 
 
 def test_train_and_eval_follow_torchvisions_interface():
     torch.manual_seed(0)
-    model = build_model(_lite(score_thresh=0.0), _data(), "detection").module
+    model = build_model(_lite(score_thresh=0.0), _data()).module
     images = [torch.rand(3, 60, 64), torch.rand(3, 64, 50)]
     targets = [{"boxes": torch.tensor([[4.0, 5.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[1.0, 2.0, 20.0, 20.0]]), "labels": torch.tensor([3])}]
@@ -51,7 +51,7 @@ def test_train_and_eval_follow_torchvisions_interface():
 
 
 def test_default_scope_keeps_stem_extra_blocks_and_heads_dense():
-    built = build_model(_lite(), _data(), "detection")
+    built = build_model(_lite(), _data())
     scope = resolve_scope(built.module, built.groups, built.default_scope)
     assert scope and all(n.startswith("backbone.body.layer") for n in scope)
     names = [n for n, _ in built.module.named_parameters()]
@@ -60,4 +60,4 @@ def test_default_scope_keeps_stem_extra_blocks_and_heads_dense():
 
 def test_wrong_number_of_scales_names_the_key():
     with pytest.raises(TicketlabError, match="model.ssd.scales"):
-        build_model(_lite(scales=[0.1, 0.2]), _data(), "detection")
+        build_model(_lite(scales=[0.1, 0.2]), _data())

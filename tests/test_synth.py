@@ -13,6 +13,7 @@ from pycocotools.coco import COCO
 from ticketlab.config import from_dict
 from ticketlab.data.synth import KEYPOINT_NAMES, SIZE_RANGES, SKELETON, SynthConfig, generate_synthetic, size_range
 from ticketlab.errors import TicketlabError
+from ticketlab.tasks import task_class
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -144,7 +145,7 @@ def test_ticketlab_coco_loader_reads_the_set(synth):
     from ticketlab.data.coco import CocoDetection
 
     out, _ = synth
-    ds = CocoDetection(out / "val.json", out / "images", task="keypoints")
+    ds = CocoDetection(out / "val.json", out / "images", task_class("keypoints").data_needs)
     image, target = ds[0]
     assert tuple(image.shape[-2:]) == (SMALL.image_size, SMALL.image_size)
     assert target["keypoints"].shape[1:] == (17, 3)

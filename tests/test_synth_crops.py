@@ -7,8 +7,8 @@ from collections import Counter
 from PIL import Image
 
 from ticketlab.cli import main
-from ticketlab.config import DataConfig
-from ticketlab.data import build_data
+from ticketlab.config import Config, DataConfig
+from ticketlab.tasks import build_task_data
 from ticketlab.data.synth import SynthConfig, generate_synthetic
 from ticketlab.data.synth.crops import CropConfig, write_crops
 
@@ -34,7 +34,7 @@ def test_crops_cli_feeds_the_simclr_task(tmp_path):
     out = tmp_path / "crops"
     assert main(["data", "synth-crops", "--out", str(out), "--n-train", "24", "--n-val", "4", "--imbalance", "1.0",
                  "--image-size", "64", "--crop-size", "16"]) == 0
-    data = build_data(DataConfig(format="imagefolder", root=str(out), image_size=16), "simclr")
+    data = build_task_data(Config(task="simclr", data=DataConfig(format="imagefolder", root=str(out), image_size=16)))
     (v1, v2), label = data.train[0]
     image, memory_label = data.memory[0]
     assert v1.shape == v2.shape == image.shape == (3, 16, 16) and label == memory_label

@@ -15,6 +15,7 @@ from ticketlab.config import TrainConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.train import CHECKPOINT_FILE, HISTORY_FILE, read_history, train_level
+from ticketlab.tasks.base import Task
 
 
 class NoisyPoints(Dataset):
@@ -34,8 +35,8 @@ class NoisyPoints(Dataset):
         return (x + 0.1 * torch.randn_like(x) if self.augment else x), self.y[i]
 
 
-class Classify:
-    name, headline, higher_is_better = "tiny", "accuracy", True
+class Classify(Task):
+    name, metrics, headline, higher_is_better = "tiny", ("accuracy",), "accuracy", True
 
     def __init__(self) -> None:
         self.losses: list[float] = []

@@ -8,13 +8,13 @@ import torch.nn.utils.prune as tprune
 from safetensors.torch import load_file, save_file
 
 from ticketlab.config import ModelConfig, load_config
-from ticketlab.data import build_data
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.imp import run_imp
 from ticketlab.lottery.transfer import plan_transfer
 from ticketlab.models import build_model
 from ticketlab.sparsity import full_mask, load_mask, prune, save_mask
+from ticketlab.tasks import build_task_data
 
 SMALL = ["model.family=cifar_resnet20", "model.width=0.5", "train.duration=6it", "train.eval_every=6it",
          "train.checkpoint_every=6it", "prune.rate=0.5", "prune.levels=1"]
@@ -166,7 +166,7 @@ def test_classifier_ticket_in_a_faster_rcnn_backbone(tmp_path):
     for name, keep in mask.items():
         assert torch.count_nonzero(final[f"backbone.body.{name}"][~keep]) == 0, name
     metrics = json.loads((tmp_path / "run" / "level_00" / "metrics.json").read_text())
-    det = build_model(cfg.model, build_data(cfg.data, cfg.task)).module
+    det = build_model(cfg.model, build_task_data(cfg)).module
     pruned = sum(int((~m).sum()) for m in mask.values())
     assert metrics["sparsity_network"] == pytest.approx(pruned / sum(p.numel() for p in det.parameters()), abs=1e-12)
     assert metrics["sparsity_scope"] == pytest.approx(0.9, abs=1e-6)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ticketlab.config import DataConfig
+from ticketlab.config import Config, DataConfig
 from ticketlab.data.detection import build_detection_data
 from ticketlab.data.voc import VOC_CLASSES, read_voc_xml, voc_to_coco
 from ticketlab.errors import TicketlabError
-from ticketlab.tasks import build_task
+from ticketlab.tasks import build_task, build_task_data
 from ticketlab.tasks.voc_eval import voc_ap, voc_map
 
 XML = """<annotation><folder>VOC2007</folder><filename>{stem}.jpg</filename>
@@ -74,7 +74,7 @@ def test_voc2012_ids_and_errors(tmp_path):
 def test_voc_bundle_and_task(tmp_path):
     write_voc(tmp_path, IMAGES, {"trainval": ["000005", "000009"], "test": ["000007"]})
     cfg = DataConfig(format="voc", root=str(tmp_path), train="trainval", val="test", augment=False)
-    data = build_detection_data(cfg, "detection")
+    data = build_detection_data(cfg)
     assert data.num_classes == 21 and data.class_names == list(VOC_CLASSES)
     image, target = data.train[0]
     assert image.shape == (3, 40, 50)
@@ -85,8 +85,8 @@ def test_voc_bundle_and_task(tmp_path):
     metrics = task.evaluate_results([{"image_id": 7, "category_id": 7, "bbox": gt_box, "score": 0.9}])
     assert metrics["voc07_mAP"] == pytest.approx(1.0) and metrics["voc_mAP"] == pytest.approx(1.0)
     assert metrics["bbox_AP50"] == pytest.approx(1.0)
-    with pytest.raises(TicketlabError, match=r"VOC XML has boxes only"):
-        build_detection_data(cfg, "instance_segmentation")
+    with pytest.raises(TicketlabError, match=r"task instance_segmentation reads coco; 'voc' holds boxes"):
+        build_task_data(Config(task="instance_segmentation", data=cfg))
 
 
 def test_voc_ap_hand_computed():

@@ -98,7 +98,7 @@ def test_a_perfect_prediction_gives_zero_loss_and_a_wrong_one_does_not():
 
 def test_train_mode_gives_loss_terms_and_eval_mode_torchvision_detections():
     torch.manual_seed(0)
-    built = build_model(_lite(score_thresh=0.0), _data(), "detection")
+    built = build_model(_lite(score_thresh=0.0), _data())
     model = built.module
     images = [torch.rand(3, 48, 64), torch.rand(3, 64, 40)]
     targets = [{"boxes": torch.tensor([[4.0, 5.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
@@ -120,7 +120,7 @@ def test_train_mode_gives_loss_terms_and_eval_mode_torchvision_detections():
 
 
 def test_default_scope_prunes_the_resnet_stages_only():
-    built = build_model(_lite(), _data(), "detection")
+    built = build_model(_lite(), _data())
     scope = resolve_scope(built.module, built.groups, built.default_scope)
     assert scope and all(n.startswith(tuple(f"backbone.body.layer{i}." for i in range(1, 5))) for n in scope)
     assert not any(n.startswith(("backbone.body.conv1", "neck.", "head.")) for n in scope)
@@ -135,7 +135,7 @@ def test_default_scope_prunes_the_resnet_stages_only():
 ])
 def test_bad_sizes_are_one_line_errors(key, value, match):
     with pytest.raises(TicketlabError, match=match):
-        build_model(_lite(**{key: value}), _data(), "detection")
+        build_model(_lite(**{key: value}), _data())
 
 
 def test_cell_grid_is_column_then_row():

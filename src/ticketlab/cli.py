@@ -90,6 +90,17 @@ def cmd_branch(args) -> int:
     return 0
 
 
+def cmd_controls(args) -> int:
+    from ticketlab.lottery.controls import CONTROLS, parse_list, run_controls
+
+    rows = run_controls(Path(args.run_dir), levels=parse_list(args.levels, "levels", int),
+                        names=parse_list(args.only, "only") or CONTROLS,
+                        fraction=args.fraction, seed=args.seed)
+    columns = list(dict.fromkeys(k for r in rows for k in r if k not in ("kept_scope", "scope_size")))
+    _print_table(rows, columns)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from ticketlab.lottery.evaluate import evaluate_level
 
@@ -215,6 +226,8 @@ def cmd_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ticketlab.registry import BRANCHES, EXPORT_FORMATS
+
     parser = argparse.ArgumentParser(prog="ticketlab", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,11 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("branch", parents=[common], help="control experiment on a finished level → level_NN/branch_<name>/")
     p.add_argument("level_dir", help="RUN_DIR/level_NN")
-    p.add_argument("name", choices=["reinit", "random_mask", "complement", "perturb", "early_bird"])
+    p.add_argument("name", help="one of " + ", ".join(BRANCHES.names()))
     p.add_argument("--fraction", type=float, help="perturb: fraction of the mask's ones (and as many zeros) to flip; "
                    "early_bird: the draw's fraction of dense training (level_01 only)")
     p.add_argument("--seed", type=int, help="seed of the random draw (default: the run's seed + 1)")
     p.set_defaults(func=cmd_branch)
+
+    p = sub.add_parser("controls", parents=[common], help="paper 002 Fig. 8's mask controls (complement, random, "
+                       "perturbed) of every pruned level, each a resumable branch")
+    p.add_argument("run_dir", help="RUN_DIR")
+    p.add_argument("--levels", metavar="1,3,5", help="levels to control (default: every finished level ≥ 1)")
+    p.add_argument("--only", metavar="NAME,...", help="controls to run, among complement, random_mask, perturb, "
+                   "reinit (default: complement,random_mask,perturb)")
+    p.add_argument("--fraction", type=float, default=0.1, help="perturb: fraction of each tensor's kept weights "
+                   "flipped to pruned, with as many pruned ones flipped to kept (default 0.1)")
+    p.add_argument("--seed", type=int, help="seed of the random draws (default: the run's seed + 1)")
+    p.set_defaults(func=cmd_controls)
 
     p = sub.add_parser("eval", parents=[common], help="re-evaluate a finished level")
     p.add_argument("level_dir", help="RUN_DIR/level_NN (or a branch dir)")
@@ -299,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "torchvision model with strict=True); a model.width other than 1 gives a state_dict of "
                        "that width, which fits the same architecture but not the stock one.")
     p.add_argument("level_dir", help="RUN_DIR/level_NN (or a branch dir)")
-    p.add_argument("--format", required=True, choices=["state_dict", "onnx", "torchscript"])
+    p.add_argument("--format", required=True, help="one of " + ", ".join(EXPORT_FORMATS.names()))
     p.add_argument("--out", metavar="FILE", help="output file (default: LEVEL/ticket[_compact].safetensors|.onnx|"
                    ".torchscript.pt; a state_dict to .pt/.pth is written with torch.save)")
     p.add_argument("--compact", action="store_true", help="onnx/torchscript: remove hidden channels that provably "

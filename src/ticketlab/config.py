@@ -22,17 +22,20 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import DATA_FORMATS, MODEL_FAMILIES, STRATEGIES, TASKS, Registry, unknown_name
 from ticketlab.yaml_file import read_yaml_mapping
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, steps: bool = False):
-    """A dataclass field carrying its help text (and allowed values) for docs and validation."""
-    meta = {"help": help, "choices": choices, "steps": steps}
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata=meta)
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, names: Registry | None = None,
+           steps: bool = False):
+    """A dataclass field carrying its help text and allowed values — fixed `choices`, or the `names`
+    of a registry (ticketlab/registry.py) — for docs and validation."""
+    meta = {"help": help, "choices": choices, "names": names, "steps": steps}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -69,14 +72,18 @@ class DetectionConfig:
 
 @dataclass
 class SegmentationConfig:
-    """Sizes of a DeepLabV3 beyond family/backbone/width. Defaults are torchvision's deeplabv3_resnet50."""
+    """Sizes of a DeepLabV3 / DeepLabv3+ beyond family/backbone/width. Defaults are torchvision's
+    deeplabv3_resnet50 (deeplabv3) and Chen et al. 2018's DeepLabv3+ (deeplabv3plus)."""
 
-    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32; null = 8 for "
-                                      "ResNet-50/101 (torchvision), 32 for ResNet-18/34 (no dilation in BasicBlock)")
+    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32 (deeplabv3plus: 8 or 16); "
+                                      "null = 8 for ResNet-50/101 (torchvision), 16 for deeplabv3plus, 32 for "
+                                      "ResNet-18/34 (no dilation in BasicBlock)")
     atrous_rates: Optional[list[int]] = option(None, "ASPP dilation rates; null = 12, 24, 36 at output "
                                            "stride 8, halved at 16, quartered at 32")
-    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256)")
-    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference)")
+    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256), and of "
+                                "the decoder (deeplabv3plus: 256)")
+    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference; "
+                            "deeplabv3 only)")
 
 
 @dataclass
@@ -130,11 +137,9 @@ class SSDConfig(SingleStageConfig):
 
 @dataclass
 class ModelConfig:
-    family: str = option("lenet_300_100", "model builder: lenet_300_100, resnet18…152, cifar_resnet20…110, "
-                     "fasterrcnn, maskrcnn, keypointrcnn, yolov4, ssd, deeplabv3")
+    family: str = option("lenet_300_100", "model builder", names=MODEL_FAMILIES)
     backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50; yolov4, ssd: "
-                                 "also resnet101) or of "
-                                 "deeplabv3 (also resnet101)")
+                                 "also resnet101) or of deeplabv3 / deeplabv3plus (also resnet101)")
     width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
     num_classes: Optional[int] = option(None, "number of classes; null = taken from the dataset")
     weights: Optional[str] = option(None, "local file of pretrained weights (.safetensors, or .pth read with "
@@ -144,22 +149,23 @@ class ModelConfig:
     weights_prefix: Optional[str] = option(None, "key prefix of the ResNet inside model.weights, e.g. "
                                        "encoder_q. (null = found automatically)")
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig,
-                                             metadata={"help": "DeepLabV3 sizes (deeplabv3)"})
+                                             metadata={"help": "DeepLabV3 / v3+ sizes (deeplabv3, deeplabv3plus)"})
     yolo: YoloConfig = field(default_factory=YoloConfig, metadata={"help": "YOLOv4 sizes and loss (yolov4)"})
     ssd: SSDConfig = field(default_factory=SSDConfig, metadata={"help": "SSD sizes (ssd)"})
 
 
 @dataclass
 class DataConfig:
-    format: str = option("digits", "dataset format", choices=(
-        "digits", "imagefolder", "cifar10", "cifar100", "svhn", "fashion_mnist", "coco", "voc", "voc_seg"))
+    format: str = option("digits", "dataset format", names=DATA_FORMATS)
     root: Optional[str] = option(None, "directory holding the dataset files (not needed for digits)")
     train: Optional[str] = option(None, "training split: sub-directory or annotation file under root")
     val: Optional[str] = option(None, "validation split: sub-directory or annotation file under root")
     image_size: Optional[int] = option(None, "resize images to this size (null = dataset's own size)")
     val_fraction: float = option(0.25, "held-out fraction when the dataset has no validation split (digits)")
     split_seed: int = option(0, "seed of the train/val split; fixed across training seeds on purpose")
-    augment: bool = option(True, "training augmentation (random crop + horizontal flip for natural images)")
+    augment: Optional[bool] = option(None, "training augmentation (random crop + horizontal flip for natural "
+                                     "images); null = the model's default: none for MLPs (lenet_300_100), "
+                                     "on for conv nets")
     num_workers: int = option(0, "DataLoader worker processes")
     max_image_pixels: int = option(89_478_485, "images whose header claims more pixels are refused before "
                                    "decoding (decompression bombs); default PIL's MAX_IMAGE_PIXELS")
@@ -203,9 +209,11 @@ class PruneConfig:
     scope: Optional[list[str]] = option(None, "module groups to prune (null = every conv/linear weight)")
     include: list[str] = option([], "extra parameter-name patterns (fnmatch) to add to the scope")
     exclude: list[str] = option([], "module groups or parameter-name patterns to keep dense")
-    strategy: str = option("global", "how to choose the weights to remove",
-                       choices=("global", "layerwise", "random"))
+    strategy: str = option("global", "how to choose the weights to remove", names=STRATEGIES)
     rate: float = option(0.2, "fraction of the remaining scope weights removed per level")
+    rates: dict[str, float] = option({}, "per-group rates, e.g. {fc: 0.1}: each named module group loses exactly "
+                                     "round(rate × its remaining weights) per level (ranked within the group); "
+                                     "the rest of the scope follows prune.rate")
     levels: int = option(8, "number of pruning levels after the dense level 0")
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
     rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
@@ -219,19 +227,19 @@ class PruneConfig:
 
 @dataclass
 class SSLConfig:
-    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its kNN / linear-probe evaluation."""
+    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its retrieval / kNN / linear-probe evaluation."""
 
     projection_dim: int = option(128, "output size of the projection MLP head (SimCLR, MoCo v2: 128)")
     projection_hidden: Optional[int] = option(None, "hidden size of the projection MLP; null = backbone feature size")
     temperature: float = option(0.5, "softmax temperature of the contrastive loss (SimCLR: 0.5, MoCo v2: 0.2)")
     moco_momentum: float = option(0.999, "moco: EMA factor of the key encoder (MoCo: 0.999)")
     moco_queue: int = option(65536, "moco: number of negative keys kept in the queue (MoCo: 65536)")
+    retrieval_batch_size: int = option(256, "batch size n of top-1 retrieval accuracy (paper 002 Eq. 2, over the "
+                                       "2n views of a batch); paper 002's pre-training batch: 256")
     knn_k: int = option(200, "neighbours of the weighted kNN evaluation (InstDisc/MoCo: 200)")
     knn_temperature: float = option(0.1, "temperature of the kNN neighbour weights exp(sim/t) (InstDisc/MoCo: 0.1)")
     linear_probe: bool = option(False, "also fit a logistic regression on frozen features (linear_probe_accuracy)")
 
-
-CONTRASTIVE_TASKS = ("simclr", "moco")
 
 
 @dataclass
@@ -252,9 +260,7 @@ class InitConfig:
 
 @dataclass
 class Config:
-    task: str = option("classification", "what the model is trained for", choices=(
-        "classification", "detection", "instance_segmentation", "keypoints", "semantic_segmentation",
-        *CONTRASTIVE_TASKS))
+    task: str = option("classification", "what the model is trained for", names=TASKS)
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model builder"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "dataset"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "training of each level"})
@@ -302,11 +308,17 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
         if optional:
             return None
         raise TicketlabError(f"config key {key}: must not be null (expected {_type_name(tp)})")
+    if typing.get_origin(tp) is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise TicketlabError(f"config key {key}: expected a mapping such as {{fc: 0.1}}, got {value!r}")
+        return {_coerce(k, key_tp, f"{key} key", {}): _coerce(v, value_tp, f"{key}.{k}", {}) for k, v in value.items()}
     if typing.get_origin(tp) is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
             value = [value]
-        return [_coerce(v, item_tp, f"{key}[{i}]", {**meta, "choices": None}) for i, v in enumerate(value)]
+        return [_coerce(v, item_tp, f"{key}[{i}]", {**meta, "choices": None, "names": None})
+                for i, v in enumerate(value)]
     if meta.get("steps"):
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise TicketlabError(f"config key {key}: expected a step count like '500it' or '2ep', got {value!r}")
@@ -334,11 +346,10 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
         if isinstance(value, (dict, list)):
             raise TicketlabError(f"config key {key}: expected a string, got {value!r}")
         value = str(value)
-        choices = meta.get("choices")
+        names = meta.get("names")
+        choices = list(meta.get("choices") or ()) or (names.names() if names is not None else [])
         if choices and value not in choices:
-            hint = difflib.get_close_matches(value, choices, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise TicketlabError(f"config key {key}: {value!r} is not one of {', '.join(choices)}{extra}")
+            raise TicketlabError(unknown_name(f"config key {key}", value, choices))
         return value
     raise TypeError(f"unsupported config type {tp!r} for {key}")
 
@@ -424,8 +435,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def validate(cfg: Config) -> Config:
     """Range checks that types cannot express, done at load time so the error names the file;
     values torch or the DataLoader would otherwise reject with a traceback, much later."""
-    if not 0.0 < cfg.prune.rate < 1.0:
-        raise TicketlabError(f"config key prune.rate: expected a fraction in (0, 1), got {cfg.prune.rate}")
+    for key, rate in (("prune.rate", cfg.prune.rate), *((f"prune.rates.{g}", r) for g, r in cfg.prune.rates.items())):
+        if not 0.0 < rate < 1.0:
+            raise TicketlabError(f"config key {key}: expected a fraction in (0, 1), got {rate}")
     t = cfg.train
     for key, value, low in (("prune.levels", cfg.prune.levels, 0), ("train.batch_size", t.batch_size, 1),
                             ("train.eval_batch_size", t.eval_batch_size, 1), ("train.lr", t.lr, 0),
@@ -441,7 +453,15 @@ def validate(cfg: Config) -> Config:
         raise TicketlabError(f"config key train.power: expected a positive exponent, got {t.power}")
     if not cfg.model.width > 0:
         raise TicketlabError(f"config key model.width: expected a positive multiplier, got {cfg.model.width}")
+    resolve_augment(cfg)
     return cfg
+
+
+def resolve_augment(cfg: Config) -> None:
+    """Fill a null `data.augment` in place with the model family's default (`ModelFamily.augment`), so
+    the resolved config a run writes says which was used."""
+    if cfg.data.augment is None:
+        cfg.data.augment = MODEL_FAMILIES.get(cfg.model.family).augment
 
 
 def dump_config(cfg: Config) -> str:
@@ -458,6 +478,9 @@ def describe_fields(cls: type = Config, prefix: str = "") -> list[tuple[str, str
             rows += describe_fields(tp, f"{prefix}{f.name}.")
         else:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            text = f.metadata.get("help", "")
+            if f.metadata.get("names") is not None:
+                text += ": " + ", ".join(f.metadata["names"].names())
             rows.append((prefix + f.name, yaml.safe_dump(default, default_flow_style=True).strip()
-                         .removesuffix("...").strip(), f.metadata.get("help", "")))
+                         .removesuffix("...").strip(), text))
     return rows

@@ -3,6 +3,7 @@
 Layout (DESIGN.md contract)::
 
     RUN_DIR/config.yaml            resolved config, every default written out
+    RUN_DIR/task.json              the task's headline metric, its direction and its reported metrics
     RUN_DIR/level_NN/mask.safetensors, rewind.safetensors, final.safetensors, metrics.json, history.csv
     RUN_DIR/summary.csv            one row per finished level
 
@@ -13,6 +14,10 @@ optimizer state), `level_NN/checkpoint.safetensors` while a level trains, for de
 `level_NN/detections.json`: the final evaluation's val detections as COCO results (what
 `ticketlab eval --save-detections` writes), read by the report's COCO breakdowns, and
 `config_changes.jsonl` when a rerun changed the learning rate or warmup (see RECOVERY_CHANGES).
+
+`task.json` (added with the task registry) lets `report`, `sweep` and `transfer-matrix` read a run
+without importing its task: {"task": "detection", "headline": "bbox_AP", "higher_is_better": true,
+"metrics": ["bbox_AP", …]}. Run dirs written before it existed fall back to the registered task.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 
 from ticketlab.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
@@ -40,6 +46,21 @@ CHANGES_FILE = "config_changes.jsonl"
 DETECTIONS_FILE = "detections.json"
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
 EARLY_BIRD_FILE = "early_bird.json"  # in level_00 with prune.early_bird (lottery/early_bird.py)
+TASK_FILE = "task.json"
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """What a run's task said about its metrics (RUN_DIR/task.json)."""
+
+    task: str
+    headline: str
+    higher_is_better: bool
+    metrics: tuple[str, ...]
+
+    def higher_is_better_for(self, metric: str) -> bool:
+        """The headline's recorded direction; for any other metric larger is better, except losses."""
+        return self.higher_is_better if metric == self.headline else not metric.endswith("loss")
 
 
 def level_name(level: int) -> str:
@@ -79,8 +100,9 @@ class RunDir:
         except TicketlabError as e:
             raise TicketlabError(f"{self.config_path}: {e}") from None
 
-    def start(self, cfg: Config) -> None:
-        """Create the run dir, or check that an existing one was made with the same config."""
+    def start(self, cfg: Config, task: Optional[TaskRecord] = None) -> None:
+        """Create the run dir, or check that an existing one was made with the same config; write
+        the task record."""
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.root)
         if self.config_path.is_file():
@@ -96,6 +118,20 @@ class RunDir:
                     "use a new --out, or rerun with the original config to resume")
             self._log_changes({k: (old.get(k), new.get(k)) for k in changed if k in RECOVERY_CHANGES})
         atomic_write_text(self.config_path, dump_config(cfg))
+        if task is not None:
+            atomic_write_json(self.root / TASK_FILE, {**asdict(task), "metrics": list(task.metrics)})
+
+    def task_record(self) -> Optional[TaskRecord]:
+        """RUN_DIR/task.json, or None for a run dir written before it existed."""
+        path = self.root / TASK_FILE
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return TaskRecord(str(data["task"]), str(data["headline"]), bool(data["higher_is_better"]),
+                              tuple(str(m) for m in data["metrics"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TicketlabError(f"{path}: unreadable task record ({e.__class__.__name__})") from None
 
     def _log_changes(self, changes: dict[str, tuple]) -> None:
         """Append recovery changes to `config_changes.jsonl`: config.yaml then holds the new values,

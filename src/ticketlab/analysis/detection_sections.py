@@ -29,12 +29,11 @@ from ticketlab.analysis.keypoint_errors import KEYPOINT_ERRORS, keypoint_errors
 from ticketlab.analysis.page import Block
 from ticketlab.analysis.runs import Run
 from ticketlab.analysis.tide_errors import TIDE_ERRORS, TIDE_MODES, tide_errors
-from ticketlab.data.detection import build_detection_data
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import TASKS
 from ticketlab.rundir import DETECTIONS_FILE, RunDir, level_name
-from ticketlab.tasks import DETECTION_TASKS
+from ticketlab.tasks import build_task_data, task_class
 from ticketlab.tasks.coco_eval import keypoint_sigmas
-from ticketlab.tasks.detection import IOU_TYPES
 
 AREAS = ("small", "medium", "large")
 
@@ -51,7 +50,7 @@ class DetectionRun:
 
     @property
     def iou_types(self) -> tuple[str, ...]:
-        return IOU_TYPES[self.run.task]
+        return task_class(self.run.task).iou_types
 
     @property
     def levels(self) -> list[int]:
@@ -85,7 +84,7 @@ def read_detections(path: Path) -> list[dict[str, Any]]:
 def load_detection_run(run: Run) -> DetectionRun:
     cfg = RunDir(run.path).load_config()
     try:
-        data = build_detection_data(cfg.data, cfg.task)
+        data = build_task_data(cfg)
     except TicketlabError as e:
         raise TicketlabError(f"{run.path / 'config.yaml'}: {e}") from None
     meta = data.val.meta
@@ -242,8 +241,8 @@ def detection_sections(out: Path, runs: Sequence[Run], written: list[Path]) -> l
     """The COCO breakdown and error sections of every detection run given to the report."""
     blocks = []
     for run in runs:
-        if run.task not in DETECTION_TASKS:
-            continue
+        if run.task not in TASKS or not task_class(run.task).iou_types:
+            continue  # not a COCO task (or one this process does not know)
         d = load_detection_run(run)
         if 0 not in d.detections or len(d.levels) < 2:
             blocks.append(Block(heading=f"COCO breakdowns: {run.label}",

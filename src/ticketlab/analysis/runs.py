@@ -20,13 +20,10 @@ import torch
 
 from ticketlab.config import flatten, to_dict
 from ticketlab.errors import TicketlabError
-from ticketlab.rundir import RESUMABLE_CHANGES, RunDir, level_name
+from ticketlab.registry import TASKS
+from ticketlab.rundir import RESUMABLE_CHANGES, RunDir, TaskRecord, level_name
 from ticketlab.sparsity import load_mask
 
-# The metric each task's verdicts use (the tasks' own `headline`, tasks/classification.py and
-# tasks/detection.py; repeated here so reading a run dir does not import the evaluators).
-HEADLINES = {"classification": "accuracy", "detection": "bbox_AP", "instance_segmentation": "segm_AP",
-             "keypoints": "keypoints_AP"}
 SPARSITY_KEYS = ("sparsity_scope", "sparsity_network")
 NOT_METRICS = {"level", "kept_scope", "scope_size", "steps", "seconds"}
 SERIES_IGNORES = {"train.seed"} | set(RESUMABLE_CHANGES)
@@ -39,6 +36,7 @@ class Run:
     label: str
     config: dict
     levels: dict[int, dict]
+    record: Optional[TaskRecord] = None  # RUN_DIR/task.json (or the registered task's, for older runs)
 
     @property
     def seed(self) -> int:
@@ -50,7 +48,11 @@ class Run:
 
     @property
     def headline(self) -> Optional[str]:
-        return HEADLINES.get(self.task)
+        return self.record.headline if self.record is not None else None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.record.higher_is_better if self.record is not None else True
 
     def mask(self, level: int) -> dict[str, torch.Tensor]:
         if level not in self.levels:
@@ -72,7 +74,13 @@ def load_run(path: Path, label: Optional[str] = None) -> Run:
     levels = {k: run.read_metrics(k) for k in run.finished_levels()}
     if not levels:
         raise TicketlabError(f"{path}: no finished level yet (no level_NN/metrics.json)")
-    return Run(path=path, label=label or path.name, config=config, levels=levels)
+    return Run(path=path, label=label or path.name, config=config, levels=levels,
+               record=run.task_record() or registered_record(config["task"]))
+
+
+def registered_record(task: str) -> Optional[TaskRecord]:
+    """The task record of a run dir written before RUN_DIR/task.json: its registered task's."""
+    return TASKS.get(task).record() if task in TASKS else None
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
@@ -121,6 +129,10 @@ class Series:
     @property
     def headline(self) -> Optional[str]:
         return self.runs[0].headline
+
+    def higher_is_better(self, metric: str) -> bool:
+        record = self.runs[0].record
+        return record.higher_is_better_for(metric) if record is not None else not metric.endswith("loss")
 
 
 def _identity(run: Run) -> dict:
@@ -184,10 +196,13 @@ def mean_std(values: Iterable[float]) -> Stat:
     return Stat(mean=statistics.mean(vals), std=statistics.stdev(vals) if len(vals) > 1 else None, n=len(vals))
 
 
-def is_matching(mean: float, dense: Stat) -> bool:
+def is_matching(mean: float, dense: Stat, higher_is_better: bool = True) -> bool:
     """Both papers' definition: at least the dense mean minus one standard deviation (a lone dense
-    run has no spread: then at least the dense value)."""
-    return mean >= dense.mean - (dense.std or 0.0)
+    run has no spread: then at least the dense value); for a metric where lower is better, at most
+    the dense mean plus one standard deviation."""
+    if higher_is_better:
+        return mean >= dense.mean - (dense.std or 0.0)
+    return mean <= dense.mean + (dense.std or 0.0)
 
 
 @dataclass(frozen=True)
@@ -202,26 +217,26 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def metric_keys(runs: Sequence[Run]) -> list[str]:
-    """Numeric keys of the runs' metrics: sparsities first, then the headline, then the rest in the
-    order they first appear (bookkeeping such as steps and seconds left out)."""
+def metric_keys(runs: Sequence[Run], head: Optional[str] = None) -> list[str]:
+    """Numeric keys of the runs' metrics: sparsities first, then `head` (default: the headline),
+    then the rest in the order they first appear (bookkeeping such as steps and seconds left out)."""
     keys: list[str] = []
     for run in runs:
         for row in run.levels.values():
             keys += [k for k, v in row.items() if k not in keys and k not in NOT_METRICS and _is_number(v)]
-    head = runs[0].headline if runs else None
+    head = head or (runs[0].headline if runs else None)
     lead = [k for k in SPARSITY_KEYS if k in keys] + ([head] if head in keys and head not in SPARSITY_KEYS else [])
     return lead + [k for k in keys if k not in lead]
 
 
-def aggregate(series: Series) -> list[LevelStats]:
+def aggregate(series: Series, metric: Optional[str] = None) -> list[LevelStats]:
     """Per level (every level any run finished): mean/std of each metric over the runs that have it,
-    and the matching verdict of the headline against the series' dense level."""
-    keys = metric_keys(series.runs)
+    and the matching verdict of `metric` (default: the headline) against the series' dense level."""
+    head = metric or series.headline
+    keys = metric_keys(series.runs, head)
     levels = sorted({lv for r in series.runs for lv in r.levels})
     out: list[LevelStats] = []
     dense: Optional[Stat] = None
-    head = series.headline
     for level in levels:
         rows = [r.levels[level] for r in series.runs if level in r.levels]
         values = {}
@@ -233,7 +248,7 @@ def aggregate(series: Series) -> list[LevelStats]:
             dense = values[head]
         matching = None
         if level > 0 and dense is not None and head in values:
-            matching = is_matching(values[head].mean, dense)
+            matching = is_matching(values[head].mean, dense, series.higher_is_better(head))
         out.append(LevelStats(level=level, runs=len(rows), values=values, matching=matching))
     return out
 

@@ -6,8 +6,8 @@ torchvision's Faster/Mask/Keypoint R-CNN expect in training:
   labels    int64 N, contiguous 1..K (0 is background); `meta.cat_ids[label - 1]` is the COCO id
   image_id  int64 scalar, the COCO image id (evaluation maps predictions back with it)
   area      float32 N (COCO's `area`), iscrowd int64 N (always 0: crowd regions are not targets)
-  masks     uint8 N×H×W            (task instance_segmentation only)
-  keypoints float32 N×K×3 (x, y, v)  (task keypoints only)
+  masks     uint8 N×H×W            (when instance masks are needed)
+  keypoints float32 N×K×3 (x, y, v)  (when keypoints are needed)
 Images without annotations are kept (evaluation needs them; torchvision trains on empty targets).
 
 The annotation file is checked up front (`detection_validate.index_coco`); crowd regions and the
@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from ticketlab.data.detection_image import DEFAULT_MAX_PIXELS, load_rgb
 from ticketlab.data.detection_masks import segmentation_to_mask
 from ticketlab.data.detection_transforms import Transform, keypoint_flip_map
+from ticketlab.data.bundle import BOXES, INSTANCE_MASKS, KEYPOINT_COORDS
 from ticketlab.data.detection_validate import CocoIndex, index_coco, resolve_image_path
 from ticketlab.errors import TicketlabError
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 class DetectionMeta:
     """Facts about the label space that model builders and evaluators need."""
 
-    task: str
+    needs: frozenset  # the annotations loaded as targets (data.bundle kinds)
     class_names: tuple[str, ...]  # label k (1-based) -> class_names[k - 1]
     cat_ids: tuple[int, ...]  # label k (1-based) -> COCO category id cat_ids[k - 1]
     keypoint_names: tuple[str, ...] = ()
@@ -59,17 +60,18 @@ class DetectionMeta:
 
 
 class CocoDetection(Dataset):
-    """Images listed in a COCO json, with targets for `task` (detection | instance_segmentation | keypoints)."""
+    """Images listed in a COCO json, with the targets in `needs`: boxes, plus instance masks and/or
+    keypoints (data.bundle's BOXES, INSTANCE_MASKS, KEYPOINT_COORDS)."""
 
-    def __init__(self, ann_file: str | Path, image_root: str | Path, task: str = "detection",
+    def __init__(self, ann_file: str | Path, image_root: str | Path, needs: frozenset = frozenset({BOXES}),
                  transform: Optional[Transform] = None, *, data: dict[str, Any] | None = None,
                  check_files: bool = True, source_format: str = "coco",
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        self.index: CocoIndex = index_coco(Path(ann_file), Path(image_root), task, check_files=check_files,
+        self.index: CocoIndex = index_coco(Path(ann_file), Path(image_root), needs, check_files=check_files,
                                            data=data)
         self.transform, self.max_pixels = transform, max_pixels
         idx = self.index
-        self.meta = DetectionMeta(task=task, class_names=tuple(idx.class_names), cat_ids=tuple(idx.cat_ids),
+        self.meta = DetectionMeta(needs=frozenset(needs), class_names=tuple(idx.class_names), cat_ids=tuple(idx.cat_ids),
                                   keypoint_names=tuple(idx.keypoint_names),
                                   keypoint_flip_map=tuple(keypoint_flip_map(idx.keypoint_names)),
                                   source_format=source_format)
@@ -118,10 +120,10 @@ class CocoDetection(Dataset):
             "area": torch.tensor([float(a["area"]) for a in anns], dtype=torch.float32),
             "iscrowd": torch.zeros(len(anns), dtype=torch.int64),
         }
-        if self.meta.task == "instance_segmentation":
+        if INSTANCE_MASKS in self.meta.needs:
             masks = [torch.from_numpy(segmentation_to_mask(a["segmentation"], h, w)) for a in anns]
             target["masks"] = torch.stack(masks) if masks else torch.zeros((0, h, w), dtype=torch.uint8)
-        if self.meta.task == "keypoints":
+        if KEYPOINT_COORDS in self.meta.needs:
             k = self.meta.num_keypoints
             kps = torch.tensor([a["keypoints"] for a in anns], dtype=torch.float32).reshape(-1, k, 3)
             target["keypoints"] = kps

@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ticketlab.config import DataConfig
-from ticketlab.data.bundle import DataBundle
+from ticketlab.data.bundle import BOXES, DataBundle, DataFormat
 from ticketlab.data.coco import CocoDetection
 from ticketlab.data.detection_transforms import RandomHorizontalFlip, Transform
 from ticketlab.data.voc import voc_sets_to_coco, voc_to_coco
+from ticketlab.data.detection_validate import COCO_NEEDS
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import DATA_FORMATS
 
 DEFAULT_MIN_SIZE = 800  # torchvision's R-CNN default min_size
 _SPLIT_PREFIXES = ("instances_", "person_keypoints_")
@@ -54,9 +56,11 @@ def coco_image_root(root: Path, ann_file: Path) -> Path:
     return root
 
 
-def build_detection_data(cfg: DataConfig, task: str) -> DataBundle:
-    if cfg.format not in ("coco", "voc"):
-        raise TicketlabError(f"config key data.format: task {task} needs 'coco' or 'voc', got {cfg.format!r}")
+def build_detection_data(cfg: DataConfig, needs: frozenset = frozenset({BOXES})) -> DataBundle:
+    """The two splits of a coco or voc dataset with the targets in `needs` (boxes and, for coco,
+    instance masks and/or keypoints)."""
+    if not needs <= DATA_FORMATS.get(cfg.format).provides:
+        raise TicketlabError(f"config key data.format: {cfg.format!r} does not provide {', '.join(sorted(needs))}")
     if cfg.root is None:
         raise TicketlabError("config key data.root: a detection dataset needs the directory holding its files")
     root = Path(cfg.root)
@@ -66,11 +70,8 @@ def build_detection_data(cfg: DataConfig, task: str) -> DataBundle:
         if getattr(cfg, key) is None:
             what = "annotation file (e.g. train.json)" if cfg.format == "coco" else "image set (e.g. trainval)"
             raise TicketlabError(f"config key data.{key}: a detection dataset needs its {what}")
-    if cfg.format == "voc" and task != "detection":
-        raise TicketlabError(f"config key task: VOC XML has boxes only; task {task} needs COCO annotations "
-                             "with segmentations or keypoints")
-    train = _split(cfg, root, str(cfg.train), task, augment=cfg.augment)
-    val = _split(cfg, root, str(cfg.val), task, augment=False)
+    train = _split(cfg, root, str(cfg.train), needs, augment=cfg.augment)
+    val = _split(cfg, root, str(cfg.val), needs, augment=False)
     if train.meta.cat_ids != val.meta.cat_ids or train.meta.keypoint_names != val.meta.keypoint_names:
         raise TicketlabError(f"config key data.val: {cfg.val} has categories {list(val.meta.cat_ids)} "
                              f"but {cfg.train} has {list(train.meta.cat_ids)}; both splits need the same label space")
@@ -79,7 +80,7 @@ def build_detection_data(cfg: DataConfig, task: str) -> DataBundle:
                       collate_fn=collate_detection)
 
 
-def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) -> CocoDetection:
+def _split(cfg: DataConfig, root: Path, name: str, needs: frozenset, *, augment: bool) -> CocoDetection:
     data: Optional[dict[str, Any]] = None
     if cfg.format == "coco":
         ann_file = root / name
@@ -92,7 +93,7 @@ def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) 
         ann_file = root / "ImageSets" / "Main" / f"{name}.txt"
         image_root = root / "JPEGImages"
         data = voc_to_coco(root, name, max_pixels=cfg.max_image_pixels)
-    dataset = CocoDetection(ann_file, image_root, task, data=data, source_format=cfg.format,
+    dataset = CocoDetection(ann_file, image_root, needs, data=data, source_format=cfg.format,
                             max_pixels=cfg.max_image_pixels)
     if len(dataset) == 0:
         raise TicketlabError(f"{ann_file}: lists no images; a training or validation split needs at least one")
@@ -100,3 +101,7 @@ def _split(cfg: DataConfig, root: Path, name: str, task: str, *, augment: bool) 
         transform: Transform = RandomHorizontalFlip(0.5, dataset.meta.keypoint_flip_map or None)
         dataset.transform = transform
     return dataset
+
+
+DATA_FORMATS.register("coco", DataFormat(build_detection_data, COCO_NEEDS))
+DATA_FORMATS.register("voc", DataFormat(build_detection_data, frozenset({BOXES})))  # VOC XML has boxes only

@@ -22,7 +22,7 @@ missing `area` (needed by COCOeval's area ranges) is filled from the mask or box
 
 Crowd annotations (`iscrowd: 1`) are never training targets (as in torchvision's and Detectron's
 COCO loaders) but stay in the ground truth, where COCOeval ignores detections that fall on them.
-For the keypoints task, only categories with keypoint names become labels; annotations of the other
+When keypoints are needed, only categories with keypoint names become labels; annotations of the other
 categories are not targets either (counted in `num_other_category`, not reported as skips).
 """
 
@@ -35,29 +35,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ticketlab.data.bundle import BOXES, INSTANCE_MASKS, KEYPOINT_COORDS
 from ticketlab.data.detection_masks import rle_string_runs, segmentation_area
 from ticketlab.errors import TicketlabError
 
 BOX_TOLERANCE_PX = 2.0  # boxes may overhang their image by this much (rounding in the tools that drew them)
-TASKS = ("detection", "instance_segmentation", "keypoints")
+COCO_NEEDS = frozenset({BOXES, INSTANCE_MASKS, KEYPOINT_COORDS})  # what a COCO file can provide
 
 
 @dataclass
 class CocoIndex:
     path: Path
     image_root: Path
-    task: str
+    needs: frozenset  # the annotations loaded as targets (data.bundle kinds; always BOXES)
     gt: dict[str, Any]  # the annotation file as loaded (crowd kept), area / num_keypoints filled
     images: list[dict[str, Any]]  # in file order
     targets: dict[int, list[dict[str, Any]]]  # image id -> annotations used as training targets
     cat_ids: list[int]  # contiguous label k (1-based) -> COCO category id cat_ids[k - 1]
     class_names: list[str]
-    keypoint_names: list[str]  # empty unless the task is keypoints
+    keypoint_names: list[str]  # empty unless keypoints are needed
     skipped: Counter = field(default_factory=Counter)  # reason -> count of annotations left out of targets
     skipped_examples: dict[str, list[int]] = field(default_factory=dict)  # reason -> first annotation ids
     filled: Counter = field(default_factory=Counter)  # field -> count of annotations where it was filled in
     num_crowd: int = 0  # crowd regions: ground truth for evaluation, never targets
-    num_other_category: int = 0  # keypoints task: annotations of categories without keypoint names
+    num_other_category: int = 0  # keypoints needed: annotations of categories without keypoint names
 
     def skip_summary(self) -> str:
         """One line describing what was left out of the training targets ('' when nothing was)."""
@@ -96,14 +97,14 @@ def load_json(path: Path) -> Any:
         raise TicketlabError(f"{path}: not valid COCO JSON (nested too deeply)") from None
 
 
-def index_coco(path: Path, image_root: Path, task: str = "detection", *, check_files: bool = True,
+def index_coco(path: Path, image_root: Path, needs: frozenset = frozenset({BOXES}), *, check_files: bool = True,
                data: dict[str, Any] | None = None) -> CocoIndex:
     """Validate COCO annotations (read from `path`, or given as `data`) and index them.
 
     `path` is still used in messages when `data` is given (e.g. a VOC set converted in memory).
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown detection task {task!r}")
+    if BOXES not in needs or not needs <= COCO_NEEDS:
+        raise ValueError(f"COCO annotations provide {sorted(COCO_NEEDS)}, boxes always; asked for {sorted(needs)}")
     path = Path(path)
     image_root = Path(image_root)
     gt = load_json(path) if data is None else data
@@ -114,10 +115,10 @@ def index_coco(path: Path, image_root: Path, task: str = "detection", *, check_f
             raise TicketlabError(f"{path}: expected a list under '{key}'")
 
     cats = _check_categories(path, gt["categories"])
-    used = _used_categories(path, cats, task)
-    keypoint_names = list(cats[used[0]].get("keypoints") or []) if task == "keypoints" else []
+    used = _used_categories(path, cats, needs)
+    keypoint_names = list(cats[used[0]].get("keypoints") or []) if KEYPOINT_COORDS in needs else []
     images = _check_images(path, gt["images"], image_root, check_files)
-    index = CocoIndex(path=path, image_root=image_root, task=task, gt=gt, images=gt["images"],
+    index = CocoIndex(path=path, image_root=image_root, needs=frozenset(needs), gt=gt, images=gt["images"],
                       targets={img["id"]: [] for img in gt["images"]}, cat_ids=used,
                       class_names=[str(cats[c]["name"]) for c in used], keypoint_names=keypoint_names)
     used_set = set(used)
@@ -151,13 +152,13 @@ def _check_categories(path: Path, categories: list) -> dict[int, dict]:
     return cats
 
 
-def _used_categories(path: Path, cats: dict[int, dict], task: str) -> list[int]:
+def _used_categories(path: Path, cats: dict[int, dict], needs: frozenset) -> list[int]:
     """Category ids that become labels 1..K: all of them, or those with keypoint names for keypoints."""
-    if task != "keypoints":
+    if KEYPOINT_COORDS not in needs:
         return sorted(cats)
     with_kps = sorted(c for c, cat in cats.items() if cat.get("keypoints"))
     if not with_kps:
-        raise TicketlabError(f"{path}: task keypoints needs a category with a 'keypoints' list of names; none has one")
+        raise TicketlabError(f"{path}: keypoint targets need a category with a 'keypoints' list of names; none has one")
     names = cats[with_kps[0]]["keypoints"]
     for c in with_kps[1:]:
         if cats[c]["keypoints"] != names:
@@ -222,7 +223,7 @@ def _check_annotation(index: CocoIndex, ann: Any, images: dict[int, dict], cats:
         raise TicketlabError(f"{where}: 'area' must be a non-negative number, got {ann['area']!r}")
     x1, y1, x2, y2 = _check_box(where, ann.get("bbox"), img)
     has_mask = _check_segmentation(where, ann.get("segmentation"), img)
-    kps = _check_keypoints(where, ann, cat, index.task == "keypoints" and cat["id"] in used)
+    kps = _check_keypoints(where, ann, cat, KEYPOINT_COORDS in index.needs and cat["id"] in used)
     _fill_eval_fields(index, ann, img, has_mask, kps)
 
     if crowd:
@@ -234,7 +235,7 @@ def _check_annotation(index: CocoIndex, ann: Any, images: dict[int, dict], cats:
     if x2 - x1 <= 0 or y2 - y1 <= 0:
         _skip(index, "degenerate box (zero width or height inside the image)", aid)
         return
-    if index.task == "instance_segmentation" and not _usable_polygons_or_rle(ann.get("segmentation")):
+    if INSTANCE_MASKS in index.needs and not _usable_polygons_or_rle(ann.get("segmentation")):
         _skip(index, "no usable segmentation (missing, or polygons under 3 points)", aid)
         return
     index.targets[img["id"]].append(ann)

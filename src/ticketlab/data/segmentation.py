@@ -11,19 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ticketlab.config import DataConfig
-from ticketlab.data.bundle import DataBundle
+from ticketlab.data.bundle import PIXEL_LABELS, DataBundle, DataFormat
 from ticketlab.data.segmentation_transforms import collate_segmentation, segmentation_transforms
 from ticketlab.data.transforms import IMAGENET_STATS
 from ticketlab.data.voc_seg import VocSegmentation, read_class_names
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import DATA_FORMATS
 
 DEFAULT_CROP = 513
 
 
-def build_segmentation_data(cfg: DataConfig, task: str) -> DataBundle:
-    if task != "semantic_segmentation":
-        raise TicketlabError(f"task: data.format {cfg.format!r} holds class masks; expected task: "
-                             f"semantic_segmentation, got {task!r}")
+def build_segmentation_data(cfg: DataConfig, needs: frozenset = frozenset({PIXEL_LABELS})) -> DataBundle:
     if cfg.root is None:
         raise TicketlabError("data.root: a voc_seg dataset needs its directory (e.g. VOCdevkit/VOC2012)")
     root = Path(cfg.root).expanduser()
@@ -38,3 +36,6 @@ def build_segmentation_data(cfg: DataConfig, task: str) -> DataBundle:
     val = VocSegmentation(root, cfg.val or "val", len(names), val_tf, cfg.max_image_pixels)
     return DataBundle(train=train, val=val, num_classes=len(names), in_channels=3, image_size=crop,
                       class_names=names, collate_fn=collate_segmentation)
+
+
+DATA_FORMATS.register("voc_seg", DataFormat(build_segmentation_data, frozenset({PIXEL_LABELS})))

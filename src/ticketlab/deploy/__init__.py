@@ -5,8 +5,8 @@ Sits above `lottery/` (it reads level dirs through `build_experiment`), below `c
 """
 
 from ticketlab.deploy.compact import CompactionReport, compact
-from ticketlab.deploy.export import FORMATS, ExportResult, export_level
+from ticketlab.deploy.export import ExportResult, export_level
 from ticketlab.deploy.ticket import Ticket, flat_outputs, load_ticket
 
-__all__ = ["CompactionReport", "compact", "FORMATS", "ExportResult", "export_level", "Ticket", "flat_outputs",
+__all__ = ["CompactionReport", "compact", "ExportResult", "export_level", "Ticket", "flat_outputs",
            "load_ticket"]

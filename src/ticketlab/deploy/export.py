@@ -37,8 +37,8 @@ from ticketlab.deploy.compact import CompactionReport, compact as compact_model
 from ticketlab.deploy.sparse_linear import csr_box_head as use_csr_box_head
 from ticketlab.deploy.ticket import Ticket, flat_outputs, load_ticket, max_difference
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import EXPORT_FORMATS, MODEL_FAMILIES
 
-FORMATS = ("state_dict", "onnx", "torchscript")
 SUFFIX = {"state_dict": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt"}
 TORCH_SAVE_SUFFIXES = (".pt", ".pth")
 ONNX_OPSET = 17
@@ -58,25 +58,8 @@ class ExportResult:
 
 
 def architecture_note(ticket: Ticket) -> str:
-    """Which stock model the exported state_dict loads into, or why none does."""
-    m = ticket.cfg.model
-    classes = m.num_classes if m.num_classes is not None else ticket.experiment.data.num_classes
-    own = "build it with ticketlab.models.build_model from the run's config.yaml"
-    if m.family.startswith("resnet"):
-        if m.width == 1.0 and ticket.experiment.data.in_channels == 3:
-            return f"loads into torchvision.models.{m.family}(num_classes={classes}) with strict=True"
-        return (f"model.width={m.width}, {ticket.experiment.data.in_channels} input channels: fits the same "
-                f"{m.family} architecture at that width, not the stock torchvision {m.family}; {own}")
-    if m.family in ("fasterrcnn", "maskrcnn", "keypointrcnn"):
-        d = m.detection
-        if m.width == 1.0 and d.fpn_channels == 256:
-            return (f"loads with strict=True into torchvision's {m.family} class on resnet_fpn_backbone("
-                    f"backbone_name={m.backbone or 'resnet18'!r}, weights=None, returned_layers={d.returned_layers}) "
-                    f"with num_classes={classes} and the run's model.detection sizes (box head "
-                    f"{d.box_representation_size}, anchors, min/max size, thresholds)")
-        return (f"model.width={m.width}, fpn_channels={d.fpn_channels}: fits the same detector at that size, "
-                f"not one built on torchvision's stock resnet_fpn_backbone; {own}")
-    return f"{m.family} is not a torchvision architecture; {own}"
+    """Which stock model the exported state_dict loads into, or why none does (the family's word)."""
+    return MODEL_FAMILIES.get(ticket.cfg.model.family).export_note(ticket.cfg.model, ticket.experiment.data)
 
 
 def _state_dict_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
@@ -111,7 +94,7 @@ def _torchscript_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[byt
 def _onnx_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
     import onnxruntime
 
-    axes = None if ticket.is_detector else {"images": {0: "batch"}}
+    axes = {"images": {0: "batch"}} if ticket.task.batch_axis else None
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings on torchvision's shape arithmetic
@@ -119,14 +102,15 @@ def _onnx_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, lis
                           input_names=["images"], dynamic_axes=axes)
     data = buf.getvalue()
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    image = ticket.example[0] if ticket.is_detector else ticket.example
+    image = ticket.task.onnx_input(ticket.example)
     outputs = session.run(None, {session.get_inputs()[0].name: image.detach().cpu().numpy()})
     return data, [torch.from_numpy(o) for o in outputs], f"onnxruntime {onnxruntime.__version__} (CPU)"
 
 
-WRITERS: dict[str, Callable[[nn.Module, Ticket, Path], tuple[bytes, list[torch.Tensor], str]]] = {
-    "state_dict": _state_dict_file, "onnx": _onnx_file, "torchscript": _torchscript_file,
-}
+Writer = Callable[[nn.Module, Ticket, Path], tuple[bytes, list[torch.Tensor], str]]
+EXPORT_FORMATS.register("state_dict", _state_dict_file)
+EXPORT_FORMATS.register("onnx", _onnx_file)
+EXPORT_FORMATS.register("torchscript", _torchscript_file)
 
 
 def default_path(level_dir: Path, fmt: str, compact: bool) -> Path:
@@ -136,8 +120,7 @@ def default_path(level_dir: Path, fmt: str, compact: bool) -> Path:
 def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compact: bool = False,
                  csr_box_head: bool = False) -> ExportResult:
     """Write level `level_dir` as `fmt`, after checking the file reproduces the masked model."""
-    if fmt not in FORMATS:
-        raise TicketlabError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    writer: Writer = EXPORT_FORMATS.get(fmt)
     if fmt == "state_dict" and (compact or csr_box_head):
         raise TicketlabError("--compact / --csr-box-head change layer shapes or types, so no stock model would "
                              "load the state_dict: use --format onnx or torchscript")
@@ -156,7 +139,7 @@ def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compa
             swapped = use_csr_box_head(model)
             if not swapped:
                 raise TicketlabError(f"--csr-box-head: {ticket.cfg.model.family} has no R-CNN box head")
-    data, outputs, runtime = WRITERS[fmt](model, ticket, path)
+    data, outputs, runtime = writer(model, ticket, path)
     diff = max_difference(reference, outputs, f"{path} checked with {runtime}")
     for a, b in zip(reference, outputs):
         if not torch.allclose(a.detach().cpu().double(), b.detach().cpu().double(), rtol=RTOL, atol=ATOL):
@@ -164,6 +147,6 @@ def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compa
                                  f"(checked with {runtime}); nothing was written")
     atomic_write_bytes(path, data)
     notes = [architecture_note(ticket)] if fmt == "state_dict" else []
-    if ticket.is_detector and fmt == "onnx":
+    if not ticket.task.batch_axis and fmt == "onnx":
         notes.append(f"traced at {tuple(ticket.example[0].shape)}: feed images of that size")
     return ExportResult(path, fmt, runtime, len(data), diff, report, swapped, notes)

@@ -19,6 +19,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.lottery.evaluate import find_run
 from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
 from ticketlab.sparsity import load_mask
+from ticketlab.tasks.base import Task
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Ticket:
     level_dir: Path
     experiment: Experiment
     mask: dict[str, torch.Tensor]
-    example: Any  # a classifier's input batch (1, C, H, W), or a detector's [image (3, H, W)]
+    example: Any  # what the model is called with on one validation image (`Task.example_input`)
 
     @property
     def model(self) -> nn.Module:
@@ -37,8 +38,8 @@ class Ticket:
         return self.experiment.cfg
 
     @property
-    def is_detector(self) -> bool:
-        return self.cfg.task != "classification"
+    def task(self) -> Task:
+        return self.experiment.task
 
 
 def load_ticket(level_dir: Path) -> Ticket:
@@ -57,8 +58,7 @@ def load_ticket(level_dir: Path) -> Ticket:
     if len(exp.data.val) == 0:
         raise TicketlabError(f"{level_dir}: the run's validation split is empty; export needs one input to check on")
     first = exp.data.val[0][0].to(exp.device)
-    example = [first] if exp.cfg.task != "classification" else first.unsqueeze(0)
-    return Ticket(level_dir, exp, mask, example)
+    return Ticket(level_dir, exp, mask, exp.task.example_input(first))
 
 
 def flat_outputs(out: Any) -> list[torch.Tensor]:

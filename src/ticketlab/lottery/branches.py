@@ -14,6 +14,7 @@ as a level, under `level_NN/branch_<name>/`:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -25,15 +26,32 @@ from ticketlab.lottery.experiment import build_experiment
 from ticketlab.lottery.imp import rewind_source
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
+from ticketlab.registry import BRANCHES
 from ticketlab.rundir import RunDir
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
 
-BRANCHES = ("reinit", "random_mask", "complement", "perturb", "early_bird")
-WITH_FRACTION = ("perturb", "early_bird")
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A registered control experiment (`ticketlab branch LEVEL NAME`)."""
+
+    help: str
+    fraction: bool = False  # takes --fraction (and its directory name carries it)
+
+
+for _name, _branch in {
+    "reinit": Branch("same mask, a newly drawn random initialisation"),
+    "random_mask": Branch("a random mask of the same per-tensor sparsity, same start weights"),
+    "complement": Branch("the mask's complement (the pruned weights kept)"),
+    "perturb": Branch("flip --fraction of the mask's ones and as many zeros", fraction=True),
+    "early_bird": Branch("the early-bird mask drawn at --fraction of dense training (level_01)", fraction=True),
+}.items():
+    BRANCHES.register(_name, _branch)
 
 
 def branch_dir_name(name: str, fraction: Optional[float]) -> str:
-    return f"branch_{name}" if name not in WITH_FRACTION else f"branch_{name}_{fraction:g}"
+    return f"branch_{name}_{fraction:g}" if BRANCHES.get(name).fraction else f"branch_{name}"
 
 
 def parse_level_dir(level_dir: Path) -> tuple[RunDir, int]:
@@ -51,13 +69,12 @@ def parse_level_dir(level_dir: Path) -> tuple[RunDir, int]:
 def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
                seed: Optional[int] = None) -> tuple[Path, dict]:
     """Train branch `name` of a finished level; returns its directory and metrics."""
-    if name not in BRANCHES:
-        raise TicketlabError(f"branch: {name!r} is not one of {', '.join(BRANCHES)}")
-    if name in WITH_FRACTION:
+    if BRANCHES.get(name).fraction:
         if fraction is None or not 0.0 < fraction <= 1.0:
             raise TicketlabError(f"branch {name}: --fraction must be given, in (0, 1]")
     elif fraction is not None:
-        raise TicketlabError(f"branch {name}: --fraction only applies to {' and '.join(WITH_FRACTION)}")
+        with_fraction = [n for n, b in BRANCHES.items() if b.fraction]
+        raise TicketlabError(f"branch {name}: --fraction only applies to {' and '.join(with_fraction)}")
     run, level = parse_level_dir(level_dir)
     cfg = run.load_config()
     exp = build_experiment(cfg)

@@ -34,10 +34,10 @@ def evaluate_level(level_dir: Path, *, save_detections: Optional[Path] = None) -
     loader = DataLoader(exp.data.val, batch_size=exp.cfg.train.eval_batch_size, shuffle=False,
                         collate_fn=exp.data.collate_fn)
     exp.model.eval()
-    kwargs = {}
-    if save_detections is not None:
-        if not hasattr(exp.task, "save_detections"):
-            raise TicketlabError(f"--save-detections: task {exp.cfg.task!r} does not produce detections")
-        kwargs["save_detections"] = Path(save_detections)
+    if save_detections is not None and not exp.task.saves_detections:
+        exp.task.save_detections(Path(save_detections))  # says the task has none, before evaluating
     with torch.no_grad():
-        return exp.task.evaluate(exp.model, loader, exp.device, **kwargs)
+        metrics = exp.task.evaluate(exp.model, loader, exp.device)
+    if save_detections is not None:
+        exp.task.save_detections(Path(save_detections))
+    return metrics

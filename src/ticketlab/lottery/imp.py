@@ -34,7 +34,8 @@ from ticketlab.lottery.experiment import Experiment, build_experiment, level_gen
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import EARLY_BIRD_FILE, RunDir
-from ticketlab.sparsity import full_mask, load_mask, prune
+from ticketlab.sparsity import full_mask, load_mask
+from ticketlab.sparsity.group_rates import prune_by_groups
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
 
@@ -85,8 +86,8 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
     weights = exp.scope_weights(load_state(prev / "final.safetensors", exp.model))
     p = exp.cfg.prune
     names = exp.prune_names  # transferred tensors outside prune.scope keep their mask as it is
-    pruned = prune(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names}, p.rate,
-                   level_generator(exp.cfg.train.seed, level))
+    pruned = prune_by_groups(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names},
+                             p.rate, p.rates, exp.group_map(), level_generator(exp.cfg.train.seed, level))
     return {**prev_mask, **pruned}
 
 
@@ -98,7 +99,7 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> li
         exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
-            dist.on_main(lambda: run.start(cfg))
+            dist.on_main(lambda: run.start(cfg, exp.task.record()))
             dist.same_everywhere(run.config_path.is_file(),
                                  f"whether {run.config_path} exists (RUN_DIR must be on a filesystem every node sees)")
             return _run_levels(cfg, exp, run, log if dist.is_main else _quiet, dist, early)

@@ -10,14 +10,13 @@ from dataclasses import replace
 import torch
 
 from ticketlab.config import Config
-from ticketlab.data import build_data
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
-from ticketlab.models import build_model
 from ticketlab.models.spec import BuiltModel
 from ticketlab.lottery.evaluate import find_run
 from ticketlab.lottery.experiment import build_experiment, load_state
 from ticketlab.sparsity import group_of, load_mask, resolve_scope, sparsity_report
+from ticketlab.tasks import build_task_data, build_task_model
 
 
 def model_for_info(cfg: Config) -> tuple[BuiltModel, list[str]]:
@@ -25,14 +24,14 @@ def model_for_info(cfg: Config) -> tuple[BuiltModel, list[str]]:
     not read, and when the dataset is not on this machine `model.num_classes` stands in for it."""
     cfg = replace(cfg, model=replace(cfg.model, weights=None))
     try:
-        data = build_data(cfg.data, cfg.task)
+        data = build_task_data(cfg)
     except TicketlabError as e:
         if cfg.model.num_classes is None:
             raise TicketlabError(f"{e} (ticketlab info needs the data to count classes, or model.num_classes)") from None
         data = DataBundle(train=[], val=[], num_classes=cfg.model.num_classes, in_channels=3,
                           image_size=cfg.data.image_size or 224)
     torch.manual_seed(cfg.train.seed)
-    built = build_model(cfg.model, data, cfg.task, cfg.ssl)
+    built = build_task_model(cfg, data)
     p = cfg.prune
     scope = p.scope if p.scope is not None else built.default_scope
     return built, resolve_scope(built.module, built.groups, scope, p.include, p.exclude)

@@ -98,7 +98,7 @@ def train_ticket(
 
     def write_results() -> None:
         atomic_save_safetensors(out_dir / "final.safetensors", {k: v.detach() for k, v in model.state_dict().items()})
-        if hasattr(exp.task, "save_detections"):  # the final evaluation's val detections, for the report
+        if exp.task.saves_detections:  # the final evaluation's val detections, for the report
             exp.task.save_detections(out_dir / DETECTIONS_FILE)
         write_metrics(out_dir, metrics)
         clear_checkpoint(out_dir)

@@ -102,9 +102,11 @@ class MoCoModel(ContrastiveModel):
             return self.key_encoder(x)
 
 
-def contrastive_model(built: BuiltModel, cfg: SSLConfig, task: str) -> BuiltModel:
-    """Turn a built classifier into the `task` (simclr | moco) model; groups get the `backbone.`
-    prefix, plus `projection` (and `key_encoder`, never in the default scope)."""
+def contrastive_model(built: BuiltModel, cfg: SSLConfig, task: str,
+                      model_class: type[ContrastiveModel] = ContrastiveModel) -> BuiltModel:
+    """Turn a built classifier into a `model_class` (ContrastiveModel, MoCoModel) for `task` (named
+    in messages); groups get the `backbone.` prefix, plus `projection` (and MoCo's `key_encoder`,
+    never in the default scope)."""
     module = built.module
     fc = getattr(module, "fc", None)
     if not isinstance(fc, nn.Linear) or "fc" not in built.groups:
@@ -112,7 +114,7 @@ def contrastive_model(built: BuiltModel, cfg: SSLConfig, task: str) -> BuiltMode
                              "ResNet or LeNet), not this model.family")
     feature_dim = fc.in_features
     module.fc = nn.Identity()
-    model = (MoCoModel if task == "moco" else ContrastiveModel)(module, feature_dim, cfg)
+    model = model_class(module, feature_dim, cfg)
     groups = {g: tuple(f"{BACKBONE}.{p}" for p in paths) for g, paths in built.groups.items() if g != "fc"}
     default_scope = list(groups)
     groups["projection"] = ("projection",)

@@ -3,7 +3,7 @@
 The models are torchvision's own classes, so the training and evaluation code of torchvision's
 references applies unchanged; only the backbone (our `torchvision_resnet`, any width) and the head
 sizes are chosen here. Nothing is downloaded: every `weights=` is None, and a local classification
-checkpoint initialises the trunk through `load_backbone_weights`.
+checkpoint (`model.weights`) initialises the trunk (`models/resnet_keys.py`).
 
 Module groups (DESIGN.md contract, paper 001 Table 3) are module paths, never name substrings — the
 ResNet shortcut convs (`layerN.0.downsample`) live under their stage and so belong to base/top:
@@ -23,11 +23,9 @@ trunk are kept, as torchvision does when it loads an ImageNet backbone).
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-from typing import Any, Mapping
+from functools import partial
+from typing import Any
 
-import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -43,11 +41,11 @@ from ticketlab.config import DetectionConfig, ModelConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet import stage_channels, torchvision_resnet
-from ticketlab.models.spec import BuiltModel
-from ticketlab.models.resnet_keys import KeyMap, load_model_weights, map_resnet
+from ticketlab.models.resnet_keys import load_model_weights
+from ticketlab.models.spec import BOX_DETECTOR, KEYPOINT_DETECTOR, MASK_DETECTOR, BuiltModel, ModelFamily
+from ticketlab.registry import MODEL_FAMILIES
 from ticketlab.sparsity.scope import module_path, under
 
-DETECTION_FAMILIES = ("fasterrcnn", "maskrcnn", "keypointrcnn")
 BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50}
 DEFAULT_BACKBONE = "resnet18"  # paper 001's main backbone
 BODY = "backbone.body"
@@ -67,17 +65,6 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 STEM = (f"{BODY}.conv1", f"{BODY}.bn1")
 COCO_NUM_KEYPOINTS = 17
-
-
-def detection_options(cfg: ModelConfig, overrides: Mapping[str, Any]) -> DetectionConfig:
-    """`cfg.detection` with keyword overrides (programmatic callers, tests) on top."""
-    known = {f.name for f in dataclasses.fields(DetectionConfig)}
-    for key in overrides:
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TicketlabError(f"model.detection.{key}: unknown detection option{hint}")
-    return dataclasses.replace(cfg.detection, **overrides)
 
 
 def partition_groups(family: str) -> tuple[str, ...]:
@@ -101,11 +88,7 @@ def _norm_layer(opts: DetectionConfig, cfg: ModelConfig) -> type[nn.Module]:
 
 
 def _backbone(cfg: ModelConfig, opts: DetectionConfig) -> BackboneWithFPN:
-    name = cfg.backbone or DEFAULT_BACKBONE
-    if name not in BACKBONES:
-        close = difflib.get_close_matches(name, list(BACKBONES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TicketlabError(f"model.backbone: {name!r} is not one of {', '.join(BACKBONES)}{hint}")
+    name = cfg.backbone or DEFAULT_BACKBONE  # one of BACKBONES (build_model checks it)
     layers = sorted(set(opts.returned_layers))
     if not layers or layers[0] < 1 or layers[-1] > 4:
         raise TicketlabError(f"model.detection.returned_layers: expected stages in 1..4, got {opts.returned_layers}")
@@ -138,19 +121,15 @@ def _num_keypoints(opts: DetectionConfig, data: DataBundle) -> int:
     return COCO_NUM_KEYPOINTS
 
 
-def build_detection_model(cfg: ModelConfig, data: DataBundle, **options: Any) -> BuiltModel:
-    """Build `cfg.family` (fasterrcnn | maskrcnn | keypointrcnn) for `data`.
+def build_detection_model(family: str, cfg: ModelConfig, data: DataBundle) -> BuiltModel:
+    """Build `family` (fasterrcnn | maskrcnn | keypointrcnn) for `data`, sized by `cfg.detection`.
 
     `num_classes` counts the background (torchvision's convention, like `DataBundle.num_classes`
-    of a detection dataset): cfg.num_classes when set, else data.num_classes. `options` are
-    `DetectionConfig` fields (e.g. `**LITE[family]`), applied over `cfg.detection` if the config
-    has one. When `cfg.weights` is set it is loaded: a full detector state_dict as-is, a ResNet
-    checkpoint (torchvision, MoCo, SimCLR wrapping; `models/resnet_keys.py`) into the backbone trunk.
+    of a detection dataset): cfg.num_classes when set, else data.num_classes. When `cfg.weights` is
+    set it is loaded: a full detector state_dict as-is, a ResNet checkpoint (torchvision, MoCo,
+    SimCLR wrapping; `models/resnet_keys.py`) into the backbone trunk.
     """
-    family = cfg.family
-    if family not in DETECTION_FAMILIES:
-        raise TicketlabError(f"model.family: {family!r} is not a detection family ({', '.join(DETECTION_FAMILIES)})")
-    opts = detection_options(cfg, options)
+    opts = cfg.detection
     num_classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
     if num_classes < 2:
         raise TicketlabError(f"model.num_classes: a detector needs at least 2 classes (background + one), "
@@ -196,31 +175,20 @@ def build_detection_model(cfg: ModelConfig, data: DataBundle, **options: Any) ->
     return built
 
 
-# ----------------------------------------------------------------------------------------------
-# Weights
+def export_note(cfg: ModelConfig, data: DataBundle) -> str:
+    classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
+    d = cfg.detection
+    if cfg.width == 1.0 and d.fpn_channels == 256:
+        return (f"loads with strict=True into torchvision's {cfg.family} class on resnet_fpn_backbone("
+                f"backbone_name={cfg.backbone or DEFAULT_BACKBONE!r}, weights=None, returned_layers={d.returned_layers}) "
+                f"with num_classes={classes} and the run's model.detection sizes (box head "
+                f"{d.box_representation_size}, anchors, min/max size, thresholds)")
+    return (f"model.width={cfg.width}, fpn_channels={d.fpn_channels}: fits the same detector at that size, "
+            f"not one built on torchvision's stock resnet_fpn_backbone; build it with ticketlab.models.build_model "
+            "from the run's config.yaml")
 
 
-def load_backbone_weights(model: nn.Module | BuiltModel, state_dict: Mapping[str, torch.Tensor]) -> KeyMap:
-    """Copy the ResNet of a state_dict (torchvision, MoCo, SimCLR, … wrapping) into the R-CNN trunk
-    `backbone.body.*`; its `fc.*` and any other heads are dropped (listed in the returned map)."""
-    module = model.module if isinstance(model, BuiltModel) else model
-    own = module.state_dict()
-    keymap = map_resnet(dict(state_dict), own, "backbone weights", target_prefix=BODY + ".")
-    module.load_state_dict(keymap.apply(state_dict), strict=False)
-    return keymap
-
-
-# ----------------------------------------------------------------------------------------------
-# Group sizes
-
-
-def group_param_table(built: BuiltModel) -> list[dict]:
-    """One row per group: {"group", "params", "percent"} (percent of all the model's parameters),
-    as paper 001 Table 3's "Param %"; prunable-only counts are the sparsity module's job."""
-    named = list(built.module.named_parameters())
-    total = sum(p.numel() for _, p in named)
-    rows = []
-    for group, paths in built.groups.items():
-        count = sum(p.numel() for n, p in named if any(under(module_path(n), gp) for gp in paths))
-        rows.append({"group": group, "params": count, "percent": 100.0 * count / total if total else 0.0})
-    return rows
+for _family, _kind in (("fasterrcnn", BOX_DETECTOR), ("maskrcnn", MASK_DETECTOR), ("keypointrcnn", KEYPOINT_DETECTOR)):
+    MODEL_FAMILIES.register(_family, ModelFamily(partial(build_detection_model, _family), _kind,
+                                                 tuple(detection_groups(_family)), backbones=tuple(BACKBONES),
+                                                 export_note=export_note))

@@ -15,8 +15,6 @@ statistics kept) when `model.weights` is set, as for the R-CNNs (models/detectio
 
 from __future__ import annotations
 
-import difflib
-
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -45,13 +43,9 @@ def trunk_norm(mode: str, pretrained: bool, key: str) -> type[nn.Module]:
 
 def resnet_body(cfg: ModelConfig, norm: str, key: str, return_layers: dict[str, str]) -> tuple[nn.Module, list[int]]:
     """`cfg.backbone` (default ResNet-50) at `cfg.width` as an IntermediateLayerGetter returning
-    `return_layers`, and the output channels of layer1 … layer4."""
-    name = cfg.backbone or DEFAULT_BACKBONE
-    if name not in BACKBONES:
-        close = difflib.get_close_matches(name, list(BACKBONES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TicketlabError(f"model.backbone: {name!r} is not one of {', '.join(BACKBONES)}{hint}")
-    trunk = torchvision_resnet(BACKBONES[name], cfg.width, norm_layer=trunk_norm(norm, bool(cfg.weights), key))
+    `return_layers`, and the output channels of layer1 … layer4 (the family registry has checked
+    `cfg.backbone` against BACKBONES)."""
+    trunk = torchvision_resnet(BACKBONES[cfg.backbone or DEFAULT_BACKBONE], cfg.width, norm_layer=trunk_norm(norm, bool(cfg.weights), key))
     channels = stage_channels(trunk)
     return IntermediateLayerGetter(trunk, return_layers=return_layers), channels
 

@@ -31,8 +31,9 @@ from ticketlab.config import ModelConfig, SSDConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import load_model_weights
-from ticketlab.models.resnet_trunk import DEFAULT_SCOPE, resnet_body, trunk_groups
-from ticketlab.models.spec import BuiltModel
+from ticketlab.models.resnet_trunk import BACKBONES, DEFAULT_SCOPE, resnet_body, trunk_groups
+from ticketlab.models.spec import BOX_DETECTOR, BuiltModel, ModelFamily
+from ticketlab.registry import MODEL_FAMILIES
 
 TRUNK_STRIDE = 32
 
@@ -83,6 +84,10 @@ def ssd_aspect_ratios(maps: int) -> list[list[int]]:
     return [[2] if i == 0 or i >= maps - 2 else [2, 3] for i in range(maps)]
 
 
+def groups() -> dict[str, tuple[str, ...]]:
+    return {**trunk_groups(), "extra": ("backbone.extra",), "head": ("head",)}
+
+
 def build_ssd(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     """SSD on `cfg.backbone` (default ResNet-50) for `data`; num_classes counts the background."""
     opts: SSDConfig = cfg.ssd
@@ -106,9 +111,12 @@ def build_ssd(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     module = SSD(features, anchors, (size, size), num_classes, head=head, score_thresh=opts.score_thresh,
                  nms_thresh=opts.nms_thresh, detections_per_img=opts.detections_per_img, iou_thresh=opts.iou_thresh,
                  topk_candidates=opts.topk_candidates, positive_fraction=opts.positive_fraction)
-    groups = {**trunk_groups(), "extra": ("backbone.extra",), "head": ("head",)}
-    built = BuiltModel(module=module, groups=groups, default_scope=list(DEFAULT_SCOPE))
+    built = BuiltModel(module=module, groups=groups())
     if cfg.weights:  # a whole SSD (its class convs may differ), or any checkpoint holding a ResNet
         built.loaded = load_model_weights(module, cfg.weights, new_modules=("head.classification_head",),
                                           prefix=cfg.weights_prefix)
     return built
+
+
+MODEL_FAMILIES.register("ssd", ModelFamily(build_ssd, BOX_DETECTOR, tuple(groups()), tuple(DEFAULT_SCOPE),
+                                           backbones=tuple(BACKBONES)))

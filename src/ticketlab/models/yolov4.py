@@ -40,10 +40,11 @@ from ticketlab.config import ModelConfig, YoloConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import load_model_weights
-from ticketlab.models.resnet_trunk import DEFAULT_SCOPE, resnet_body, trunk_groups
-from ticketlab.models.spec import BuiltModel
+from ticketlab.models.resnet_trunk import BACKBONES, DEFAULT_SCOPE, resnet_body, trunk_groups
+from ticketlab.models.spec import BOX_DETECTOR, BuiltModel, ModelFamily
 from ticketlab.models.yolo_boxes import STRIDES, YoloBoxCoder, cell_grid, default_anchors
 from ticketlab.models.yolo_loss import YoloLoss
+from ticketlab.registry import MODEL_FAMILIES
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -198,6 +199,10 @@ def _check(cfg: YoloConfig, input_size: int) -> None:
         raise TicketlabError(f"model.yolo.detections_per_img: expected a positive integer, got {cfg.detections_per_img}")
 
 
+def groups() -> dict[str, tuple[str, ...]]:
+    return {**trunk_groups(), "neck": ("neck",), "head": ("head",)}
+
+
 def build_yolov4(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     """YOLOv4 on `cfg.backbone` (default ResNet-50) for `data`; num_classes counts the background."""
     opts = cfg.yolo
@@ -209,8 +214,11 @@ def build_yolov4(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     _check(opts, input_size)
     body, channels = resnet_body(cfg, opts.norm, "model.yolo.norm", {"layer2": "c3", "layer3": "c4", "layer4": "c5"})
     module = YOLOv4(body, channels, num_classes - 1, opts, input_size, _anchors(opts, input_size))
-    groups = {**trunk_groups(), "neck": ("neck",), "head": ("head",)}
-    built = BuiltModel(module=module, groups=groups, default_scope=list(DEFAULT_SCOPE))
+    built = BuiltModel(module=module, groups=groups())
     if cfg.weights:  # a whole YOLOv4 (its class convs may differ), or any checkpoint holding a ResNet
         built.loaded = load_model_weights(module, cfg.weights, new_modules=("head",), prefix=cfg.weights_prefix)
     return built
+
+
+MODEL_FAMILIES.register("yolov4", ModelFamily(build_yolov4, BOX_DETECTOR, tuple(groups()), tuple(DEFAULT_SCOPE),
+                                              backbones=tuple(BACKBONES)))

@@ -16,10 +16,10 @@ from typing import Mapping
 import torch
 
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import STRATEGIES
 from ticketlab.sparsity.select import kept_count, prune_smallest
 
 Mask = dict[str, torch.Tensor]
-STRATEGIES = ("global", "layerwise", "random")
 
 
 def _check_rate(rate: float, what: str = "prune.rate") -> None:
@@ -136,6 +136,20 @@ def perturb(mask: Mapping[str, torch.Tensor], fraction: float, generator: torch.
     return {n: out[n] for n in mask}
 
 
+def _prune_random(weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], rate: float,
+                  generator: torch.Generator | None) -> Mask:
+    if generator is None:
+        raise TicketlabError("prune.strategy random: needs a torch.Generator (seeded from train.seed)")
+    _check_pair(weights, mask)
+    return prune_random(mask, rate, generator)
+
+
+# prune.strategy → (weights, mask, rate, generator) → the next mask
+STRATEGIES.register("global", lambda weights, mask, rate, generator: prune_global(weights, mask, rate))
+STRATEGIES.register("layerwise", lambda weights, mask, rate, generator: prune_layerwise(weights, mask, rate))
+STRATEGIES.register("random", _prune_random)
+
+
 def prune(
     strategy: str,
     weights: Mapping[str, torch.Tensor],
@@ -143,14 +157,5 @@ def prune(
     rate: float,
     generator: torch.Generator | None = None,
 ) -> Mask:
-    """One pruning level with the named strategy (`global`, `layerwise` or `random`)."""
-    if strategy == "global":
-        return prune_global(weights, mask, rate)
-    if strategy == "layerwise":
-        return prune_layerwise(weights, mask, rate)
-    if strategy == "random":
-        if generator is None:
-            raise TicketlabError("prune.strategy random: needs a torch.Generator (seeded from train.seed)")
-        _check_pair(weights, mask)
-        return prune_random(mask, rate, generator)
-    raise TicketlabError(f"prune.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    """One pruning level with the named strategy (`global`, `layerwise`, `random`, … registered above)."""
+    return STRATEGIES.get(strategy)(weights, mask, rate, generator)

@@ -12,18 +12,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ticketlab.data.bundle import CLASS_LABELS
 from ticketlab.errors import TicketlabError
+from ticketlab.models.spec import CLASSIFIER
+from ticketlab.registry import TASKS
+from ticketlab.tasks.base import Task
 
 TOP_K = 5
 
 
-class ClassificationTask:
+class ClassificationTask(Task):
     name = "classification"
+    metrics = ("accuracy", "top5_accuracy")
     headline = "accuracy"
     higher_is_better = True
+    data_needs = frozenset({CLASS_LABELS})
+    model_kinds = (CLASSIFIER,)
+    shards_evaluation = True
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
+
+    @classmethod
+    def build(cls, cfg, data) -> "ClassificationTask":
+        return cls(num_classes=data.num_classes)
 
     @staticmethod
     def _split(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,3 +83,6 @@ class ClassificationTask:
             metrics["top5_accuracy"] = sum(s["correct_k"] for s in shards) / count
         metrics["val_loss"] = sum(s["loss_sum"] for s in shards) / count
         return metrics
+
+
+TASKS.register(ClassificationTask.name, ClassificationTask)

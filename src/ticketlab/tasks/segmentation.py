@@ -14,21 +14,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ticketlab.data.bundle import PIXEL_LABELS
 from ticketlab.data.voc_seg import IGNORE_INDEX
 from ticketlab.errors import TicketlabError
+from ticketlab.models.spec import SEGMENTER
+from ticketlab.registry import TASKS
+from ticketlab.tasks.base import Task
 from ticketlab.tasks.segmentation_metrics import confusion_matrix, segmentation_metrics
 
 AUX_WEIGHT = 0.5  # torchvision's segmentation reference
 
 
-class SemanticSegmentationTask:
+class SemanticSegmentationTask(Task):
     name = "semantic_segmentation"
+    metrics = ("mIoU", "pixel_accuracy")
     headline = "mIoU"
     higher_is_better = True
+    data_needs = frozenset({PIXEL_LABELS})
+    model_kinds = (SEGMENTER,)
 
     def __init__(self, num_classes: int, class_names: list[str]) -> None:
         self.num_classes = num_classes
         self.class_names = class_names or [str(i) for i in range(num_classes)]
+
+    @classmethod
+    def build(cls, cfg, data) -> "SemanticSegmentationTask":
+        return cls(num_classes=data.num_classes, class_names=list(data.class_names))
 
     @staticmethod
     def _split(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,3 +70,6 @@ class SemanticSegmentationTask:
             raise TicketlabError("data.val: the validation loader yielded no labelled pixels; expected a "
                                  "non-empty split whose masks are not all 255")
         return {**segmentation_metrics(conf, self.class_names), "val_loss": loss_sum.item() / pixels}
+
+
+TASKS.register(SemanticSegmentationTask.name, SemanticSegmentationTask)

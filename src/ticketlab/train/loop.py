@@ -137,12 +137,6 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def shards_evaluation(task: Task) -> bool:
-    """Whether `task` can evaluate a slice of the validation set and merge the slices' results
-    (`evaluate_shard` / `merge_evaluations`); other tasks are evaluated whole by rank 0."""
-    return hasattr(task, "evaluate_shard") and hasattr(task, "merge_evaluations")
-
-
 def evaluate(model: nn.Module, task: Task, loader: Any, device: torch.device, amp: Amp,
              dist: Dist = SINGLE) -> dict[str, float]:
     """task.evaluate in eval mode, without grads, under a forked RNG; restores the model's mode.
@@ -158,10 +152,9 @@ def evaluate(model: nn.Module, task: Task, loader: Any, device: torch.device, am
         with torch.random.fork_rng(devices=devices), torch.no_grad(), amp.autocast():
             if not dist.enabled:
                 metrics = task.evaluate(model, loader, device)
-            elif shards_evaluation(task):
-                shards = dist.all_gather(task.evaluate_shard(model, loader, device))  # type: ignore[attr-defined]
-                metrics = dist.all_gather(task.merge_evaluations(shards) if dist.is_main  # type: ignore[attr-defined]
-                                          else None)[0]
+            elif task.shards_evaluation:  # each rank scores its slice, rank 0 merges
+                shards = dist.all_gather(task.evaluate_shard(model, loader, device))
+                metrics = dist.all_gather(task.merge_evaluations(shards) if dist.is_main else None)[0]
             else:
                 metrics = dist.all_gather(task.evaluate(model, loader, device) if dist.is_main else None)[0]
     finally:
@@ -291,17 +284,17 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
     net = _wrap(model, cfg, device, dist)
     pin = device.type == "cuda"
     loader = train_loader(data, batch_size=cfg.batch_size, seed=cfg.seed, start=progress.step, stop=total,
-                          num_workers=num_workers, pin_memory=pin, rank=dist.rank, world_size=dist.world_size)
+                          num_workers=num_workers, pin_memory=pin, rank=dist.rank, world_size=dist.world_size,
+                          device=device)
     sampler = loader.batch_sampler
-    val_world = dist.world_size if shards_evaluation(task) else 1
+    val_world = dist.world_size if task.shards_evaluation else 1
     evaluation_loader = val_loader(data, batch_size=cfg.eval_batch_size, num_workers=num_workers,
-                                   pin_memory=pin, rank=dist.rank, world_size=val_world)
+                                   pin_memory=pin, rank=dist.rank, world_size=val_world, device=device)
     scalars = ScalarLog(log_dir, progress.step)
     t0 = time.perf_counter()
     metrics: dict[str, float] = {}
     postfix: dict[str, str] = {}
-    headline = getattr(task, "headline", None)
-    task_after_step = getattr(task, "after_step", None)  # optional hook, see tasks.base.Task
+    headline = task.headline
 
     def seconds() -> float:
         return progress.seconds_before + time.perf_counter() - t0
@@ -336,8 +329,7 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
             amp.scaler.update()
             if enforcer is not None:
                 enforcer.after_step(optimizer)
-            if task_after_step is not None:
-                task_after_step(model)
+            task.after_step(model)
             progress.step += 1
             for k, v in values.items():
                 progress.sums[k] = progress.sums.get(k, 0.0) + v
