@@ -1,4 +1,4 @@
-"""The ResNet trunk shared by the single-stage detectors (YOLOv4, SSD) and its module groups.
+"""The ResNet trunk shared by the single-stage detectors (YOLOv4, SSD), its module groups, their class count.
 
 Both detectors keep the whole torchvision ResNet (conv1 … layer4, no avgpool/fc) under
 `backbone.body`, the prefix torchvision's R-CNNs use, so `models/resnet_keys.py` maps a classifier's,
@@ -48,6 +48,14 @@ def resnet_body(cfg: ModelConfig, norm: str, key: str, return_layers: dict[str, 
     trunk = torchvision_resnet(BACKBONES[cfg.backbone or DEFAULT_BACKBONE], cfg.width, norm_layer=trunk_norm(norm, bool(cfg.weights), key))
     channels = stage_channels(trunk)
     return IntermediateLayerGetter(trunk, return_layers=return_layers), channels
+
+
+def detector_classes(cfg: ModelConfig, num_classes: int) -> int:
+    """Classes incl. the background (torchvision's convention): cfg.num_classes or the dataset's."""
+    n = cfg.num_classes if cfg.num_classes is not None else num_classes
+    if n < 2:
+        raise TicketlabError(f"model.num_classes: a detector needs at least 2 classes (background + one), got {n}")
+    return n
 
 
 def trunk_groups() -> dict[str, tuple[str, ...]]:

@@ -31,7 +31,7 @@ from ticketlab.config import ModelConfig, SSDConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import load_model_weights
-from ticketlab.models.resnet_trunk import BACKBONES, DEFAULT_SCOPE, resnet_body, trunk_groups
+from ticketlab.models.resnet_trunk import BACKBONES, DEFAULT_SCOPE, detector_classes, resnet_body, trunk_groups
 from ticketlab.models.spec import BOX_DETECTOR, BuiltModel, ModelFamily
 from ticketlab.registry import MODEL_FAMILIES
 
@@ -91,10 +91,7 @@ def groups() -> dict[str, tuple[str, ...]]:
 def build_ssd(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     """SSD on `cfg.backbone` (default ResNet-50) for `data`; num_classes counts the background."""
     opts: SSDConfig = cfg.ssd
-    num_classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
-    if num_classes < 2:
-        raise TicketlabError(f"model.num_classes: a detector needs at least 2 classes (background + one), "
-                             f"got {num_classes}")
+    num_classes = detector_classes(cfg, data.num_classes)
     size = opts.input_size or data.image_size
     if size < TRUNK_STRIDE:
         raise TicketlabError(f"model.ssd.input_size: expected at least {TRUNK_STRIDE} px, got {size}")

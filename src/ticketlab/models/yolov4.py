@@ -40,7 +40,7 @@ from ticketlab.config import ModelConfig, YoloConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import load_model_weights
-from ticketlab.models.resnet_trunk import BACKBONES, DEFAULT_SCOPE, resnet_body, trunk_groups
+from ticketlab.models.resnet_trunk import BACKBONES, DEFAULT_SCOPE, detector_classes, resnet_body, trunk_groups
 from ticketlab.models.spec import BOX_DETECTOR, BuiltModel, ModelFamily
 from ticketlab.models.yolo_boxes import STRIDES, YoloBoxCoder, cell_grid, default_anchors
 from ticketlab.models.yolo_loss import YoloLoss
@@ -206,10 +206,7 @@ def groups() -> dict[str, tuple[str, ...]]:
 def build_yolov4(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     """YOLOv4 on `cfg.backbone` (default ResNet-50) for `data`; num_classes counts the background."""
     opts = cfg.yolo
-    num_classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
-    if num_classes < 2:
-        raise TicketlabError(f"model.num_classes: a detector needs at least 2 classes (background + one), "
-                             f"got {num_classes}")
+    num_classes = detector_classes(cfg, data.num_classes)
     input_size = opts.input_size or data.image_size
     _check(opts, input_size)
     body, channels = resnet_body(cfg, opts.norm, "model.yolo.norm", {"layer2": "c3", "layer3": "c4", "layer4": "c5"})
