@@ -3,12 +3,11 @@ MLP, key encoder and queue (not just the ResNet); an RGB conv1 fills a 1-channel
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from test_data_formats import write_idx
+from test_data_idx import real_fashion_mnist
 from test_resnet_keys import WIDTH, moco_v2_checkpoint, resnet_state, simclr_checkpoint
 from ticketlab.config import Config, ModelConfig, SSLConfig, load_config
 from ticketlab.data.bundle import DataBundle
@@ -141,18 +140,13 @@ def test_rgb_conv1_fills_a_one_channel_model_as_its_sum(tmp_path, layout):
 
 
 def test_fashion_mnist_config_starts_from_an_rgb_resnet50(tmp_path):
-    raw = tmp_path / "data" / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 8), ("t10k", 4)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    root = real_fashion_mnist()  # Debian's Fashion-MNIST files
     torch.manual_seed(1)
     imagenet = torchvision_resnet(50, 1.0).state_dict()  # the stock 3-channel torchvision ResNet-50
     weights = tmp_path / "resnet50.safetensors"
     save_file(imagenet, str(weights))
     cfg = load_config("configs/fashion_mnist_resnet50_pretrained.yaml",
-                      [f"data.root={tmp_path / 'data'}", f"model.weights={weights}", "data.num_workers=0",
+                      [f"data.root={root}", f"model.weights={weights}", "data.num_workers=0",
                        "train.device=cpu"])
     exp = build_experiment(cfg)
     state = exp.model.state_dict()

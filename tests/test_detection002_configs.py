@@ -33,3 +33,13 @@ def test_ssd_config_is_app_b2s_multistep_schedule():
     assert (t.duration, t.batch_size, t.lr, t.weight_decay) == ("120000it", 32, 0.001, 5e-4)
     assert [sched.factor(s) for s in (79999, 80000, 110000)] == pytest.approx([1.0, 0.1, 0.01])
     assert cfg.model.ssd.input_size == 300 and len(cfg.model.ssd.scales) == 7
+
+
+def test_voc_ap_coco_headlines_cocos_ap_and_keeps_vocs(tmp_path):
+    from ticketlab.tasks.detection import DetectionTask
+    from ticketlab.tasks.voc_detection import voc_task
+
+    task = voc_task("coco")({"images": [{"id": 1, "width": 10, "height": 10}], "annotations": [],
+                             "categories": [{"id": 1, "name": "cat"}]}, {1: 1}, voc_metrics=True)
+    assert type(task) is DetectionTask and task.headline == "bbox_AP" and task.voc_metrics
+    assert load_config("configs/voc0712_ssd_r50.yaml").data.voc_ap == "coco"

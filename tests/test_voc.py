@@ -123,24 +123,3 @@ def test_voc_ap_curves():
     # envelope: 1 up to recall .5, then .8 to recall 1
     assert voc_ap(rec, prec, use_07_metric=False) == pytest.approx(0.5 * 1 + 0.5 * 0.8)
     assert voc_ap(rec, prec, use_07_metric=True) == pytest.approx((6 * 1 + 5 * 0.8) / 11)
-
-
-def test_voc07_plus_12_merges_years_under_the_devkit(tmp_path):
-    write_voc(tmp_path / "VOC2007", IMAGES, {"trainval": ["000005", "000009"], "test": ["000007"]})
-    write_voc(tmp_path / "VOC2012", {"2008_000005": (30, 20, [("cat", (2, 3, 12, 15), 0)])}, {"trainval": ["2008_000005"]})
-    cfg = DataConfig(format="voc", root=str(tmp_path), train="VOC2007/trainval+VOC2012/trainval",
-                     val="VOC2007/test", augment=False)
-    data = build_detection_data(cfg)
-    assert len(data.train) == 3 and len(data.val) == 1
-    ids = sorted(img["id"] for img in data.train.coco_gt["images"])
-    assert ids == [5, 9, 2008000005]
-    anns = data.train.coco_gt["annotations"]
-    assert len({a["id"] for a in anns}) == len(anns) == 3
-    image, target = data.train[2]  # the VOC2012 image, read from VOC2012/JPEGImages
-    assert image.shape == (3, 20, 30) and target["boxes"].tolist() == [[1.0, 2.0, 12.0, 15.0]]
-    with pytest.raises(TicketlabError, match="two image sets share an image id"):
-        build_detection_data(DataConfig(format="voc", root=str(tmp_path), train="VOC2007/trainval+VOC2007/trainval",
-                                        val="VOC2007/test"))
-    with pytest.raises(TicketlabError, match="YEAR/IMAGE_SET"):
-        build_detection_data(DataConfig(format="voc", root=str(tmp_path), train="VOC2007/+VOC2012/trainval",
-                                        val="VOC2007/test"))

@@ -44,13 +44,20 @@ class DetectionConfig:
     """Sizes of an R-CNN beyond family/backbone/width. Defaults are torchvision's (COCO at 800 px);
     the `configs/synth_*_lite.yaml` presets shrink them for 128-px synthetic scenes on a CPU."""
 
+    layout: str = option("fpn", "fpn: ResNet-FPN (torchvision's R-CNNs, paper 001's COCO models); c4: Faster "
+                     "R-CNN on the stride-16 layer3 features with layer4 run on each RoI (paper 001's VOC model)",
+                     choices=("fpn", "c4"))
+    rpn_channels: Optional[int] = option(None, "width of the RPN's 3×3 conv; null = its input width for fpn "
+                                     "(torchvision), 512 for c4 (Faster R-CNN's, the paper's VOC code)")
+    c4_roi_size: int = option(14, "c4: RoIAlign output size on the layer3 map (layer4 halves it before pooling)")
     norm: str = option("auto", "backbone norm: auto (batchnorm from scratch, frozen with model.weights), "
                    "batchnorm, frozen", choices=("auto", "batchnorm", "frozen"))
     trainable_layers: int = option(5, "trainable ResNet stages counted from layer4 (5 = all incl. stem)")
     returned_layers: list[int] = option([1, 2, 3, 4], "ResNet stages feeding the FPN (1..4)")
     fpn_channels: int = option(256, "FPN output channels (also the RPN and RoI-head input width)")
-    anchor_sizes: Optional[list[int]] = option(None, "one anchor size per FPN level incl. the pooled one; "
-                                           "null = 32, 64, 128, … (torchvision)")
+    anchor_sizes: Optional[list[int]] = option(None, "fpn: one anchor size per FPN level incl. the pooled one, "
+                                           "null = 32, 64, 128, … (torchvision); c4: every size on the one map, "
+                                           "null = 128, 256, 512 (the paper's VOC code)")
     aspect_ratios: list[float] = option([0.5, 1.0, 2.0], "anchor aspect ratios at every level")
     min_size: Optional[int] = option(None, "images are resized to this shorter side; null = data.image_size")
     max_size: Optional[int] = option(None, "cap on the longer side; null = min_size·1333/800 (torchvision's ratio)")
@@ -167,6 +174,10 @@ class DataConfig:
                                      "images); null = the model's default: none for MLPs (lenet_300_100), "
                                      "on for conv nets")
     num_workers: int = option(0, "DataLoader worker processes")
+    voc_ap: str = option("11point", "VOC-format detection data: the headline mAP@0.5 averages precision at 11 "
+                     "recall points (voc07_mAP: VOC2007's devkit, paper 001's code) or is the area under the "
+                     "precision envelope (voc_mAP: VOC2010+), or is COCO's bbox_AP (coco: paper 002's AP)",
+                     choices=("11point", "area", "coco"))
     max_image_pixels: int = option(89_478_485, "images whose header claims more pixels are refused before "
                                    "decoding (decompression bombs); default PIL's MAX_IMAGE_PIXELS")
 
