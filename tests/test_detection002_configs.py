@@ -35,7 +35,7 @@ def test_ssd_config_is_app_b2s_multistep_schedule():
     assert cfg.model.ssd.input_size == 300 and len(cfg.model.ssd.scales) == 7
 
 
-def test_voc_ap_coco_headlines_cocos_ap_and_keeps_vocs(tmp_path):
+def test_voc_ap_coco_headlines_cocos_ap_and_keeps_vocs():
     from ticketlab.tasks.detection import DetectionTask
     from ticketlab.tasks.voc_detection import voc_task
 

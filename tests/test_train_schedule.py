@@ -111,7 +111,7 @@ def test_config_poly_power_and_lr_min_reach_the_schedule():
     assert sched.factor(75) == pytest.approx(0.1 + 0.9 * 0.25**0.5)
 
 
-def test_lr_min_above_lr_is_a_config_error(tmp_path):
+def test_lr_min_above_lr_is_a_config_error():
     from ticketlab.config import load_config
 
     with pytest.raises(TicketlabError, match="train.lr_min"):
