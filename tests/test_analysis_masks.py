@@ -113,3 +113,38 @@ def test_zero_kernels_agree_with_the_sparsity_report():
     for name, (zero, total) in ours.items():
         assert (zero, total) == (rows[name].zero_kernels, rows[name].kernels)
     assert ours["2.weight"][0] > 0      # 1×1 convs: a pruned weight is a pruned kernel
+
+
+def test_trunk_relative_names_and_comparable_tensors_by_hand():
+    from ticketlab.analysis.trunk import comparable, relative
+
+    mask = {"backbone.body.layer1.0.conv1.weight": torch.ones(2, 2, 1, 1, dtype=torch.bool),
+            "backbone.body.fc.weight": torch.ones(3, 2, dtype=torch.bool),       # a head, not trunk
+            "backbone.fpn.inner.weight": torch.ones(2, 2, 1, 1, dtype=torch.bool)}
+    assert list(relative(mask, "backbone.body.")) == ["layer1.0.conv1.weight"]
+    assert relative(mask, None) == mask                                          # no ResNet: names as they are
+    a = {"conv1.weight": torch.ones(4, 1, 3, 3), "layer1.0.conv1.weight": torch.ones(4, 4, 1, 1)}
+    b = {"conv1.weight": torch.ones(4, 3, 3, 3), "layer1.0.conv1.weight": torch.ones(4, 4, 1, 1),
+         "layer2.0.conv1.weight": torch.ones(1)}
+    assert comparable(a, b) == (["layer1.0.conv1.weight"], ["conv1.weight"])
+
+
+def test_stage_map_places_each_layer_side_by_side():
+    from ticketlab.analysis.mask_curves import stage_map, stages
+
+    first = torch.ones(2, 3, 3, 3, dtype=torch.bool)
+    first[1, 2] = False                                  # kernel [1, 2] entirely pruned
+    second = torch.ones(4, 2, 1, 1, dtype=torch.bool)
+    second[3, 0] = False
+    mask = {"layer2.0.conv1.weight": first, "layer2.0.conv2.weight": second,
+            "layer1.0.conv1.weight": torch.zeros(1, 1, 1, 1, dtype=torch.bool), "layer2.fc.weight": torch.ones(2, 2)}
+    assert stages(mask) == ["layer1", "layer2"]
+    sm = stage_map(mask, "layer2")
+    nan = np.nan
+    expected = np.array([[0, 0, 0, nan, 0, 0],
+                         [0, 0, 1, nan, 0, 0],
+                         [nan, nan, nan, nan, 0, 0],
+                         [nan, nan, nan, nan, 1, 0]])
+    assert np.array_equal(sm.image, expected, equal_nan=True)
+    assert sm.layers == [("layer2.0.conv1.weight", 0, 3), ("layer2.0.conv2.weight", 4, 6)]
+    assert (sm.zero_kernels, sm.kernels) == (2, 14)

@@ -93,8 +93,8 @@ def _p(world, name):
 def bad_argv(draw, world):
     """One refused command line, for any of the commands."""
     p = lambda name: _p(world, name)  # noqa: E731
-    command = draw(st.sampled_from(["find", "branch", "eval", "info", "report", "sweep", "transfer-matrix",
-                                    "export", "synth", "synth-crops", "demo"]))
+    command = draw(st.sampled_from(["find", "branch", "controls", "eval", "info", "report", "sweep",
+                                    "transfer-matrix", "export", "synth", "synth-crops", "demo"]))
     if command == "find":
         kind = draw(st.sampled_from(["config", "out", "set"]))
         if kind == "config":
@@ -113,6 +113,16 @@ def bad_argv(draw, world):
         name = draw(st.sampled_from(["perturb", "early_bird", "reinit"]))
         value = draw(BAD_NUMBER) if name != "reinit" else "0.5"  # reinit takes no fraction at all
         return ["branch", p("level"), name, "--fraction", value]
+    if command == "controls":
+        kind = draw(st.sampled_from(["run", "levels", "only", "fraction"]))
+        if kind == "run":
+            return ["controls", p(draw(st.sampled_from(["missing", "plain", "binary", "empty_dir", "under_file",
+                                                         "level", "unknown_level"])))]
+        if kind == "levels":
+            return ["controls", p("run"), "--levels", draw(st.sampled_from(["0", "-1", "2", "1.5", "", "1,,x", "99"]))]
+        if kind == "only":
+            return ["controls", p("run"), "--only", draw(st.sampled_from(["early_bird", "complement,nope", ",", "Reinit"]))]
+        return ["controls", p("run"), "--fraction", draw(BAD_NUMBER)]
     if command == "eval":
         return ["eval", p(draw(NOT_A_LEVEL))]
     if command == "info":
@@ -188,8 +198,8 @@ def test_every_command_refuses_bad_arguments_in_one_line(world, capsys):
         assert not changed, f"{argv} changed files of the existing run: {changed}"
 
     check()
-    assert seen == {"find", "branch", "eval", "info", "report", "sweep", "transfer-matrix", "export", "synth",
-                    "synth-crops", "demo"}
+    assert seen == {"find", "branch", "controls", "eval", "info", "report", "sweep", "transfer-matrix", "export",
+                    "synth", "synth-crops", "demo"}
 
 
 def test_find_into_an_existing_file_is_one_line_naming_it(world, capsys):

@@ -59,3 +59,82 @@ def test_bad_spec_is_one_line(tmp_path, capsys):
     path.write_text(yaml.safe_dump({"targets": {"t": {"config": "x.yaml"}}, "sources": {"dense": []}}))
     assert main(["transfer-matrix", str(path)]) == 2
     assert "sources.dense is the baseline row" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def run_source_matrix(tmp_path_factory):
+    """A whole IMP run as a source (a row per level), judged against the dense model from the same θ_p."""
+    from ticketlab.config import load_config
+    from ticketlab.lottery.imp import run_imp
+
+    root = tmp_path_factory.mktemp("run_source")
+    run_imp(load_config("configs/digits_lenet.yaml", ["train.duration=1ep", "prune.levels=2"]), root / "src",
+            log=lambda s: None)
+    theta = root / "src" / "level_00" / "final.safetensors"
+    target = ["train.duration=2it", "train.eval_every=2it", "prune.levels=0"]
+    spec = {"seeds": [0, 1],
+            "targets": {"digits": {"config": "configs/digits_lenet.yaml", "set": target}},
+            "baselines": {"dense θ_p": [f"model.weights={theta}"]},
+            "sources": {"m_P": {"run": str(root / "src"), "baseline": "dense θ_p",
+                                "set": [f"model.weights={theta}", "init.mode=mask", "init.map=shared"]}}}
+    path = root / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    out = root / "out"
+    assert main(["transfer-matrix", str(path), "--out", str(out)]) == 0
+    return root, out
+
+
+def test_run_source_rows_each_level_against_its_own_baseline(run_source_matrix):
+    root, out = run_source_matrix
+    rows = {r["source"]: r for r in csv.DictReader(open(out / "matrix.csv", encoding="utf-8"))}
+    assert list(rows) == ["dense", "dense θ_p", "m_P L01", "m_P L02"]
+    assert rows["dense θ_p"]["baseline"] == "dense" and rows["m_P L02"]["baseline"] == "dense θ_p"
+
+    from ticketlab.lottery.matrix import slug
+
+    def accs(row):
+        return [json.loads((out / slug(row) / "digits" / f"seed_{s}" / "level_00" / "metrics.json").read_text())["accuracy"]
+                for s in (0, 1)]
+
+    base = accs("dense θ_p")
+    for level in (1, 2):
+        r = rows[f"m_P L{level:02d}"]
+        init = json.loads((out / f"m_P_L{level:02d}" / "digits" / "seed_0" / "init.json").read_text())
+        assert init["transfer"]["source"] == str(root / "src" / f"level_{level:02d}")
+        source = json.loads((root / "src" / f"level_{level:02d}" / "metrics.json").read_text())
+        assert float(r["source_sparsity"]) == pytest.approx(source["sparsity_scope"])
+        assert r["matching"] == str(bool(np.mean(accs(f"m_P L{level:02d}")) >= np.mean(base) - np.std(base, ddof=1)))
+    universal = list(csv.DictReader(open(out / "universal.csv", encoding="utf-8")))
+    matching = [lv for lv in (1, 2) if rows[f"m_P L{lv:02d}"]["matching"] == "True"]
+    assert universal[0]["universal_levels"] == " ".join(map(str, matching))
+    assert (out / "transfer_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_universal_is_the_sparsest_level_matching_on_every_target():
+    from ticketlab.lottery.matrix import universal_levels
+    from ticketlab.lottery.matrix_spec import MatrixSpec, RunSource, Target
+
+    spec = MatrixSpec(targets={"a": Target("x"), "b": Target("x")}, seeds=[0],
+                      sources={"m": RunSource("r"), "single": ["k=v"]})
+    verdicts = {(1, "a"): True, (1, "b"): True, (2, "a"): True, (2, "b"): False, (3, "a"): True, (3, "b"): True,
+                (4, "a"): False, (4, "b"): True}
+    rows = [{"run_source": "m", "source_level": lv, "target": t, "matching": ok, "source_sparsity": 1 - 0.8 ** lv}
+            for (lv, t), ok in verdicts.items()]
+    [u] = universal_levels(rows, spec)
+    assert (u["universal_levels"], u["sparsest_universal_level"]) == ("1 3", 3)   # level 2 fails b, 4 fails a
+    assert u["sparsest_universal_sparsity"] == pytest.approx(0.488)
+
+
+def test_run_source_spec_errors_are_one_line(tmp_path, capsys):
+    bad = {"targets": {"t": {"config": "x.yaml"}}}
+    for sources, message in [
+        ({"m": {"run": str(tmp_path), "levels": [0]}}, "sources.m.levels: expected all or a list of levels >= 1"),
+        ({"m": {"run": str(tmp_path), "baseline": "θ"}}, "sources.m.baseline: 'θ' is not 'dense'"),
+        ({"m": {"run": str(tmp_path), "runs": 1}}, "unknown key(s) runs"),
+        ({"m": {"run": str(tmp_path)}}, "not a ticketlab run directory"),
+    ]:
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump({**bad, "sources": sources}, allow_unicode=True))
+        assert main(["transfer-matrix", str(path), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1

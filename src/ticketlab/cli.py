@@ -90,6 +90,17 @@ def cmd_branch(args) -> int:
     return 0
 
 
+def cmd_controls(args) -> int:
+    from ticketlab.lottery.controls import CONTROLS, parse_list, run_controls
+
+    rows = run_controls(Path(args.run_dir), levels=parse_list(args.levels, "levels", int),
+                        names=parse_list(args.only, "only") or CONTROLS,
+                        fraction=args.fraction, seed=args.seed)
+    columns = list(dict.fromkeys(k for r in rows for k in r if k not in ("kept_scope", "scope_size")))
+    _print_table(rows, columns)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from ticketlab.lottery.evaluate import evaluate_level
 
@@ -119,8 +130,10 @@ def cmd_info(args) -> int:
     from ticketlab.lottery.info import group_table
 
     rows, total, scope_size = group_table(load_config(target, args.set))
-    _print_table(rows, ["group", "params", "percent", "in_scope"])
+    _print_table(rows, ["group", "params", "percent", "in_scope", "prunable %"])
     print(f"\n{total} parameters; scope: {scope_size} ({100.0 * scope_size / total:.2f}% of the network)")
+    print("prunable %: the group's conv/linear weights left after prune.exclude, as % of the network "
+          "(paper 001 Table 3's Param %)")
     return 0
 
 
@@ -243,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "early_bird: the draw's fraction of dense training (level_01 only)")
     p.add_argument("--seed", type=int, help="seed of the random draw (default: the run's seed + 1)")
     p.set_defaults(func=cmd_branch)
+
+    p = sub.add_parser("controls", parents=[common], help="paper 002 Fig. 8's mask controls (complement, random, "
+                       "perturbed) of every pruned level, each a resumable branch")
+    p.add_argument("run_dir", help="RUN_DIR")
+    p.add_argument("--levels", metavar="1,3,5", help="levels to control (default: every finished level ≥ 1)")
+    p.add_argument("--only", metavar="NAME,...", help="controls to run, among complement, random_mask, perturb, "
+                   "reinit (default: complement,random_mask,perturb)")
+    p.add_argument("--fraction", type=float, default=0.1, help="perturb: fraction of each tensor's kept weights "
+                   "flipped to pruned, with as many pruned ones flipped to kept (default 0.1)")
+    p.add_argument("--seed", type=int, help="seed of the random draws (default: the run's seed + 1)")
+    p.set_defaults(func=cmd_controls)
 
     p = sub.add_parser("eval", parents=[common], help="re-evaluate a finished level")
     p.add_argument("level_dir", help="RUN_DIR/level_NN (or a branch dir)")

@@ -50,6 +50,17 @@ def runs_text(runs: Sequence[Run]) -> str:
     return ", ".join(f"{r.label} (seed {r.seed})" for r in runs)
 
 
+def short_label(s: Series, limit: int = 40) -> str:
+    """A series' label for a legend: its own when short, else its task and run labels (the config
+    keys that tell series apart are in summary_by_series.csv)."""
+    return s.label if len(s.label) <= limit else f"{s.runs[0].task}: {', '.join(r.label for r in s.runs)}"
+
+
+def short_series_text(series: Sequence[Series]) -> str:
+    """Like `series_text`, with each series under its `short_label`."""
+    return "; ".join(f"{short_label(s)} — {runs_text(s.runs)}" for s in series)
+
+
 def series_text(series: Sequence[Series]) -> str:
     return "; ".join(f"{s.label}: {runs_text(s.runs)}" for s in series)
 
@@ -87,7 +98,8 @@ def similarity_sections(at: AtLevel, written: list[Path]) -> list[Block]:
         note = f" Runs with masks of another layout are not in this matrix: {runs_text(others)}." if others else ""
         blocks.append(Block(heading="Mask similarity", image=name, data=[data],
                             caption=f"Relative similarity |a ∩ b| / |a ∪ b| of the kept weights of each pair of "
-                                    f"masks (paper 002 §5), at {at.where}. Runs: {runs_text(group)}.{note}"))
+                                    f"masks (paper 002 §5) — ResNet masks on their trunk, named relative to "
+                                    f"it, so models of different kinds meet — at {at.where}. Runs: {runs_text(group)}.{note}"))
     return blocks
 
 

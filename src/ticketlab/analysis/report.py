@@ -10,15 +10,17 @@ metric it compares, and links the CSV it was drawn from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ticketlab.analysis import figures, tables
 from ticketlab.analysis.detection_sections import detection_sections
+from ticketlab.analysis.control_sections import control_sections
 from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
 from ticketlab.analysis.early_stop import early_stop_section
+from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
 from ticketlab.analysis.page import Block, render_page
 from ticketlab.analysis.study import expand_studies, study_sections
@@ -32,6 +34,7 @@ from ticketlab.analysis.runs import (
     group_series,
     load_runs,
 )
+from ticketlab.analysis.trunk import trunk_mask
 from ticketlab.atomic import atomic_write_text
 from ticketlab.errors import TicketlabError
 
@@ -139,8 +142,11 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks.append(_summary_block(series, stats, summary_csv))
     at = AtLevel(out=out, runs=runs, masks=[r.mask(level) for r in runs], level=level, reason=reason)
     blocks.append(kept_section(at, series, written))
-    blocks += similarity_sections(at, written)
+    blocks += similarity_sections(replace(at, masks=[trunk_mask(r, level) for r in runs]), written)
     blocks += kernel_sections(at, written)
+    blocks += fig6_sections(out, series, written)     # paper 002 Fig. 6-8: masks across models, controls
+    blocks += fig7_sections(at, series, written)
+    blocks += control_sections(out, series, written)
     blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
     blocks += early_bird_sections(out, runs, written)
     blocks += convergence_section(out, runs, level, written)

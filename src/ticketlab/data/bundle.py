@@ -39,6 +39,9 @@ class DataBundle:
     # Contrastive tasks: the labelled training images under the evaluation transform, the memory
     # bank of kNN evaluation (`train` then yields two augmented views per image).
     memory: Optional[Dataset] = None
+    # Contrastive tasks: the validation images as fixed pairs of augmented views, ((v1, v2), label),
+    # the batches of retrieval accuracy (data/views.py).
+    val_views: Optional[Dataset] = None
 
 
 @dataclass(frozen=True)

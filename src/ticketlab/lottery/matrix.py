@@ -1,31 +1,26 @@
 """Universality (paper 002 §3–4): masks from several sources, each trained on several target tasks.
 
-A spec (YAML) names target configs (columns) and sources (rows: `--set`-style overrides, usually an
-`init:` transfer such as `init.source=runs/simclr/level_05`). Every (row, column, seed) is an ordinary
-run dir `OUT/<row>/<column>/seed_<s>` made by `run_imp`, so a cut-off matrix resumes where it
-stopped; a `dense` row (the target config as is) is always run as the baseline. The table holds, per
-cell, the mean ± std of the target's headline metric at the run's last level over seeds, and whether
-it is *matching*: mean ≥ dense mean − dense std (both papers' criterion; ≤ mean + std for a metric
-where lower is better).
+A spec (`matrix_spec.py`) names target configs (columns), dense baselines (one per pre-trained θ_p)
+and sources (rows: `--set`-style overrides, usually an `init:` transfer, or a whole run whose every
+level becomes a row). Every (row, column, seed) is an ordinary run dir `OUT/<row>/<column>/seed_<s>`
+made by `run_imp`, so a cut-off matrix resumes where it stopped. The table holds, per cell, the mean ±
+std of the target's headline metric at the cell's last level over seeds, and whether it is
+*matching*: mean ≥ its baseline's mean − that baseline's std (both papers' criterion; ≤ mean + std for
+a metric where lower is better; paper 002 Eq. 1 compares with the dense model from the same θ_p). A row is *universal* when it matches on every
+target (paper 002 §3); for a run source, the sparsest universal level is what the paper quotes as
+"universally transferable at 59.04%–96.48% sparsity".
 
-    out: runs/universality              # optional; --out overrides
-    seeds: [0, 1, 2]
-    targets:
-      digits: {config: configs/digits_resnet.yaml, set: [train.duration=5ep]}
-    sources:
-      m_P supervised: [init.source=runs/sup/level_05, init.mode=mask]
-      m_T: ["init.source=runs/imp_{target}/level_05", init.mode=mask]   # {target} = the column name
-
-Writes OUT/matrix.csv, OUT/matrix.md and OUT/matrix.png (heatmap).
+Writes OUT/matrix.csv, OUT/matrix.md, OUT/matrix.png (heatmap), and with run sources
+OUT/universal.csv and OUT/transfer_curves.png (metric vs the source mask's sparsity, per target).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -37,56 +32,11 @@ from ticketlab.analysis.runs import Stat, is_matching
 from ticketlab.atomic import atomic_write_bytes, atomic_write_text
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
-from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.imp import run_imp
+from ticketlab.lottery.matrix_spec import DENSE, MatrixSpec, Row, RunSource, load_spec
 from ticketlab.tasks import task_class
 
-DENSE = "dense"
-
-
-@dataclass
-class Target:
-    config: str
-    overrides: list[str] = field(default_factory=list)
-    metric: Optional[str] = None  # null = the task's headline metric
-
-
-@dataclass
-class MatrixSpec:
-    targets: dict[str, Target]
-    sources: dict[str, list[str]]
-    seeds: list[int]
-    out: Optional[str] = None
-
-
-def _strings(value, where: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TicketlabError(f"{where}: expected a list of key=value strings, got {value!r}")
-    return value
-
-
-def load_spec(path: Path) -> MatrixSpec:
-    data = read_yaml_mapping(path, "transfer-matrix spec", "a mapping with keys targets, sources, seeds, out")
-    unknown = set(data) - {"targets", "sources", "seeds", "out"}
-    if unknown:
-        raise TicketlabError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (expected targets, sources, "
-                             "seeds, out)")
-    targets = {}
-    for name, t in (data.get("targets") or {}).items():
-        if not isinstance(t, dict) or not isinstance(t.get("config"), str) or set(t) - {"config", "set", "metric"}:
-            raise TicketlabError(f"{path}: targets.{name}: expected {{config: FILE, set: [...], metric: NAME}}")
-        targets[str(name)] = Target(t["config"], _strings(t.get("set"), f"{path}: targets.{name}.set"), t.get("metric"))
-    sources = {str(k): _strings(v, f"{path}: sources.{k}") for k, v in (data.get("sources") or {}).items()}
-    if not targets or not sources:
-        raise TicketlabError(f"{path}: needs at least one entry under targets and one under sources")
-    if DENSE in sources:
-        raise TicketlabError(f"{path}: sources.{DENSE} is the baseline row, run always; pick another name")
-    seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise TicketlabError(f"{path}: seeds: expected a list of integers, got {seeds!r}")
-    return MatrixSpec(targets, sources, seeds, data.get("out"))
+__all__ = ["DENSE", "MatrixSpec", "load_spec", "run_matrix", "write_table", "universal_levels"]
 
 
 def slug(name: str) -> str:
@@ -94,9 +44,9 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "_"
 
 
-def cell_config(spec: MatrixSpec, row: str, column: str, seed: int):
+def cell_config(spec: MatrixSpec, row: Row, column: str, seed: int):
     target = spec.targets[column]
-    extra = [o.replace("{target}", column) for o in spec.sources.get(row, [])]
+    extra = [o.replace("{target}", column) for o in row.overrides]
     return load_config(target.config, target.overrides + extra + [f"train.seed={seed}"])
 
 
@@ -104,67 +54,121 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _source_sparsity(row: Row) -> Optional[float]:
+    """The scope sparsity the source level itself reports (a run source's row), else None."""
+    if row.level_dir is None:
+        return None
+    path = row.level_dir / "metrics.json"
+    try:
+        return float(json.loads(path.read_text())["sparsity_scope"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TicketlabError(f"{path}: unreadable metrics file (expected sparsity_scope)") from None
+
+
 def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) every cell, then write the table; returns its rows (one per row × column)."""
+    """Run (or resume) every cell, then write the tables; returns the rows (one per row × column)."""
     rows = []
+    plan = spec.rows()
     for column, target in spec.targets.items():
-        per_row: dict[str, list[float]] = {}
-        record = task_class(cell_config(spec, DENSE, column, spec.seeds[0]).task).record()
+        record = task_class(cell_config(spec, plan[0], column, spec.seeds[0]).task).record()
         metric = target.metric or record.headline
-        for row in [DENSE, *spec.sources]:
+        stats: dict[str, Stat] = {}
+        for row in plan:
             values = []
             for seed in spec.seeds:
                 cfg = cell_config(spec, row, column, seed)
-                run_dir = out / slug(row) / slug(column) / f"seed_{seed}"
-                log(f"[{row} → {column}, seed {seed}] {run_dir}")
+                run_dir = out / slug(row.name) / slug(column) / f"seed_{seed}"
+                log(f"[{row.name} → {column}, seed {seed}] {run_dir}")
                 last = run_imp(cfg, run_dir, log=log)[-1]
                 if metric not in last:
                     raise TicketlabError(f"{run_dir}: metric {metric!r} not in its metrics ({', '.join(last)})")
                 values.append(float(last[metric]))
                 sparsity = (last["sparsity_scope"], last["sparsity_network"])
-            per_row[row] = values
             mean, std = _mean_std(values)
-            rows.append({"source": row, "target": column, "metric": metric, "mean": mean, "std": std,
-                         "seeds": len(values), "sparsity_scope": sparsity[0], "sparsity_network": sparsity[1]})
-        dense_mean, dense_std = _mean_std(per_row[DENSE])
-        dense = Stat(dense_mean, dense_std, len(per_row[DENSE]))
-        for r in rows:
-            if r["target"] == column:
-                r["matching"] = is_matching(r["mean"], dense, record.higher_is_better_for(metric))
-    write_table(rows, out)
+            stats[row.name] = Stat(mean, std, len(values))
+            matching = is_matching(mean, stats[row.baseline or row.name], record.higher_is_better_for(metric))
+            rows.append({"source": row.name, "target": column, "metric": metric, "mean": mean, "std": std,
+                         "seeds": len(values), "sparsity_scope": sparsity[0], "sparsity_network": sparsity[1],
+                         "baseline": row.baseline or row.name, "matching": matching,
+                         "run_source": row.source or "", "source_level": "" if row.level is None else row.level,
+                         "source_sparsity": _source_sparsity(row)})
+    universal = universal_levels(rows, spec)
+    write_table(rows, out, universal)
     return rows
 
 
-def write_table(rows: list[dict], out: Path) -> None:
-    """OUT/matrix.csv (one line per cell), OUT/matrix.md (rows × columns) and OUT/matrix.png."""
+def universal_levels(rows: list[dict], spec: MatrixSpec) -> list[dict]:
+    """Per run source: the levels matching on every target, and the sparsest of them (None if none)."""
+    targets = list(spec.targets)
+    out = []
+    for name, src in spec.sources.items():
+        if not isinstance(src, RunSource):
+            continue
+        mine = [r for r in rows if r["run_source"] == name]
+        levels = sorted({r["source_level"] for r in mine})
+        ok = [lv for lv in levels
+              if all(r["matching"] for r in mine if r["source_level"] == lv) and
+              {r["target"] for r in mine if r["source_level"] == lv} == set(targets)]
+        best = ok[-1] if ok else None
+        sparsity = next((r["source_sparsity"] for r in mine if r["source_level"] == best), None)
+        out.append({"source": name, "baseline": src.baseline, "levels": " ".join(map(str, levels)),
+                    "universal_levels": " ".join(map(str, ok)), "sparsest_universal_level": best,
+                    "sparsest_universal_sparsity": sparsity})
+    return out
+
+
+def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(out / "matrix.csv", buf.getvalue())
+    return buf.getvalue()
+
+
+def write_table(rows: list[dict], out: Path, universal: list[dict] = ()) -> None:
+    """OUT/matrix.csv (one line per cell), OUT/matrix.md (rows × columns), OUT/matrix.png; with run
+    sources also OUT/universal.csv and OUT/transfer_curves.png."""
+    atomic_write_text(out / "matrix.csv", _csv(rows))
     sources = list(dict.fromkeys(r["source"] for r in rows))
     targets = list(dict.fromkeys(r["target"] for r in rows))
     cell = {(r["source"], r["target"]): r for r in rows}
-    lines = ["| source | " + " | ".join(f"{t} ({cell[(sources[0], t)]['metric']})" for t in targets) + " |",
-             "|---|" + "---|" * len(targets)]
+    lines = ["| source | baseline | " + " | ".join(f"{t} ({cell[(sources[0], t)]['metric']})" for t in targets)
+             + " | universal |", "|---|---|" + "---|" * (len(targets) + 1)]
     for s in sources:
         texts = []
         for t in targets:
             r = cell[(s, t)]
             texts.append(f"{r['mean']:.4f} ± {r['std']:.4f} {'✓' if r['matching'] else '✗'} "
                          f"(net. sparsity {r['sparsity_network']:.1%})")
-        lines.append(f"| {s} | " + " | ".join(texts) + " |")
-    note = "\n✓ = matching: mean ≥ dense mean − 1 std over seeds.\n"
-    atomic_write_text(out / "matrix.md", "\n".join(lines) + "\n" + note)
+        every = all(cell[(s, t)]["matching"] for t in targets)
+        lines.append(f"| {s} | {cell[(s, targets[0])]['baseline']} | " + " | ".join(texts)
+                     + f" | {'✓' if every else '✗'} |")
+    note = ["", "✓ = matching: mean ≥ the baseline's mean − 1 std over seeds; universal = matching on every target."]
+    for u in universal:
+        best = u["sparsest_universal_level"]
+        note.append(f"- {u['source']} (vs {u['baseline']}): " + (
+            f"universal up to level {best} ({u['sparsest_universal_sparsity']:.2%} of the source's scope pruned); "
+            f"universal at levels {u['universal_levels']}" if best is not None else "universal at no level"))
+    atomic_write_text(out / "matrix.md", "\n".join(lines) + "\n" + "\n".join(note) + "\n")
     _heatmap(rows, sources, targets, out / "matrix.png")
+    if universal:
+        atomic_write_text(out / "universal.csv", _csv(list(universal)))
+        _curves(rows, targets, out / "transfer_curves.png")
+
+
+def _figure_bytes(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
 
 
 def _heatmap(rows: list[dict], sources: list[str], targets: list[str], path: Path) -> None:
-    """Each cell's mean minus its column's dense mean, ✓ on matching cells."""
+    """Each cell's mean minus its baseline's mean, ✓ on matching cells."""
     cell = {(r["source"], r["target"]): r for r in rows}
-    delta = np.array([[cell[(s, t)]["mean"] - cell[(DENSE, t)]["mean"] for t in targets] for s in sources])
+    delta = np.array([[cell[(s, t)]["mean"] - cell[(cell[(s, t)]["baseline"], t)]["mean"] for t in targets]
+                      for s in sources])
     fig = Figure(figsize=(1.8 + 1.6 * len(targets), 1.0 + 0.5 * len(sources)))
-    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     bound = float(np.abs(delta).max()) or 1.0
     image = ax.imshow(delta, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
@@ -173,9 +177,34 @@ def _heatmap(rows: list[dict], sources: list[str], targets: list[str], path: Pat
     for i, s in enumerate(sources):
         for j, t in enumerate(targets):
             ax.text(j, i, f"{delta[i, j]:+.3f}{' ✓' if cell[(s, t)]['matching'] else ''}", ha="center", va="center")
-    fig.colorbar(image, ax=ax, label="metric − dense")
-    ax.set_title("mask transfer: metric relative to dense")
+    fig.colorbar(image, ax=ax, label="metric − baseline")
+    ax.set_title("mask transfer: metric relative to each row's dense baseline")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, _figure_bytes(fig))
+
+
+def _curves(rows: list[dict], targets: list[str], path: Path) -> None:
+    """Paper 002 Fig. 3–5: per target, each run source's metric against its mask's sparsity (band ±1
+    std), its baseline dashed, matching levels filled."""
+    fig = Figure(figsize=(5.0 * len(targets), 4.2))
+    axes = fig.subplots(1, len(targets), squeeze=False)[0]
+    for ax, t in zip(axes, targets):
+        mine = [r for r in rows if r["target"] == t]
+        for i, name in enumerate(dict.fromkeys(r["run_source"] for r in mine if r["run_source"])):
+            pts = sorted((r for r in mine if r["run_source"] == name), key=lambda r: r["source_sparsity"])
+            x = np.array([100 * r["source_sparsity"] for r in pts])
+            y, s = np.array([r["mean"] for r in pts]), np.array([r["std"] for r in pts])
+            color = f"C{i % 10}"
+            ax.plot(x, y, color=color, label=name)
+            ax.fill_between(x, y - s, y + s, color=color, alpha=0.2, linewidth=0)
+            ax.scatter(x, y, color=color, facecolors=[color if r["matching"] else "white" for r in pts], zorder=3)
+            base = next(r for r in mine if r["source"] == pts[0]["baseline"])
+            ax.axhline(base["mean"], color=color, linestyle="--", linewidth=0.9)
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("source mask's scope sparsity (%)")
+        ax.set_ylabel(f"{mine[0]['metric']} (mean ± 1 std over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("transfer curves: filled = matching its dense baseline (dashed)", fontsize=10)
+    fig.tight_layout()
+    atomic_write_bytes(path, _figure_bytes(fig))
