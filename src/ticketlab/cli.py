@@ -39,13 +39,10 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
 
 
-def summary_columns(rows: list[dict], headline: Optional[str] = None) -> list[str]:
+def summary_columns(rows: list[dict]) -> list[str]:
     cols = ["level", "sparsity_scope", "sparsity_network"]
     metric_keys = [k for k in (rows[0] if rows else {}) if k not in cols and k not in
                    ("kept_scope", "scope_size", "steps", "seconds")]
-    if headline and headline in metric_keys:
-        metric_keys.remove(headline)
-        metric_keys.insert(0, headline)
     return cols + metric_keys[:4] + ["seconds"]
 
 
@@ -76,7 +73,7 @@ def cmd_sweep(args) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.study).stem
     print(f"study dir: {out}")
-    cells = run_study(Path(args.study), out)
+    cells = run_study(Path(args.study), out, metric=args.metric)
     print(f"\n{len(cells)} cells; aggregate: {out / 'aggregate.csv'}; report: ticketlab report {out} --out DIR")
     return 0
 
@@ -140,7 +137,7 @@ def cmd_info(args) -> int:
 def cmd_report(args) -> int:
     from ticketlab.analysis.report import write_report
 
-    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level)
+    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level, metric=args.metric)
     print(f"mask figures: level {result.level} ({result.level_reason})")
     print(f"wrote {len(result.files)} files; open {result.index}")
     return 0
@@ -226,6 +223,9 @@ def cmd_export(args) -> int:
 
 # -- parser --------------------------------------------------------------------------------------
 
+METRIC_HELP = ("metric of the matching verdicts: any metric the levels recorded (e.g. bbox_AP of a Mask R-CNN "
+               "run); default: the task's headline")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from ticketlab.registry import BRANCHES, EXPORT_FORMATS
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", parents=[common], help="run or resume a grid of IMP runs (a study) → cells/<name>/")
     p.add_argument("study", help="STUDY.yaml: config, set (overrides), grid (axis: [values]), preset")
     p.add_argument("--out", help="study directory (default: runs/<study name>); rerun to resume")
+    p.add_argument("--metric", help=METRIC_HELP)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("branch", parents=[common], help="control experiment on a finished level → level_NN/branch_<name>/")
@@ -284,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory for index.html, PNG figures and CSV tables")
     p.add_argument("--level", type=int, help="level of the mask figures (default: the sparsest level at which "
                    "every series still matches)")
+    p.add_argument("--metric", help=METRIC_HELP)
     p.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)

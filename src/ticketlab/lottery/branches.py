@@ -22,13 +22,14 @@ import torch
 
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.early_bird import draw_at
-from ticketlab.lottery.experiment import build_experiment
 from ticketlab.lottery.imp import rewind_source
-from ticketlab.lottery.level import train_ticket
+from ticketlab.lottery.level import TicketStart, train_ticket
 from ticketlab.lottery.lock import run_lock
+from ticketlab.lottery.opened import open_level
 from ticketlab.registry import BRANCHES
-from ticketlab.rundir import RunDir
+from ticketlab.rundir import METRICS_FILE, RunDir
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
+from ticketlab.train.loop import LevelRun
 
 
 
@@ -62,7 +63,7 @@ def parse_level_dir(level_dir: Path) -> tuple[RunDir, int]:
     run = RunDir(level_dir.parent)
     level = int(suffix)
     if not run.is_done(level):
-        raise TicketlabError(f"{level_dir}: level is not finished (no metrics.json); run `ticketlab find` first")
+        raise TicketlabError(f"{level_dir}: level is not finished (no {METRICS_FILE}); run `ticketlab find` first")
     return run, level
 
 
@@ -76,10 +77,9 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
         with_fraction = [n for n, b in BRANCHES.items() if b.fraction]
         raise TicketlabError(f"branch {name}: --fraction only applies to {' and '.join(with_fraction)}")
     run, level = parse_level_dir(level_dir)
-    cfg = run.load_config()
-    exp = build_experiment(cfg)
-    shapes = {n: tuple(exp.model.state_dict()[n].shape) for n in exp.scope}
-    mask = load_mask(Path(level_dir) / "mask.safetensors", shapes)
+    opened = open_level(Path(level_dir))
+    exp, mask, cfg = opened.experiment, opened.mask, opened.experiment.cfg
+    shapes = {n: tuple(m.shape) for n, m in mask.items()}
     seed = cfg.train.seed + 1 if seed is None else seed
     generator = torch.Generator().manual_seed(seed)
     if name in ("complement", "perturb", "random_mask") and level == 0:
@@ -105,10 +105,8 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None,
 
     out = Path(level_dir) / branch_dir_name(name, fraction)
     with run_lock(run.root):  # one writer per run dir: not beside a `find` or another branch
-        metrics = train_ticket(
-            exp, out, mask=mask, start_state=start, optimizer_state=opt_state,
-            identity={"level": level, "branch": name, "branch_seed": seed,
-                      **({"fraction": fraction} if fraction is not None else {}), **extra},
-            start_step=exp.rewind_step, desc=f"level {level} {name}",
-        )
+        identity = {"level": level, "branch": name, "branch_seed": seed,
+                    **({"fraction": fraction} if fraction is not None else {}), **extra}
+        metrics = train_ticket(exp, TicketStart(out, mask, start, identity), LevelRun(
+            start_step=exp.rewind_step, optimizer_state=opt_state, desc=f"level {level} {name}"))
     return out, metrics

@@ -31,17 +31,16 @@ from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.early_bird import EarlyBird
 from ticketlab.lottery.experiment import Experiment, build_experiment, level_generator, load_state
-from ticketlab.lottery.level import train_ticket
+from ticketlab.lottery.level import TicketStart, train_ticket
 from ticketlab.lottery.lock import run_lock
-from ticketlab.rundir import EARLY_BIRD_FILE, RunDir
+from ticketlab.rundir import (EARLY_BIRD_FILE, FINAL_FILE, INIT_FILE, MASK_FILE, REWIND_OPTIMIZER_FILE,
+                              REWIND_POINT_FILE, START_FILE, RunDir)
 from ticketlab.sparsity import full_mask, load_mask
 from ticketlab.sparsity.group_rates import prune_by_groups
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
+from ticketlab.train.loop import LevelRun
 
-REWIND_POINT = "rewind_point.safetensors"
-REWIND_OPTIMIZER = "rewind_optimizer.safetensors"
-INIT_RECORD = "init.json"
 
 
 def save_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> None:
@@ -64,17 +63,17 @@ def rewind_source(exp: Experiment, run: RunDir) -> tuple[dict[str, torch.Tensor]
     """The (unmasked) weights every pruned level restarts from, and the optimizer state to restore."""
     level0 = run.level_dir(0)
     if exp.rewind_step == 0:
-        return load_state(level0 / "rewind.safetensors", exp.model), None
-    state = load_state(level0 / REWIND_POINT, exp.model)
-    opt = load_optimizer_state(level0 / REWIND_OPTIMIZER) if exp.cfg.prune.rewind_optimizer else None
+        return load_state(level0 / START_FILE, exp.model), None
+    state = load_state(level0 / REWIND_POINT_FILE, exp.model)
+    opt = load_optimizer_state(level0 / REWIND_OPTIMIZER_FILE) if exp.cfg.prune.rewind_optimizer else None
     return state, opt
 
 
 def _save_rewind_point(level0: Path, with_optimizer: bool) -> Callable[[nn.Module, torch.optim.Optimizer], None]:
     def hook(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if with_optimizer:
-            save_optimizer_state(level0 / REWIND_OPTIMIZER, optimizer)
-        atomic_save_safetensors(level0 / REWIND_POINT, model.state_dict())
+            save_optimizer_state(level0 / REWIND_OPTIMIZER_FILE, optimizer)
+        atomic_save_safetensors(level0 / REWIND_POINT_FILE, model.state_dict())
 
     return hook
 
@@ -82,8 +81,8 @@ def _save_rewind_point(level0: Path, with_optimizer: bool) -> Callable[[nn.Modul
 def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tensor]:
     prev = run.level_dir(level - 1)
     shapes = {n: tuple(exp.model.state_dict()[n].shape) for n in exp.scope}
-    prev_mask = load_mask(prev / "mask.safetensors", shapes)
-    weights = exp.scope_weights(load_state(prev / "final.safetensors", exp.model))
+    prev_mask = load_mask(prev / MASK_FILE, shapes)
+    weights = exp.scope_weights(load_state(prev / FINAL_FILE, exp.model))
     p = exp.cfg.prune
     names = exp.prune_names  # transferred tensors outside prune.scope keep their mask as it is
     pruned = prune_by_groups(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names},
@@ -111,7 +110,7 @@ def _quiet(message: str) -> None:
 
 def _finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
     level0 = run.level_dir(0)
-    early.finish(load_state(level0 / "final.safetensors", exp.model), run.read_metrics(0)["steps"])
+    early.finish(load_state(level0 / FINAL_FILE, exp.model), run.read_metrics(0)["steps"])
 
 
 def level0_start(exp: Experiment) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -132,7 +131,7 @@ def write_init_record(exp: Experiment, run: RunDir) -> None:
     if exp.transfer is not None:
         record["transfer"] = exp.transfer.record(exp.model)
     if record:
-        atomic_write_json(run.root / INIT_RECORD, record)
+        atomic_write_json(run.root / INIT_FILE, record)
 
 
 def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None], dist: Dist,
@@ -149,26 +148,21 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
         tensorboard = run.root / "tensorboard" / out_dir.name
         if level == 0:
             init, mask = level0_start(exp)
-            level0_file = out_dir / "rewind.safetensors"
+            level0_file = out_dir / START_FILE
             if level0_file.is_file():  # a resumed level 0 starts from the weights it was started with
                 init = load_state(level0_file, exp.model)
-            metrics = train_ticket(
-                exp, out_dir, mask=mask, start_state=init,
-                identity={"level": 0},
+            metrics = train_ticket(exp, TicketStart(out_dir, mask, init, {"level": 0}), LevelRun(
                 rewind_step=exp.rewind_step if exp.rewind_step > 0 else None,
                 on_rewind=(_save_rewind_point(out_dir, cfg.prune.rewind_optimizer)
                            if exp.rewind_step > 0 and dist.is_main else None),
-                on_step=early, desc=desc, dist=dist, log_dir=tensorboard,
-            )
+                on_step=early, desc=desc, dist=dist, log_dir=tensorboard))
             if early is not None:
                 dist.on_main(lambda: _finish_early_bird(early, exp, run))
         else:
             mask = next_mask(exp, run, level)
             start, opt_state = rewind_source(exp, run)
-            metrics = train_ticket(
-                exp, out_dir, mask=mask, start_state=start, identity={"level": level},
-                optimizer_state=opt_state, start_step=exp.rewind_step, desc=desc, dist=dist, log_dir=tensorboard,
-            )
+            metrics = train_ticket(exp, TicketStart(out_dir, mask, start, {"level": level}), LevelRun(
+                start_step=exp.rewind_step, optimizer_state=opt_state, desc=desc, dist=dist, log_dir=tensorboard))
         dist.on_main(run.write_summary)
         head = exp.task.headline
         log(f"{desc}: scope sparsity {metrics['sparsity_scope']:.1%}, network sparsity "

@@ -25,11 +25,11 @@ import itertools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 from ticketlab.analysis import tables
-from ticketlab.analysis.runs import aggregate, group_series, load_runs
+from ticketlab.analysis.runs import aggregate, check_metric, group_series, load_runs
 from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, MODULE_COLUMNS, STUDY_FILE
 from ticketlab.atomic import atomic_write_json
 from ticketlab.config import Config, load_config
@@ -151,17 +151,22 @@ def _params(cfg: Config) -> dict[str, int]:
     return {"network": total, "scope": scope if cfg.prune.levels > 0 else 0}
 
 
-def write_study_files(out: Path, study: Study, cells: list[dict]) -> None:
+def write_study_files(out: Path, study: Study, cells: list[dict], metric: Optional[str] = None) -> None:
     atomic_write_json(out / STUDY_FILE, {"format": "ticketlab-study/1", "spec": study.spec(),
                                          "axes": list(study.axes), "cells": cells})
     done = [out / CELLS_DIR / c["name"] for c in cells if c["finished"]]
     if done:
-        series = group_series(load_runs(done))
-        tables.write_csv(out / AGGREGATE_FILE, tables.series_summary(series, [aggregate(s) for s in series]))
+        runs = load_runs(done)
+        check_metric(runs, metric)
+        series = group_series(runs)
+        tables.write_csv(out / AGGREGATE_FILE,
+                         tables.series_summary(series, [aggregate(s, metric) for s in series], metric))
 
 
-def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) every cell of the study file `path` under `out`; returns the cell records."""
+def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print,
+              metric: Optional[str] = None) -> list[dict]:
+    """Run (or resume) every cell of the study file `path` under `out`; returns the cell records.
+    `metric`: the metric of aggregate.csv's matching verdicts (default: the task's headline)."""
     study = load_study(path)
     out = Path(out)
     old = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).is_file() else {}
@@ -182,5 +187,5 @@ def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print) -> l
                         "params": known.get(cell.name) or _params(cfg)})
         pending = [{"name": c.name, "overrides": c.overrides, "values": c.values, "finished": False}
                    for c in cells[i + 1:]]
-        write_study_files(out, study, records + pending)
+        write_study_files(out, study, records + pending, metric)
     return records
