@@ -70,14 +70,15 @@ def test_two_levels_and_metrics_match_pycocotools(task, synth, tmp_path):
 
 
 @pytest.mark.slow
-def test_scope_base_prunes_only_the_resnet_stem_and_layers_1_2(synth, tmp_path):
+def test_scope_base_prunes_only_the_resnet_stem_and_layers_1_to_3(synth, tmp_path):
     cfg = load_config(CONFIGS["detection"][0], [f"data.root={synth}", *TINY, "prune.scope=[base]", "prune.exclude=[]"])
     run = tmp_path / "run"
     run_imp(cfg, run, log=lambda s: None)
     mask = load_mask(run / "level_01" / "mask.safetensors")
-    prefixes = ("backbone.body.conv1.", "backbone.body.layer1.", "backbone.body.layer2.")
+    prefixes = ("backbone.body.conv1.", "backbone.body.layer1.", "backbone.body.layer2.", "backbone.body.layer3.")
     assert mask and all(name.startswith(prefixes) for name in mask)
     assert any(".downsample." in name for name in mask)  # shortcut convs belong to the group too
+    assert any(name.startswith("backbone.body.layer3.") for name in mask)
     start = load_file(str(run / "level_01" / "rewind.safetensors"))
     init = load_file(str(run / "level_00" / "rewind.safetensors"))
     for name, value in start.items():

@@ -104,7 +104,7 @@ def test_group_membership_by_path_includes_downsample_convs():
     where = {n: group_of(n, {g: built.groups[g] for g in partition_groups("maskrcnn")}) for n in names}
     assert where["backbone.body.layer1.0.downsample.0.weight"] == "base"
     assert where["backbone.body.layer2.0.downsample.0.weight"] == "base"
-    assert where["backbone.body.layer3.0.downsample.0.weight"] == "top"
+    assert where["backbone.body.layer3.0.downsample.0.weight"] == "base"  # base = conv1 … layer3 (DESIGN.md)
     assert where["backbone.body.layer4.0.downsample.0.weight"] == "top"
     assert where["backbone.body.conv1.weight"] == "base"
     assert where["roi_heads.box_head.fc6.weight"] == where["roi_heads.box_head.fc7.weight"] == "box_head"

@@ -222,7 +222,9 @@ class _FixedOutputs(torch.nn.Module):
         self.outputs = outputs
         self.calls = 0
 
-    def forward(self, images):
+    def forward(self, images, targets=None):
+        if targets is not None:  # the validation loss pass (train mode): a constant loss term
+            return {"loss_fixed": torch.tensor(0.5)}
         out = self.outputs[self.calls: self.calls + len(images)]
         self.calls += len(images)
         return out

@@ -66,5 +66,8 @@ def test_loss_step_and_evaluation(tmp_path, task_name):
     want = {f"bbox_{n}" for n in DET_STATS}
     want |= {f"segm_{n}" for n in DET_STATS} if task_name == "instance_segmentation" else set()
     want |= {f"keypoints_{n}" for n in KP_STATS} if task_name == "keypoints" else set()
-    assert set(metrics) == want and task.headline in metrics
-    assert all(-1.0 <= v <= 1.0 for v in metrics.values())
+    losses = {"val_loss"} | {f"val_{t}" for t in LOSS_TERMS[task_name]}
+    assert set(metrics) == want | losses and task.headline in metrics
+    assert all(-1.0 <= metrics[k] <= 1.0 for k in want)
+    assert metrics["val_loss"] == pytest.approx(sum(metrics[k] for k in losses - {"val_loss"}))
+    assert not model.training  # the validation loss left the model in eval mode

@@ -91,5 +91,8 @@ def test_weights_are_loaded_and_new_head_allowed(tmp_path):
     got = built.module.state_dict()
     assert torch.equal(got["layer3.0.conv1.weight"], src.state_dict()["layer3.0.conv1.weight"])
     assert got["fc.weight"].shape == (10, 512)  # fresh head for the new label set
-    with pytest.raises(TicketlabError, match="conv1.weight"):  # 1-channel stem cannot take RGB weights
-        build_model(ModelConfig(family="resnet18", weights=str(path)), bundle(in_channels=1))
+    gray = build_model(ModelConfig(family="resnet18", weights=str(path)), bundle(in_channels=1))
+    rgb = src.state_dict()["conv1.weight"]  # a 1-channel stem takes RGB weights as their sum (stem_channels.py)
+    assert torch.allclose(gray.module.state_dict()["conv1.weight"], rgb.sum(dim=1, keepdim=True))
+    with pytest.raises(TicketlabError, match="conv1.weight"):  # 2 channels: no adaptation, one clear error
+        build_model(ModelConfig(family="resnet18", weights=str(path)), bundle(in_channels=2))

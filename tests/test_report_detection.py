@@ -119,3 +119,7 @@ def test_keypoint_run_gets_keypoint_errors(synth, tmp_path_factory, tmp_path):
     stats = pycoco_stats(synth / "val.json", run / "level_01" / "detections.json", "keypoints", kp_cats)
     got = {r["area"]: float(r["AP"]) for r in sizes if r["level"] == "1" and r["iou_type"] == "keypoints"}
     assert got == pytest.approx(dict(zip(("medium", "large"), stats[3:5])), abs=1e-9)
+    fixes = read_csv(out / "keypoint_fixes_run.csv")
+    assert len(fixes) == 2 * 8 and (out / "keypoint_fixes_run.png").is_file()
+    original = next(r for r in fixes if r["level"] == "1" and r["fixed"] == "Original")
+    assert float(original["keypoints_AP"]) == pytest.approx(stats[0], abs=1e-9)  # unfixed = COCO's own AP

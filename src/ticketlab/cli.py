@@ -130,8 +130,10 @@ def cmd_info(args) -> int:
     from ticketlab.lottery.info import group_table
 
     rows, total, scope_size = group_table(load_config(target, args.set))
-    _print_table(rows, ["group", "params", "percent", "in_scope"])
+    _print_table(rows, ["group", "params", "percent", "in_scope", "prunable %"])
     print(f"\n{total} parameters; scope: {scope_size} ({100.0 * scope_size / total:.2f}% of the network)")
+    print("prunable %: the group's conv/linear weights left after prune.exclude, as % of the network "
+          "(paper 001 Table 3's Param %)")
     return 0
 
 

@@ -34,8 +34,8 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, n
     """A dataclass field carrying its help text and allowed values — fixed `choices`, or the `names`
     of a registry (ticketlab/registry.py) — for docs and validation."""
     meta = {"help": help, "choices": choices, "names": names, "steps": steps}
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -44,13 +44,20 @@ class DetectionConfig:
     """Sizes of an R-CNN beyond family/backbone/width. Defaults are torchvision's (COCO at 800 px);
     the `configs/synth_*_lite.yaml` presets shrink them for 128-px synthetic scenes on a CPU."""
 
+    layout: str = option("fpn", "fpn: ResNet-FPN (torchvision's R-CNNs, paper 001's COCO models); c4: Faster "
+                     "R-CNN on the stride-16 layer3 features with layer4 run on each RoI (paper 001's VOC model)",
+                     choices=("fpn", "c4"))
+    rpn_channels: Optional[int] = option(None, "width of the RPN's 3×3 conv; null = its input width for fpn "
+                                     "(torchvision), 512 for c4 (Faster R-CNN's, the paper's VOC code)")
+    c4_roi_size: int = option(14, "c4: RoIAlign output size on the layer3 map (layer4 halves it before pooling)")
     norm: str = option("auto", "backbone norm: auto (batchnorm from scratch, frozen with model.weights), "
                    "batchnorm, frozen", choices=("auto", "batchnorm", "frozen"))
     trainable_layers: int = option(5, "trainable ResNet stages counted from layer4 (5 = all incl. stem)")
     returned_layers: list[int] = option([1, 2, 3, 4], "ResNet stages feeding the FPN (1..4)")
     fpn_channels: int = option(256, "FPN output channels (also the RPN and RoI-head input width)")
-    anchor_sizes: Optional[list[int]] = option(None, "one anchor size per FPN level incl. the pooled one; "
-                                           "null = 32, 64, 128, … (torchvision)")
+    anchor_sizes: Optional[list[int]] = option(None, "fpn: one anchor size per FPN level incl. the pooled one, "
+                                           "null = 32, 64, 128, … (torchvision); c4: every size on the one map, "
+                                           "null = 128, 256, 512 (the paper's VOC code)")
     aspect_ratios: list[float] = option([0.5, 1.0, 2.0], "anchor aspect ratios at every level")
     min_size: Optional[int] = option(None, "images are resized to this shorter side; null = data.image_size")
     max_size: Optional[int] = option(None, "cap on the longer side; null = min_size·1333/800 (torchvision's ratio)")
@@ -72,21 +79,25 @@ class DetectionConfig:
 
 @dataclass
 class SegmentationConfig:
-    """Sizes of a DeepLabV3 beyond family/backbone/width. Defaults are torchvision's deeplabv3_resnet50."""
+    """Sizes of a DeepLabV3 / DeepLabv3+ beyond family/backbone/width. Defaults are torchvision's
+    deeplabv3_resnet50 (deeplabv3) and Chen et al. 2018's DeepLabv3+ (deeplabv3plus)."""
 
-    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32; null = 8 for "
-                                      "ResNet-50/101 (torchvision), 32 for ResNet-18/34 (no dilation in BasicBlock)")
+    output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32 (deeplabv3plus: 8 or 16); "
+                                      "null = 8 for ResNet-50/101 (torchvision), 16 for deeplabv3plus, 32 for "
+                                      "ResNet-18/34 (no dilation in BasicBlock)")
     atrous_rates: Optional[list[int]] = option(None, "ASPP dilation rates; null = 12, 24, 36 at output "
                                            "stride 8, halved at 16, quartered at 32")
-    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256)")
-    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference)")
+    head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256), and of "
+                                "the decoder (deeplabv3plus: 256)")
+    aux_loss: bool = option(False, "auxiliary FCN head on layer3, loss weight 0.5 (torchvision's reference; "
+                            "deeplabv3 only)")
 
 
 @dataclass
 class ModelConfig:
     family: str = option("lenet_300_100", "model builder", names=MODEL_FAMILIES)
     backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50) or of "
-                                 "deeplabv3 (also resnet101)")
+                                 "deeplabv3 / deeplabv3plus (also resnet101)")
     width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
     num_classes: Optional[int] = option(None, "number of classes; null = taken from the dataset")
     weights: Optional[str] = option(None, "local file of pretrained weights (.safetensors, or .pth read with "
@@ -96,7 +107,7 @@ class ModelConfig:
     weights_prefix: Optional[str] = option(None, "key prefix of the ResNet inside model.weights, e.g. "
                                        "encoder_q. (null = found automatically)")
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig,
-                                             metadata={"help": "DeepLabV3 sizes (deeplabv3)"})
+                                             metadata={"help": "DeepLabV3 / v3+ sizes (deeplabv3, deeplabv3plus)"})
 
 
 @dataclass
@@ -108,8 +119,13 @@ class DataConfig:
     image_size: Optional[int] = option(None, "resize images to this size (null = dataset's own size)")
     val_fraction: float = option(0.25, "held-out fraction when the dataset has no validation split (digits)")
     split_seed: int = option(0, "seed of the train/val split; fixed across training seeds on purpose")
-    augment: bool = option(True, "training augmentation (random crop + horizontal flip for natural images)")
+    augment: Optional[bool] = option(None, "training augmentation (random crop + horizontal flip for natural "
+                                     "images); null = the model's default: none for MLPs (lenet_300_100), "
+                                     "on for conv nets")
     num_workers: int = option(0, "DataLoader worker processes")
+    voc_ap: str = option("11point", "VOC-format detection data: the headline mAP@0.5 averages precision at 11 "
+                     "recall points (voc07_mAP: VOC2007's devkit, paper 001's code) or is the area under the "
+                     "precision envelope (voc_mAP: VOC2010+)", choices=("11point", "area"))
     max_image_pixels: int = option(89_478_485, "images whose header claims more pixels are refused before "
                                    "decoding (decompression bombs); default PIL's MAX_IMAGE_PIXELS")
 
@@ -152,6 +168,9 @@ class PruneConfig:
     exclude: list[str] = option([], "module groups or parameter-name patterns to keep dense")
     strategy: str = option("global", "how to choose the weights to remove", names=STRATEGIES)
     rate: float = option(0.2, "fraction of the remaining scope weights removed per level")
+    rates: dict[str, float] = option({}, "per-group rates, e.g. {fc: 0.1}: each named module group loses exactly "
+                                     "round(rate × its remaining weights) per level (ranked within the group); "
+                                     "the rest of the scope follows prune.rate")
     levels: int = option(8, "number of pruning levels after the dense level 0")
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
     rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
@@ -165,13 +184,15 @@ class PruneConfig:
 
 @dataclass
 class SSLConfig:
-    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its kNN / linear-probe evaluation."""
+    """Self-supervised pre-training (tasks simclr, moco; paper 002) and its retrieval / kNN / linear-probe evaluation."""
 
     projection_dim: int = option(128, "output size of the projection MLP head (SimCLR, MoCo v2: 128)")
     projection_hidden: Optional[int] = option(None, "hidden size of the projection MLP; null = backbone feature size")
     temperature: float = option(0.5, "softmax temperature of the contrastive loss (SimCLR: 0.5, MoCo v2: 0.2)")
     moco_momentum: float = option(0.999, "moco: EMA factor of the key encoder (MoCo: 0.999)")
     moco_queue: int = option(65536, "moco: number of negative keys kept in the queue (MoCo: 65536)")
+    retrieval_batch_size: int = option(256, "batch size n of top-1 retrieval accuracy (paper 002 Eq. 2, over the "
+                                       "2n views of a batch); paper 002's pre-training batch: 256")
     knn_k: int = option(200, "neighbours of the weighted kNN evaluation (InstDisc/MoCo: 200)")
     knn_temperature: float = option(0.1, "temperature of the kNN neighbour weights exp(sim/t) (InstDisc/MoCo: 0.1)")
     linear_probe: bool = option(False, "also fit a logistic regression on frozen features (linear_probe_accuracy)")
@@ -244,6 +265,11 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
         if optional:
             return None
         raise TicketlabError(f"config key {key}: must not be null (expected {_type_name(tp)})")
+    if typing.get_origin(tp) is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise TicketlabError(f"config key {key}: expected a mapping such as {{fc: 0.1}}, got {value!r}")
+        return {_coerce(k, key_tp, f"{key} key", {}): _coerce(v, value_tp, f"{key}.{k}", {}) for k, v in value.items()}
     if typing.get_origin(tp) is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -366,8 +392,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def validate(cfg: Config) -> Config:
     """Range checks that types cannot express, done at load time so the error names the file;
     values torch or the DataLoader would otherwise reject with a traceback, much later."""
-    if not 0.0 < cfg.prune.rate < 1.0:
-        raise TicketlabError(f"config key prune.rate: expected a fraction in (0, 1), got {cfg.prune.rate}")
+    for key, rate in (("prune.rate", cfg.prune.rate), *((f"prune.rates.{g}", r) for g, r in cfg.prune.rates.items())):
+        if not 0.0 < rate < 1.0:
+            raise TicketlabError(f"config key {key}: expected a fraction in (0, 1), got {rate}")
     t = cfg.train
     for key, value, low in (("prune.levels", cfg.prune.levels, 0), ("train.batch_size", t.batch_size, 1),
                             ("train.eval_batch_size", t.eval_batch_size, 1), ("train.lr", t.lr, 0),
@@ -378,7 +405,15 @@ def validate(cfg: Config) -> Config:
             raise TicketlabError(f"config key {key}: expected {low} or more, got {value}")
     if not cfg.model.width > 0:
         raise TicketlabError(f"config key model.width: expected a positive multiplier, got {cfg.model.width}")
+    resolve_augment(cfg)
     return cfg
+
+
+def resolve_augment(cfg: Config) -> None:
+    """Fill a null `data.augment` in place with the model family's default (`ModelFamily.augment`), so
+    the resolved config a run writes says which was used."""
+    if cfg.data.augment is None:
+        cfg.data.augment = MODEL_FAMILIES.get(cfg.model.family).augment
 
 
 def dump_config(cfg: Config) -> str:

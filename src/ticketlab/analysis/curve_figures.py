@@ -104,3 +104,18 @@ def plot_sweep(x_labels: Sequence[str], curves: Sequence[tuple[str, Sequence[flo
     ax.set_xticks(x)
     ax.set_xticklabels(x_labels, fontsize=8)
     return save_band_axes(fig, ax, x_name, metric, title, out_png)
+
+
+def plot_early_stop(curves: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float]]],
+                    out_png: Path, *, title: str) -> Path:
+    """Early-stopping step (mean, band ±1 std) against % of the weights left, one line per
+    (series, kind); the x axis runs from dense (left) to sparse, on a log scale (Frankle & Carbin Fig. 4)."""
+    fig = Figure(figsize=(6.8, 4.2))
+    ax = fig.subplots()
+    for i, (label, left, mean, std) in enumerate(curves):
+        x, y, s = (np.asarray(v, dtype=float) for v in (left, mean, std))
+        ax.plot(x, y, marker="o", color=f"C{i % 10}", linestyle="-" if i % 3 == 0 else "--", label=label)
+        ax.fill_between(x, y - s, y + s, color=f"C{i % 10}", alpha=0.15, linewidth=0)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    return save_band_axes(fig, ax, "% of the scope's weights left", "early-stopping step", title, out_png)

@@ -90,3 +90,22 @@ def plot_stacked_shares(levels: Sequence[str], shares: Values, notes: Sequence[s
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, out_png)
+
+
+def plot_pr_panels(panels: Mapping[str, Sequence[tuple[str, Sequence[float], Sequence[float], float]]], out_png, *,
+                   title: str, xlabel: str = "recall", ylabel: str = "precision") -> object:
+    """One panel per model (dense, tickets), each with a precision–recall curve per row
+    (label, recall, precision, AP), the AP in the legend — Ronchi & Perona's figure layout."""
+    fig, axes = _panels(len(panels), width=4.2, height=4.0)
+    for ax, (name, curves) in zip(axes, panels.items()):
+        for i, (label, recall, precision, ap) in enumerate(curves):
+            ax.plot(recall, precision, color=f"C{i % 10}", lw=1.2, label=f"[{ap:.3f}] {label}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=6, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_png)

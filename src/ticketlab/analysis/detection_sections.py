@@ -3,7 +3,7 @@
 Paper 001 (§4.4, App. C) looks past the headline AP of its tickets: the % change vs the dense model
 per object size (Fig. 4), per category from rare to frequent and for the easiest and hardest
 categories (Fig. 5), and the errors of dense and pruned models side by side — TIDE for boxes and
-masks (Fig. 7–8), Ronchi & Perona's keypoint errors (Fig. 9). Each section compares the dense model
+masks (Fig. 7–8), Ronchi & Perona's keypoint errors and the AP after fixing each (Fig. 9). Each section compares the dense model
 (level 0) with every ticket level of one run, on the run's own val set, from the detections the
 final evaluation of each level left in `level_NN/detections.json`; each writes a CSV and a PNG into
 the report directory and returns the page block showing them.
@@ -24,8 +24,14 @@ from ticketlab.analysis.coco_breakdown import (
     easy_and_hard,
     percent_change,
 )
-from ticketlab.analysis.detection_figures import plot_change_lines, plot_grouped_bars, plot_stacked_shares
+from ticketlab.analysis.detection_figures import (
+    plot_change_lines,
+    plot_grouped_bars,
+    plot_pr_panels,
+    plot_stacked_shares,
+)
 from ticketlab.analysis.keypoint_errors import KEYPOINT_ERRORS, keypoint_errors
+from ticketlab.analysis.keypoint_pr import keypoint_fix_curves
 from ticketlab.analysis.page import Block
 from ticketlab.analysis.runs import Run
 from ticketlab.analysis.tide_errors import TIDE_ERRORS, TIDE_MODES, tide_errors
@@ -237,6 +243,29 @@ def keypoint_section(d: DetectionRun, out: Path, written: list[Path]) -> Optiona
                          f"0.1) and missed people. Compared: {d.compared}.{_missing_note(d)}")
 
 
+def keypoint_fix_section(d: DetectionRun, out: Path, written: list[Path]) -> Optional[Block]:
+    if "keypoints" not in d.iou_types:
+        return None
+    sigmas = keypoint_sigmas(d.gt, d.cat_ids)
+    rows, panels = [], {}
+    for lv in d.levels:
+        curves = keypoint_fix_curves(d.gt, d.detections[lv], d.cat_ids, sigmas)
+        panels[d.level_label(lv)] = [(c.row, c.recall, c.precision, c.ap50) for c in curves]
+        rows += [[d.run.label, lv, d.sparsity(lv), c.row, c.ap, c.ap50] for c in curves]
+    tag = _tag(d.run)
+    data = _write(out, written, f"keypoint_fixes_{tag}.csv",
+                  ["run", "level", "sparsity_scope", "fixed", "keypoints_AP", "keypoints_AP50"], rows)
+    image = f"keypoint_fixes_{tag}.png"
+    written.append(plot_pr_panels(panels, out / image, title=f"keypoint PR at OKS 0.5 after each fix, {d.run.label}"))
+    return Block(heading=f"Keypoint AP after fixing each error: {d.run.label}", image=image, data=[data],
+                 caption=f"Ronchi & Perona's analysis (paper 001 App. C.2, Fig. 9): precision–recall at OKS 0.5, "
+                         f"AP@0.5 in brackets, of the detections as they are (Original), with all keypoints of "
+                         f"one error type moved onto their ground truth (Miss, Swap, Inversion, Jitter, each alone), "
+                         f"with all four fixed, then also without background false positives, then also with "
+                         f"the missed people ignored (no false negatives); one panel per level, dense first. "
+                         f"The CSV adds AP@[.5:.95]. Compared: {d.compared}.{_missing_note(d)}")
+
+
 def detection_sections(out: Path, runs: Sequence[Run], written: list[Path]) -> list[Block]:
     """The COCO breakdown and error sections of every detection run given to the report."""
     blocks = []
@@ -253,5 +282,6 @@ def detection_sections(out: Path, runs: Sequence[Run], written: list[Path]) -> l
               for lv in d.levels for iou in d.iou_types}
         blocks.append(size_section(d, ap, out, written))
         blocks += category_sections(d, ap, out, written)
-        blocks += [b for b in (tide_section(d, out, written), keypoint_section(d, out, written)) if b is not None]
+        blocks += [b for b in (tide_section(d, out, written), keypoint_section(d, out, written),
+                               keypoint_fix_section(d, out, written)) if b is not None]
     return blocks

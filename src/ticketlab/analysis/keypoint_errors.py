@@ -92,9 +92,25 @@ def classify_keypoints(det: np.ndarray, own: Mapping[str, Any], others: Sequence
     return out
 
 
-def keypoint_errors(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], cat_ids: Sequence[int],
-                    sigmas: Sequence[float], match_oks: float = 0.1) -> KeypointErrors:
-    """Ronchi & Perona's categories for COCO keypoint `results` against the ground truth dict `gt`."""
+@dataclass
+class Match:
+    """One detection matched to a person (`own`), beside the other people of its image."""
+    result: Mapping[str, Any]
+    own: Mapping[str, Any]
+    others: list[Mapping[str, Any]]
+
+
+@dataclass
+class Matching:
+    matches: list[Match] = field(default_factory=list)
+    background: list[Mapping[str, Any]] = field(default_factory=list)  # detections matched to nobody
+    missed: list[Mapping[str, Any]] = field(default_factory=list)      # people no detection matched
+    people: int = 0
+
+
+def match_detections(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], cat_ids: Sequence[int],
+                     sigmas: Sequence[float], match_oks: float = 0.1) -> Matching:
+    """Greedy COCO-style matching of keypoint `results` to the people of `gt` (module docstring)."""
     sig = np.asarray(sigmas, dtype=float)
     wanted = set(cat_ids)
     people: dict[tuple[int, int], list[Mapping[str, Any]]] = defaultdict(list)
@@ -106,7 +122,7 @@ def keypoint_errors(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
     for r in results:
         if r["category_id"] in wanted and "keypoints" in r:
             dets[(r["image_id"], r["category_id"])].append(r)
-    out = KeypointErrors(people=sum(len(p) for p in people.values()))
+    out = Matching(people=sum(len(p) for p in people.values()))
     for key in sorted(set(people) | set(dets)):
         persons = people.get(key, [])
         taken: set[int] = set()
@@ -115,12 +131,22 @@ def keypoint_errors(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
             scores = [(oks(det, _person(p), p["area"], sig), i) for i, p in enumerate(persons) if i not in taken]
             best = max(scores, default=(0.0, -1))
             if best[0] < match_oks or best[1] < 0:
-                out.background += 1
+                out.background.append(r)
                 continue
             taken.add(best[1])
-            out.matched += 1
-            own = persons[best[1]]
-            for category in classify_keypoints(det, own, [p for p in persons if p is not own], sig):
-                out.keypoints[category] += 1
-        out.missed += len(persons) - len(taken)
+            out.matches.append(Match(r, persons[best[1]], [p for i, p in enumerate(persons) if i != best[1]]))
+        out.missed += [p for i, p in enumerate(persons) if i not in taken]
+    return out
+
+
+def keypoint_errors(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], cat_ids: Sequence[int],
+                    sigmas: Sequence[float], match_oks: float = 0.1) -> KeypointErrors:
+    """Ronchi & Perona's categories for COCO keypoint `results` against the ground truth dict `gt`."""
+    sig = np.asarray(sigmas, dtype=float)
+    found = match_detections(gt, results, cat_ids, sigmas, match_oks)
+    out = KeypointErrors(matched=len(found.matches), background=len(found.background), missed=len(found.missed),
+                         people=found.people)
+    for m in found.matches:
+        for category in classify_keypoints(_person(m.result), m.own, m.others, sig):
+            out.keypoints[category] += 1
     return out

@@ -19,6 +19,7 @@ from ticketlab.analysis.detection_sections import detection_sections
 from ticketlab.analysis.control_sections import control_sections
 from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
+from ticketlab.analysis.early_stop import early_stop_section
 from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
 from ticketlab.analysis.page import Block, render_page
@@ -149,6 +150,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
     blocks += early_bird_sections(out, runs, written)
     blocks += convergence_section(out, runs, level, written)
+    blocks += early_stop_section(out, series, written)
     for study in studies:
         blocks += study_sections(out, study, runs, written)
 

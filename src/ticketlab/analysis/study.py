@@ -25,7 +25,10 @@ STUDY_FILE = "study.json"
 AGGREGATE_FILE = "aggregate.csv"
 CELLS_DIR = "cells"
 SEED_AXIS = "train.seed"
-MODULE_COLUMNS = ("base", "top", "rpn", "box_head")  # Table 3's check-mark columns (box_head: with box_predictor)
+# Table 3's check-mark columns → the groups each stands for ("Box, Cls head": the FPN layout's
+# box_head + box_predictor, the C4 layout's box_predictor; a model has those it has).
+MODULE_COLUMNS: dict[str, tuple[str, ...]] = {"base": ("base",), "top": ("top",), "rpn": ("rpn",),
+                                              "box_head": ("box_head", "box_predictor")}
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ def _table(study: StudyDir, rows: Sequence[Row]) -> tuple[list[str], list[list[o
     out = []
     for r in rows:
         scope = [] if r.params.get("scope", 1) == 0 else r.runs[0].config.get("prune.scope") or []
-        marks = ["✓" if g in scope else "–" for g in MODULE_COLUMNS] if modules else []
+        marks = ["✓" if any(g in scope for g in groups) else "–" for groups in MODULE_COLUMNS.values()] \
+            if modules else []
         p = r.params
         share = 100.0 * p["scope"] / p["network"] if p.get("network") else None
         verdict = "—" if r.level == 0 or r.metric is None or r.dense is None else (

@@ -9,9 +9,12 @@ with masks and keypoints loads only the boxes for a detection run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from torch.utils.data import Dataset
+
+from ticketlab.errors import TicketlabError
 
 if TYPE_CHECKING:
     from ticketlab.config import DataConfig
@@ -36,6 +39,9 @@ class DataBundle:
     # Contrastive tasks: the labelled training images under the evaluation transform, the memory
     # bank of kNN evaluation (`train` then yields two augmented views per image).
     memory: Optional[Dataset] = None
+    # Contrastive tasks: the validation images as fixed pairs of augmented views, ((v1, v2), label),
+    # the batches of retrieval accuracy (data/views.py).
+    val_views: Optional[Dataset] = None
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,11 @@ class DataFormat:
 
     build: Callable[["DataConfig", frozenset], DataBundle]
     provides: frozenset
+
+
+def data_root(cfg: "DataConfig") -> Path:
+    """`data.root` as a path; a format read from files needs it."""
+    if not cfg.root:
+        raise TicketlabError(f"data.root: required for format {cfg.format!r} (the directory holding its files)")
+    # A missing directory is reported by each reader, which knows what files belong where.
+    return Path(cfg.root).expanduser()

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from ticketlab.config import DataConfig
+from ticketlab.data import transforms as T
+from ticketlab.data.bundle import CLASS_LABELS, DataBundle, DataFormat, data_root
+from ticketlab.data.in_memory import Split, tensor_bundle
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import DATA_FORMATS
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -76,22 +80,6 @@ def read_batch(path: Path) -> dict:
     return obj
 
 
-class CifarDataset(Dataset):
-    """uint8 images N×3×32×32 + int64 labels, transformed on access."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Optional[Callable] = None):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        img = self.images[i]
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, int(self.labels[i])
-
-
 def locate(root: Path, layout: CifarLayout) -> Path:
     """The batch folder under `root` (or `root` itself), or a one-line error saying what to put where."""
     for folder in (root / layout.folder, root):
@@ -118,14 +106,23 @@ def _load(folder: Path, files: tuple[str, ...], label_key: str) -> tuple[torch.T
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
 
 
-def read_cifar(
-    root: Path, layout: CifarLayout, train_transform: Callable, val_transform: Callable
-) -> tuple[CifarDataset, CifarDataset, list[str]]:
-    """(train, test, class names); the test split serves as the validation split, as in the papers."""
+def read_cifar(root: Path, layout: CifarLayout) -> tuple[Split, Split, list[str]]:
+    """((train images, labels), (test images, labels), class names): uint8 N×3×32×32 and int64;
+    the test split serves as the validation split, as in the papers."""
     folder = locate(root, layout)
-    x_train, y_train = _load(folder, layout.train_files, layout.label_key)
-    x_val, y_val = _load(folder, layout.val_files, layout.label_key)
+    train = _load(folder, layout.train_files, layout.label_key)
+    val = _load(folder, layout.val_files, layout.label_key)
     names: list[str] = []
     if (folder / layout.meta_file).is_file():
         names = [str(n) for n in read_batch(folder / layout.meta_file).get(layout.names_key, [])]
-    return CifarDataset(x_train, y_train, train_transform), CifarDataset(x_val, y_val, val_transform), names
+    return train, val, names
+
+
+def build_cifar(layout: CifarLayout, stats: T.Stats, num_classes: int, cfg: DataConfig, needs: frozenset) -> DataBundle:
+    train, val, names = read_cifar(data_root(cfg), layout)
+    return tensor_bundle(cfg, train, val, stats, num_classes, names)
+
+
+_LABELS = frozenset({CLASS_LABELS})
+DATA_FORMATS.register("cifar10", DataFormat(partial(build_cifar, CIFAR10, T.CIFAR10_STATS, 10), _LABELS))
+DATA_FORMATS.register("cifar100", DataFormat(partial(build_cifar, CIFAR100, T.CIFAR100_STATS, 100), _LABELS))

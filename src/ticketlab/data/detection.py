@@ -12,8 +12,9 @@ format: coco — `train` / `val` are annotation files, relative to `root` (or ab
     3. `root/`.
   A `file_name` may not be absolute nor contain '..'.
 format: voc — `root` is a VOC year directory (VOCdevkit/VOC2007), `train` / `val` are image-set
-  names (trainval, test, …) from ImageSets/Main; the XML is converted in memory with
-  `voc.voc_to_coco`, images are under root/JPEGImages/.
+  names (trainval, test, …) from ImageSets/Main; or `root` is VOCdevkit and a split names its year
+  directories, joined by '+': `VOC2007/trainval+VOC2012/trainval` (paper 001's 07+12), `VOC2007/test`.
+  The XML is converted in memory with `voc.voc_split_to_coco`; images are under <year>/JPEGImages/.
 
 Images are resized inside the model (GeneralizedRCNNTransform), so `DataBundle.image_size` is the
 size model builders should pass as `min_size` (cfg.image_size, default 800 as in torchvision).
@@ -28,7 +29,7 @@ from ticketlab.config import DataConfig
 from ticketlab.data.bundle import BOXES, DataBundle, DataFormat
 from ticketlab.data.coco import CocoDetection
 from ticketlab.data.detection_transforms import RandomHorizontalFlip, Transform
-from ticketlab.data.voc import voc_to_coco
+from ticketlab.data.voc import voc_split_to_coco
 from ticketlab.data.detection_validate import COCO_NEEDS
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import DATA_FORMATS
@@ -84,9 +85,10 @@ def _split(cfg: DataConfig, root: Path, name: str, needs: frozenset, *, augment:
         ann_file = root / name
         image_root = coco_image_root(root, ann_file)
     else:
-        ann_file = root / "ImageSets" / "Main" / f"{name}.txt"
-        image_root = root / "JPEGImages"
-        data = voc_to_coco(root, name, max_pixels=cfg.max_image_pixels)
+        first = name.split("+")[0].strip()
+        year, _, image_set = first.rpartition("/")
+        ann_file = (root / year if year else root) / "ImageSets" / "Main" / f"{image_set}.txt"
+        data, image_root = voc_split_to_coco(root, name, max_pixels=cfg.max_image_pixels)
     dataset = CocoDetection(ann_file, image_root, needs, data=data, source_format=cfg.format,
                             max_pixels=cfg.max_image_pixels)
     if len(dataset) == 0:

@@ -1,4 +1,6 @@
-"""Training and evaluation transforms for the natural-image datasets.
+"""Per-sample training and evaluation transforms for image folders, and every set's channel statistics.
+
+The small sets (MNIST, Fashion-MNIST, CIFAR, SVHN) are batched by tensor ops instead (`in_memory.py`).
 
 Built from torchvision's transforms v2, which draw every random number from torch's global RNG:
 checkpointing `torch.get_rng_state()` therefore makes augmentation resumable bit-exactly (with
@@ -9,7 +11,6 @@ images, uint8 or [0, 1] float CHW tensors and leave as normalised float32 CHW te
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torchvision.transforms import v2
@@ -24,27 +25,13 @@ class Stats:
 CIFAR10_STATS = Stats((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = Stats((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 SVHN_STATS = Stats((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
+MNIST_STATS = Stats((0.1307,), (0.3081,))
 FASHION_MNIST_STATS = Stats((0.2860,), (0.3530,))
 IMAGENET_STATS = Stats((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def _finish(stats: Stats) -> list[v2.Transform]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(stats.mean), list(stats.std))]
-
-
-def small_image_transforms(
-    stats: Stats, native_size: int, image_size: Optional[int], augment: bool, flip: bool = True
-) -> tuple[v2.Compose, v2.Compose]:
-    """(train, eval) for 28/32-px datasets: optional resize, then random crop (pad 4) + flip."""
-    size = image_size or native_size
-    resize = [v2.Resize(size, antialias=True)] if size != native_size else []
-    train: list[v2.Transform] = [v2.ToImage(), *resize]
-    if augment:
-        train.append(v2.RandomCrop(size, padding=4))
-        if flip:
-            train.append(v2.RandomHorizontalFlip())
-    train += _finish(stats)
-    return v2.Compose(train), v2.Compose([v2.ToImage(), *resize, *_finish(stats)])
 
 
 def large_image_transforms(stats: Stats, image_size: int, augment: bool) -> tuple[v2.Compose, v2.Compose]:

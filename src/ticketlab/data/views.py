@@ -3,7 +3,11 @@
 Any classification dataset becomes an unlabelled pre-training set: `contrastive_bundle` replaces
 the training split's transform by one that returns two independent augmentations of the same image
 (batches are then `((view1, view2), label)`; the label is never used by the loss) and keeps the
-training images under the evaluation transform as `memory`, the labelled bank of kNN evaluation.
+training images under the evaluation transform as `memory`, the labelled bank of kNN evaluation,
+and the validation images under the same two-view augmentation as `val_views`, the batches of
+retrieval accuracy (paper 002 Eq. 2). Those views are fixed: sample i's pair is drawn from a
+generator seeded with (RETRIEVAL_SEED, i), so every level, resume and re-evaluation scores the same
+pairs, whatever the loader order or worker count.
 
 Augmentations (SimCLR §3 / MoCo v2): for natural images a random resized crop (scale 0.2–1, as
 MoCo v2 and SimCLR on CIFAR), horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.1) with p = 0.8,
@@ -32,6 +36,7 @@ NATURAL_STATS = {"cifar10": T.CIFAR10_STATS, "cifar100": T.CIFAR100_STATS, "svhn
                  "fashion_mnist": T.FASHION_MNIST_STATS, "imagefolder": T.IMAGENET_STATS}
 BLUR_FROM = 96  # images at least this large get SimCLR's Gaussian blur (not used on CIFAR-sized ones)
 DIGITS_NOISE = 0.1  # std of the pixel noise on normalised digits
+RETRIEVAL_SEED = 20210602  # seed of the fixed validation view pairs (any constant; kept for comparability)
 
 
 class TwoViews:
@@ -59,6 +64,22 @@ class Transformed(Dataset):
     def __getitem__(self, i: int) -> tuple[Any, Any]:
         x, y = self.dataset[i]
         return self.transform(x), y
+
+
+class SeededViews(Dataset):
+    """`dataset[i]` (whose transform draws two views) with torch's RNG seeded by (seed, i) around
+    the draw and restored after it: the same pair every time sample i is read."""
+
+    def __init__(self, dataset: Dataset, seed: int = RETRIEVAL_SEED) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + i)
+            return self.dataset[i]
 
 
 def natural_augmentation(stats: T.Stats, size: int, flip: bool = True) -> v2.Compose:
@@ -114,12 +135,16 @@ def _with_transform(dataset: Dataset, transform: Callable, where: str) -> Datase
 
 
 def contrastive_bundle(bundle: DataBundle, fmt: str) -> DataBundle:
-    """`bundle` (built for classification) with two-view training batches and the kNN memory bank."""
+    """`bundle` (built for classification) with two-view training batches, the kNN memory bank and
+    the fixed two-view validation pairs of retrieval accuracy."""
     if fmt == "digits":
-        return replace(bundle, train=Transformed(bundle.train, TwoViews(digits_augmentation())),
-                       memory=bundle.train)
+        views = TwoViews(digits_augmentation())
+        return replace(bundle, train=Transformed(bundle.train, views), memory=bundle.train,
+                       val_views=SeededViews(Transformed(bundle.val, views)))
     stats = NATURAL_STATS[fmt]
-    augment = natural_augmentation(stats, bundle.image_size, flip=fmt != "svhn")
+    views = TwoViews(natural_augmentation(stats, bundle.image_size, flip=fmt != "svhn"))
     eval_transform = bundle.val.transform  # type: ignore[attr-defined]
-    return replace(bundle, train=_with_transform(bundle.train, TwoViews(augment), f"data.format={fmt}"),
-                   memory=_with_transform(bundle.train, eval_transform, f"data.format={fmt}"))
+    where = f"data.format={fmt}"
+    return replace(bundle, train=_with_transform(bundle.train, views, where),
+                   memory=_with_transform(bundle.train, eval_transform, where),
+                   val_views=SeededViews(_with_transform(bundle.val, views, where)))

@@ -6,6 +6,9 @@ Everything downstream (dataset, training, COCO metrics) speaks COCO, so VOC is c
 
 Layout (`voc_root` is e.g. VOCdevkit/VOC2007):
   Annotations/<id>.xml   JPEGImages/<id>.jpg   ImageSets/Main/<image_set>.txt (one id a line)
+A split may join image sets of several years (`voc_split_to_coco`): with `root` the VOCdevkit
+directory, `VOC2007/trainval+VOC2012/trainval` is paper 001's "07+12" training set; a bare
+`trainval` is that image set of `root` itself (root = VOCdevkit/VOC2007).
 
 Conversion rules:
 - categories: the 20 VOC classes in the standard order, COCO ids 1..20;
@@ -160,3 +163,38 @@ def voc_to_coco(voc_root: str | Path, image_set: str, out_json: str | Path | Non
     if out_json is not None:
         atomic_write_text(Path(out_json), json.dumps(coco))
     return coco
+
+
+def voc_split_to_coco(root: str | Path, split: str,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[dict[str, Any], Path]:
+    """A split `[YEAR_DIR/]image_set[+…]` under `root` as one COCO dict, and the directory its
+    `file_name`s are relative to (`root/JPEGImages` for one part, else `root`). Image ids stay the
+    digits of the file ids, so VOC2007's 000005 and VOC2012's 2008_000005 never collide; ids repeated
+    across parts are an error."""
+    root = Path(root)
+    parts = [p.strip() for p in split.split("+")]
+    if not all(parts):
+        raise TicketlabError(f"data split {split!r}: expected image sets joined by '+', e.g. "
+                             "VOC2007/trainval+VOC2012/trainval")
+    if len(parts) == 1 and "/" not in parts[0]:
+        return voc_to_coco(root, parts[0], max_pixels=max_pixels), root / "JPEGImages"
+    merged: dict[str, Any] = {"images": [], "annotations": [], "categories": []}
+    seen: dict[int, str] = {}
+    for part in parts:
+        year, _, image_set = part.rpartition("/")
+        if year and not all(_SAFE_ID.match(piece) for piece in year.split("/")):
+            raise TicketlabError(f"data split {split!r}: {year!r} must be a directory under {root}")
+        year_root = root / year if year else root
+        coco = voc_to_coco(year_root, image_set, max_pixels=max_pixels)
+        prefix = f"{year}/JPEGImages/" if year else "JPEGImages/"
+        for img in coco["images"]:
+            if img["id"] in seen:
+                raise TicketlabError(f"data split {split!r}: image id {img['id']} is in both {seen[img['id']]} "
+                                     f"and {part}")
+            seen[img["id"]] = part
+            merged["images"].append({**img, "file_name": prefix + img["file_name"]})
+        for ann in coco["annotations"]:
+            merged["annotations"].append({**ann, "id": len(merged["annotations"]) + 1})
+        merged["categories"] = coco["categories"]
+    merged["info"] = {"description": f"VOC {split} under {root.name}, converted by ticketlab"}
+    return merged, root

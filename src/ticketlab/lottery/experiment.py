@@ -21,7 +21,9 @@ from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.transfer import Transfer, plan_transfer
 from ticketlab.models.spec import BuiltModel
-from ticketlab.sparsity import resolve_scope
+from ticketlab.sparsity import group_of, resolve_scope
+from ticketlab.sparsity.group_rates import rate_pools
+from ticketlab.sparsity.scope import unknown_group
 from ticketlab.tasks import build_task_data, build_task_model, task_class
 from ticketlab.tasks.base import Task
 from ticketlab.train import resolve_device, seed_everything
@@ -60,6 +62,10 @@ class Experiment:
             torch.manual_seed(seed)
             return build_task_model(replace(self.cfg, model=model_cfg), self.data).module.to(self.device)
 
+    def group_map(self) -> dict[str, Optional[str]]:
+        """Module group of every parameter IMP may prune (for `prune.rates`)."""
+        return {n: group_of(n, self.built.groups) for n in self.prune_names}
+
     def scope_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: state[name] for name in self.scope}
 
@@ -91,6 +97,10 @@ def build_experiment(cfg: Config) -> Experiment:
     built.module.to(device)
     prunable = resolve_scope(built.module, built.groups, cfg.prune.scope if cfg.prune.scope is not None
                              else built.default_scope, cfg.prune.include, cfg.prune.exclude)
+    for g in cfg.prune.rates:
+        if g not in built.groups:
+            raise unknown_group("prune.rates", g, built.groups)
+    rate_pools(prunable, {n: group_of(n, built.groups) for n in prunable}, cfg.prune.rates, cfg.prune.rate)
     transfer = plan_transfer(cfg, built.module)
     masked = set(prunable) | set(transfer.mask if transfer else ())
     scope = [n for n, _ in built.module.named_parameters() if n in masked]

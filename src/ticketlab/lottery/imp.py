@@ -34,7 +34,8 @@ from ticketlab.lottery.experiment import Experiment, build_experiment, level_gen
 from ticketlab.lottery.level import train_ticket
 from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import EARLY_BIRD_FILE, RunDir
-from ticketlab.sparsity import full_mask, load_mask, prune
+from ticketlab.sparsity import full_mask, load_mask
+from ticketlab.sparsity.group_rates import prune_by_groups
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
 
@@ -85,8 +86,8 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
     weights = exp.scope_weights(load_state(prev / "final.safetensors", exp.model))
     p = exp.cfg.prune
     names = exp.prune_names  # transferred tensors outside prune.scope keep their mask as it is
-    pruned = prune(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names}, p.rate,
-                   level_generator(exp.cfg.train.seed, level))
+    pruned = prune_by_groups(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names},
+                             p.rate, p.rates, exp.group_map(), level_generator(exp.cfg.train.seed, level))
     return {**prev_mask, **pruned}
 
 

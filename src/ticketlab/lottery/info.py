@@ -38,17 +38,22 @@ def model_for_info(cfg: Config) -> tuple[BuiltModel, list[str]]:
 
 
 def group_table(cfg: Config) -> tuple[list[dict], int, int]:
-    """Rows (group, params, % of network, params in scope) + total params + scope size."""
+    """Rows (group, params, % of network, params in scope, prunable % of network) + total params +
+    scope size. `prunable %` is the share of the network a group's weights take when the group is
+    named in `prune.scope`, after `prune.exclude`: what paper 001 Table 3 lists as "Param %"."""
     built, scope_names = model_for_info(cfg)
     model = built.module
     total = sum(p.numel() for p in model.parameters())
     scope = set(scope_names)
+    eligible = set(resolve_scope(model, built.groups, None, (), cfg.prune.exclude))
     rows = []
     for group, paths in built.groups.items():
         members = [(n, p) for n, p in model.named_parameters() if group_of(n, {group: paths})]
         count = sum(p.numel() for _, p in members)
         in_scope = sum(p.numel() for n, p in members if n in scope)
-        rows.append({"group": group, "params": count, "percent": 100.0 * count / total, "in_scope": in_scope})
+        prunable = sum(p.numel() for n, p in members if n in eligible)
+        rows.append({"group": group, "params": count, "percent": 100.0 * count / total, "in_scope": in_scope,
+                     "prunable %": 100.0 * prunable / total})
     scope_size = sum(p.numel() for n, p in model.named_parameters() if n in scope)
     return rows, total, scope_size
 

@@ -4,8 +4,8 @@ schedules …) as one study directory, each cell an ordinary run dir, so every o
 A study file names a base config, overrides for every cell, and a grid: each axis is a config key
 with a list of values, or a free name with a list of mappings of config keys (one cell sets them
 all, e.g. a pruning schedule `{prune.rate: 0.8, prune.levels: 1}`). `preset: module_groups` adds the
-axis of paper 001 Table 3: all 16 combinations of pruning {base, top, rpn, box_head+box_predictor}
-(the empty one trains the dense level only).
+axis of paper 001 Table 3: all 16 combinations of pruning {base, top, rpn, box heads} (box heads:
+box_head+box_predictor on FPN, box_predictor on C4; the empty one trains the dense level only).
 
     config: ../configs/digits_lenet.yaml     # relative to the study file
     set: [train.duration=4ep, prune.levels=3]
@@ -23,35 +23,40 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 
 from ticketlab.analysis import tables
 from ticketlab.analysis.runs import aggregate, group_series, load_runs
-from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, STUDY_FILE
+from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, MODULE_COLUMNS, STUDY_FILE
 from ticketlab.atomic import atomic_write_json
 from ticketlab.config import Config, load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.yaml_file import read_yaml_mapping
 from ticketlab.lottery.imp import run_imp
-from ticketlab.lottery.info import group_table
+from ticketlab.lottery.info import group_table, model_for_info
 from ticketlab.rundir import RunDir
 
-MODULE_GROUPS = (("base",), ("top",), ("rpn",), ("box_head", "box_predictor"))
-
-
-def module_group_axis() -> list[dict]:
-    """The 16 cells of paper 001 Table 3: every subset of the four module groups."""
+def module_group_axis(cfg: Config) -> list[dict]:
+    """The 16 cells of paper 001 Table 3: every subset of the four modules, each module the groups
+    of `MODULE_COLUMNS` that `cfg`'s model has (C4: box_predictor alone is the "Box, Cls head")."""
+    # the group names do not depend on the label count: without the data on this machine, any will do
+    built, _ = model_for_info(replace(cfg, model=replace(cfg.model, num_classes=cfg.model.num_classes or 2)))
+    columns = [tuple(g for g in groups if g in built.groups) for groups in MODULE_COLUMNS.values()]
+    for name, kept in zip(MODULE_COLUMNS, columns):
+        if not kept:
+            raise TicketlabError(f"preset: module_groups needs the R-CNN groups of paper 001 Table 3; this "
+                                 f"model has none for {name!r} (its groups: {', '.join(built.groups)})")
     cells = []
-    for chosen in itertools.product((False, True), repeat=len(MODULE_GROUPS)):
-        scope = [g for on, groups in zip(chosen, MODULE_GROUPS) if on for g in groups]
+    for chosen in itertools.product((False, True), repeat=len(columns)):
+        scope = [g for on, groups in zip(chosen, columns) if on for g in groups]
         cells.append({"prune.scope": scope} if scope else {"prune.scope": None, "prune.levels": 0})
     return cells
 
 
-PRESETS: dict[str, tuple[str, Callable[[], list[dict]]]] = {"module_groups": ("modules", module_group_axis)}
+PRESETS: dict[str, tuple[str, Callable[[Config], list[dict]]]] = {"module_groups": ("modules", module_group_axis)}
 
 
 def _fmt(value: Any) -> str:
@@ -124,9 +129,10 @@ def load_study(path: Path) -> Study:
     if preset is not None:
         if preset not in PRESETS:
             raise TicketlabError(f"{path}: preset: {preset!r} is not one of {', '.join(PRESETS)}")
-        axis, values = PRESETS[preset]
-        grid = {axis: values(), **grid}
     config = (path.parent / data["config"]).resolve()
+    if preset is not None:
+        axis, values = PRESETS[preset]
+        grid = {axis: values(load_config(config, list(common))), **grid}
     study = Study(path=path, config=config, common=list(common), axes=dict(grid), preset=preset)
     for cell in study.cells():  # every cell's config is checked before anything trains
         cell_config(study, cell)

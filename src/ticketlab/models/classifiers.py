@@ -1,7 +1,8 @@
 """Builders for the classification families and their module groups (DESIGN.md contract).
 
 Groups: ImageNet and CIFAR ResNets have `stem` (the first conv and its norm), `layer1`…`layer4`
-(`layer1`…`layer3` for CIFAR ResNets) and `fc`; LeNet-300-100 has `layer1`, `layer2`, `fc`.
+(`layer1`…`layer3` for CIFAR ResNets) and `fc`; LeNet-300-100 has `layer1`, `layer2`, `fc`;
+Conv-2/4/6 have `stem`, `convs`, `hidden`, `fc` (see `conv_lth.py`).
 Each builder draws its initial weights from the caller's (seeded) global RNG. When `model.weights`
 is set, the file is loaded after building: `fc` may be absent or of another size (it stays freshly
 initialised, as when transferring a pretrained backbone to a new label set), and a checkpoint in
@@ -20,6 +21,7 @@ from ticketlab.config import ModelConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.cifar_resnet import CIFAR_RESNET_DEPTHS, CifarResNet
+from ticketlab.models.conv_lth import GROUPS as CONV_GROUPS, PLANS as CONV_LTH_DEPTHS, ConvNet
 from ticketlab.models.lenet import LeNet300100
 from ticketlab.models.resnet import RESNET_DEPTHS, replace_input_channels, torchvision_resnet
 from ticketlab.models.resnet_keys import load_model_weights
@@ -51,6 +53,12 @@ def build_lenet_300_100(cfg: ModelConfig, data: DataBundle, num_classes: int) ->
     hidden = (max(1, int(round(300 * cfg.width))), max(1, int(round(100 * cfg.width))))
     module = LeNet300100(in_features, num_classes, hidden=hidden)
     return BuiltModel(module=module, groups={"layer1": ("layer1",), "layer2": ("layer2",), "fc": ("fc",)})
+
+
+def build_conv_lth(depth: int, cfg: ModelConfig, data: DataBundle, num_classes: int) -> BuiltModel:
+    """Conv-2/4/6 (lottery-ticket paper) for `data`'s channels and image size."""
+    module = ConvNet(depth, data.in_channels, data.image_size, num_classes, width=cfg.width)
+    return BuiltModel(module=module, groups=dict(CONV_GROUPS))
 
 
 def classifier(build: Callable[[ModelConfig, DataBundle, int], BuiltModel]) -> Callable[[ModelConfig, DataBundle], BuiltModel]:
@@ -88,5 +96,10 @@ for _depth in RESNET_DEPTHS:
 for _depth in CIFAR_RESNET_DEPTHS:
     MODEL_FAMILIES.register(f"cifar_resnet{_depth}", ModelFamily(
         classifier(partial(build_cifar_resnet, _depth)), CLASSIFIER, _stage_groups(3)))
+# An MLP: random crops and flips shift pixels under its fixed input weights and hurt it (the
+# lottery-ticket paper's LeNet-300-100 used no augmentation), so a null data.augment means none.
 MODEL_FAMILIES.register("lenet_300_100", ModelFamily(classifier(build_lenet_300_100), CLASSIFIER,
-                                                     ("layer1", "layer2", "fc")))
+                                                     ("layer1", "layer2", "fc"), augment=False))
+for _depth in CONV_LTH_DEPTHS:
+    MODEL_FAMILIES.register(f"conv{_depth}", ModelFamily(
+        classifier(partial(build_conv_lth, _depth)), CLASSIFIER, tuple(CONV_GROUPS)))

@@ -1,4 +1,5 @@
-"""R-CNN builders (paper 001): Faster / Mask / Keypoint R-CNN on a width-scaled ResNet-FPN.
+"""R-CNN builders (paper 001): Faster / Mask / Keypoint R-CNN on a width-scaled ResNet-FPN, and
+Faster R-CNN in the C4 layout of the paper's VOC model (`layout: c4`, `models/detection_c4.py`).
 
 The models are torchvision's own classes, so the training and evaluation code of torchvision's
 references applies unchanged; only the backbone (our `torchvision_resnet`, any width) and the head
@@ -7,7 +8,8 @@ checkpoint (`model.weights`) initialises the trunk (`models/resnet_keys.py`).
 
 Module groups (DESIGN.md contract, paper 001 Table 3) are module paths, never name substrings — the
 ResNet shortcut convs (`layerN.0.downsample`) live under their stage and so belong to base/top:
-  base = backbone.body.{conv1, bn1, layer1, layer2}   top = backbone.body.{layer3, layer4}
+  base = backbone.body.{conv1, bn1, layer1, layer2, layer3}   top = backbone.body.layer4
+  (the stages of paper 001's C4 Base and Top, so a scope means the same on both layouts)
   fpn = backbone.fpn   rpn = rpn   box_head = roi_heads.box_head (fc6, fc7)
   box_predictor = roi_heads.box_predictor (cls_score, bbox_pred)
   mask_head / mask_predictor, keypoint_head / keypoint_predictor (when the family has them)
@@ -40,6 +42,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from ticketlab.config import DetectionConfig, ModelConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
+from ticketlab.models.detection_c4 import WidthRPNHead, build_c4_fasterrcnn, c4_groups
 from ticketlab.models.resnet import stage_channels, torchvision_resnet
 from ticketlab.models.resnet_keys import load_model_weights
 from ticketlab.models.spec import BOX_DETECTOR, KEYPOINT_DETECTOR, MASK_DETECTOR, BuiltModel, ModelFamily
@@ -50,8 +53,8 @@ BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50}
 DEFAULT_BACKBONE = "resnet18"  # paper 001's main backbone
 BODY = "backbone.body"
 COMMON_GROUPS: dict[str, tuple[str, ...]] = {
-    "base": (f"{BODY}.conv1", f"{BODY}.bn1", f"{BODY}.layer1", f"{BODY}.layer2"),
-    "top": (f"{BODY}.layer3", f"{BODY}.layer4"),
+    "base": (f"{BODY}.conv1", f"{BODY}.bn1", f"{BODY}.layer1", f"{BODY}.layer2", f"{BODY}.layer3"),
+    "top": (f"{BODY}.layer4",),
     "fpn": ("backbone.fpn",),
     "rpn": ("rpn",),
     "box_head": ("roi_heads.box_head",),
@@ -87,11 +90,10 @@ def _norm_layer(opts: DetectionConfig, cfg: ModelConfig) -> type[nn.Module]:
     raise TicketlabError(f"model.detection.norm: expected auto, batchnorm or frozen, got {opts.norm!r}")
 
 
-def _backbone(cfg: ModelConfig, opts: DetectionConfig) -> BackboneWithFPN:
+def detection_trunk(cfg: ModelConfig, opts: DetectionConfig) -> nn.Module:
+    """The ResNet trunk of `cfg.backbone` at `cfg.width`, its first stages frozen as
+    `trainable_layers` says (shared by the FPN and the C4 layout)."""
     name = cfg.backbone or DEFAULT_BACKBONE  # one of BACKBONES (build_model checks it)
-    layers = sorted(set(opts.returned_layers))
-    if not layers or layers[0] < 1 or layers[-1] > 4:
-        raise TicketlabError(f"model.detection.returned_layers: expected stages in 1..4, got {opts.returned_layers}")
     if not 0 <= opts.trainable_layers <= 5:
         raise TicketlabError(f"model.detection.trainable_layers: expected 0..5, got {opts.trainable_layers}")
     trunk = torchvision_resnet(BACKBONES[name], cfg.width, norm_layer=_norm_layer(opts, cfg))
@@ -101,6 +103,14 @@ def _backbone(cfg: ModelConfig, opts: DetectionConfig) -> BackboneWithFPN:
     for pname, p in trunk.named_parameters():
         if not any(under(module_path(pname), t) for t in trainable):
             p.requires_grad_(False)
+    return trunk
+
+
+def _backbone(cfg: ModelConfig, opts: DetectionConfig) -> BackboneWithFPN:
+    layers = sorted(set(opts.returned_layers))
+    if not layers or layers[0] < 1 or layers[-1] > 4:
+        raise TicketlabError(f"model.detection.returned_layers: expected stages in 1..4, got {opts.returned_layers}")
+    trunk = detection_trunk(cfg, opts)
     channels = stage_channels(trunk)
     return BackboneWithFPN(
         trunk,
@@ -134,6 +144,20 @@ def build_detection_model(family: str, cfg: ModelConfig, data: DataBundle) -> Bu
     if num_classes < 2:
         raise TicketlabError(f"model.num_classes: a detector needs at least 2 classes (background + one), "
                              f"got {num_classes}")
+    min_size = opts.min_size or data.image_size
+    sampling: dict[str, Any] = dict(
+        min_size=min_size, max_size=opts.max_size or max(min_size, round(min_size * 1333 / 800)),
+        rpn_batch_size_per_image=opts.rpn_batch_size_per_image,
+        rpn_pre_nms_top_n_train=opts.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=opts.rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=opts.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=opts.rpn_post_nms_top_n_test,
+        box_batch_size_per_image=opts.box_batch_size_per_image,
+        box_detections_per_img=opts.box_detections_per_img, box_score_thresh=opts.box_score_thresh,
+    )
+    if opts.layout == "c4":
+        module_c4 = build_c4_fasterrcnn(family, detection_trunk(cfg, opts), opts, num_classes, sampling)
+        return _finish(cfg, BuiltModel(module=module_c4, groups=c4_groups()))
+    if opts.layout != "fpn":
+        raise TicketlabError(f"model.detection.layout: expected fpn or c4, got {opts.layout!r}")
     backbone = _backbone(cfg, opts)
     levels = len(set(opts.returned_layers)) + 1  # + the max-pooled level
     sizes = opts.anchor_sizes or [32 * 2**i for i in range(levels)]
@@ -141,19 +165,13 @@ def build_detection_model(family: str, cfg: ModelConfig, data: DataBundle) -> Bu
         raise TicketlabError(f"model.detection.anchor_sizes: expected {levels} sizes (one per FPN level), "
                              f"got {len(sizes)}")
     anchors = AnchorGenerator(tuple((int(s),) for s in sizes), (tuple(opts.aspect_ratios),) * levels)
-    min_size = opts.min_size or data.image_size
-    max_size = opts.max_size or max(min_size, round(min_size * 1333 / 800))
     ch, rep = opts.fpn_channels, opts.box_representation_size
     feature_names = [str(i) for i in range(levels - 1)]
+    rpn_head = (WidthRPNHead(ch, opts.rpn_channels, len(opts.aspect_ratios)) if opts.rpn_channels else None)
     kwargs: dict[str, Any] = dict(
-        min_size=min_size, max_size=max_size, rpn_anchor_generator=anchors,
-        rpn_batch_size_per_image=opts.rpn_batch_size_per_image,
-        rpn_pre_nms_top_n_train=opts.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=opts.rpn_post_nms_top_n_train,
-        rpn_pre_nms_top_n_test=opts.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=opts.rpn_post_nms_top_n_test,
+        sampling, rpn_anchor_generator=anchors, rpn_head=rpn_head,
         box_roi_pool=MultiScaleRoIAlign(feature_names, 7, 2),
         box_head=TwoMLPHead(ch * 7 * 7, rep), box_predictor=FastRCNNPredictor(rep, num_classes),
-        box_batch_size_per_image=opts.box_batch_size_per_image,
-        box_detections_per_img=opts.box_detections_per_img, box_score_thresh=opts.box_score_thresh,
     )
     if family == "fasterrcnn":
         module: nn.Module = FasterRCNN(backbone, **kwargs)
@@ -169,15 +187,21 @@ def build_detection_model(family: str, cfg: ModelConfig, data: DataBundle) -> Bu
                               keypoint_head=KeypointRCNNHeads(ch, layers),
                               keypoint_predictor=KeypointRCNNPredictor(layers[-1] if layers else ch,
                                                                        _num_keypoints(opts, data)), **kwargs)
-    built = BuiltModel(module=module, groups=detection_groups(family))
+    return _finish(cfg, BuiltModel(module=module, groups=detection_groups(family)))
+
+
+def _finish(cfg: ModelConfig, built: BuiltModel) -> BuiltModel:
     if cfg.weights:  # a whole detector's state_dict as-is, or any ResNet checkpoint into the trunk
-        built.loaded = load_model_weights(module, cfg.weights, prefix=cfg.weights_prefix)
+        built.loaded = load_model_weights(built.module, cfg.weights, prefix=cfg.weights_prefix)
     return built
 
 
 def export_note(cfg: ModelConfig, data: DataBundle) -> str:
     classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
     d = cfg.detection
+    if d.layout == "c4":
+        return ("C4 layout (models/detection_c4.py): torchvision's FasterRCNN class with ticketlab's C4 backbone, "
+                "RPN head and box head; build it with ticketlab.models.build_model from the run's config.yaml")
     if cfg.width == 1.0 and d.fpn_channels == 256:
         return (f"loads with strict=True into torchvision's {cfg.family} class on resnet_fpn_backbone("
                 f"backbone_name={cfg.backbone or DEFAULT_BACKBONE!r}, weights=None, returned_layers={d.returned_layers}) "
@@ -189,6 +213,7 @@ def export_note(cfg: ModelConfig, data: DataBundle) -> str:
 
 
 for _family, _kind in (("fasterrcnn", BOX_DETECTOR), ("maskrcnn", MASK_DETECTOR), ("keypointrcnn", KEYPOINT_DETECTOR)):
+    _groups = [*detection_groups(_family), *(c4_groups() if _family == "fasterrcnn" else ())]  # by layout
     MODEL_FAMILIES.register(_family, ModelFamily(partial(build_detection_model, _family), _kind,
-                                                 tuple(detection_groups(_family)), backbones=tuple(BACKBONES),
+                                                 tuple(dict.fromkeys(_groups)), backbones=tuple(BACKBONES),
                                                  export_note=export_note))

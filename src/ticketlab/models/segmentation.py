@@ -1,14 +1,15 @@
-"""DeepLabV3 builder (paper 002's segmentation task) on a width-scaled torchvision ResNet.
+"""DeepLabV3 builder on a width-scaled torchvision ResNet, and the trunk both DeepLab families share.
+
+Paper 002's own model, DeepLabv3+ (`deeplabv3plus`), lives in `models/deeplabv3plus.py` and builds
+its trunk with `segmentation_trunk` here (same checks, dilation, atrous-rate rule and group names).
 
 The model is torchvision's own `DeepLabV3` class with its standard module names — `backbone.*`
 (an IntermediateLayerGetter over the ResNet: backbone.conv1, backbone.layer1 …), `classifier.*`
 (ASPP head) and `aux_classifier.*` (FCN head on layer3) — so torchvision's deeplabv3_resnet50
 state_dicts, and ResNet classification checkpoints under the `backbone.` prefix, fit as-is.
 
-What differs from paper 002: the paper uses DeepLabv3+ (Chen et al. 2018), i.e. DeepLabV3 plus a
-decoder that fuses layer1 features at output stride 4 and uses depthwise-separable convs.
-torchvision ships DeepLabV3 only; we use it as is (ASPP at output stride 8, logits upsampled
-bilinearly ×8) rather than hand-write a decoder, so absolute mIoU is a few points below v3+.
+`deeplabv3` is torchvision's model as is (ASPP, logits upsampled bilinearly to the input), without
+the v3+ decoder; paper 002's configs use `deeplabv3plus`.
 
 Output stride: ResNet-50/101 replace the stride of layer3-4 (OS 8, torchvision's default) or
 layer4 (OS 16) with dilation. torchvision's BasicBlock raises on dilation, so ResNet-18/34 run
@@ -22,7 +23,10 @@ Module groups (DESIGN.md; the same names as the R-CNN family):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
+from torchvision.models import ResNet
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 from torchvision.models.segmentation.fcn import FCNHead
@@ -42,6 +46,7 @@ STEM = (f"{BODY}.conv1", f"{BODY}.bn1")
 # layer2, layer3, layer4 stride → dilation per output stride (torchvision's replace_stride_with_dilation)
 DILATION = {8: [False, True, True], 16: [False, False, True], 32: [False, False, False]}
 RATES_AT_OS8 = (12, 24, 36)  # torchvision's DeepLabHead; DeepLabv3 uses 6, 12, 18 at OS 16
+DEFAULT_STRIDE = 8  # torchvision's deeplabv3_resnet50
 HEADS = ("classifier.4", "aux_classifier.4")  # the 1×1 convs whose size is the number of classes
 
 
@@ -69,10 +74,10 @@ def deeplab_head(in_channels: int, num_classes: int, rates: list[int], channels:
     )
 
 
-def _output_stride(cfg: ModelConfig, depth: int) -> int:
+def _output_stride(cfg: ModelConfig, depth: int, default: int) -> int:
     requested = cfg.segmentation.output_stride
     basic = depth < 50
-    os_ = requested if requested is not None else (32 if basic else 8)
+    os_ = requested if requested is not None else (32 if basic else default)
     if os_ not in DILATION:
         raise TicketlabError(f"model.segmentation.output_stride: expected 8, 16 or 32, got {os_}")
     if basic and os_ != 32:
@@ -81,9 +86,21 @@ def _output_stride(cfg: ModelConfig, depth: int) -> int:
     return os_
 
 
-def build_segmentation_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
-    """DeepLabV3 on `cfg.backbone` for `data.num_classes` classes (background included)."""
-    name = cfg.backbone or DEFAULT_BACKBONE  # one of BACKBONES (build_model checks it)
+@dataclass
+class Trunk:
+    """The dilated ResNet of a DeepLab model and the sizes its head is built for."""
+
+    resnet: ResNet
+    channels: list[int]  # output channels of layer1..layer4
+    num_classes: int
+    rates: list[int]
+    output_stride: int
+
+
+def segmentation_trunk(cfg: ModelConfig, data: DataBundle, default_stride: int) -> Trunk:
+    """`cfg.backbone` dilated to `model.segmentation.output_stride` (null = `default_stride`), with the
+    class count, head width and atrous rates (null = 12, 24, 36 at OS 8, scaled) checked."""
+    name = cfg.backbone or DEFAULT_BACKBONE  # one of the family's backbones (build_model checks it)
     num_classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
     if num_classes < 2:
         raise TicketlabError(f"model.num_classes: segmentation needs at least 2 classes (background + one), "
@@ -92,15 +109,21 @@ def build_segmentation_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
     if opts.head_channels < 1:
         raise TicketlabError(f"model.segmentation.head_channels: expected a positive integer, got {opts.head_channels}")
     depth = BACKBONES[name]
-    os_ = _output_stride(cfg, depth)
-    rates = opts.atrous_rates or [r * 8 // os_ for r in RATES_AT_OS8]
+    os_ = _output_stride(cfg, depth, default_stride)
+    rates = list(opts.atrous_rates or [r * 8 // os_ for r in RATES_AT_OS8])
     if len(rates) < 1 or min(rates) < 1:
         raise TicketlabError(f"model.segmentation.atrous_rates: expected positive integers, got {rates}")
-    trunk = torchvision_resnet(depth, cfg.width, replace_stride_with_dilation=DILATION[os_])
-    channels = stage_channels(trunk)
+    resnet = torchvision_resnet(depth, cfg.width, replace_stride_with_dilation=DILATION[os_])
+    return Trunk(resnet, stage_channels(resnet), num_classes, rates, os_)
+
+
+def build_segmentation_model(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
+    """DeepLabV3 on `cfg.backbone` for `data.num_classes` classes (background included)."""
+    trunk = segmentation_trunk(cfg, data, DEFAULT_STRIDE)
+    opts, channels, num_classes = cfg.segmentation, trunk.channels, trunk.num_classes
     return_layers = {"layer4": "out", **({"layer3": "aux"} if opts.aux_loss else {})}
-    backbone = IntermediateLayerGetter(trunk, return_layers=return_layers)
-    classifier = deeplab_head(channels[3], num_classes, list(rates), opts.head_channels)
+    backbone = IntermediateLayerGetter(trunk.resnet, return_layers=return_layers)
+    classifier = deeplab_head(channels[3], num_classes, trunk.rates, opts.head_channels)
     aux = FCNHead(channels[2], num_classes) if opts.aux_loss else None
     built = BuiltModel(module=DeepLabV3(backbone, classifier, aux), groups=segmentation_groups(opts.aux_loss))
     if cfg.weights:  # a whole DeepLabV3 (class convs may differ), or any checkpoint holding a ResNet

@@ -51,7 +51,8 @@ class ModelFamily:
     names the module groups its models have (DESIGN.md contract); `default_scope` is what
     `prune.scope: null` prunes (None = every conv/linear weight); `backbones` are the accepted
     `model.backbone` values (empty: the family has no backbone choice); `export_note(cfg, data)` says
-    which stock model an exported state_dict loads into.
+    which stock model an exported state_dict loads into; `augment` is what a null `data.augment`
+    means for it (random crops / flips of the training images).
     """
 
     build: Callable[["ModelConfig", "DataBundle"], BuiltModel]
@@ -60,3 +61,4 @@ class ModelFamily:
     default_scope: Optional[tuple[str, ...]] = None
     backbones: tuple[str, ...] = ()
     export_note: Callable[["ModelConfig", "DataBundle"], str] = default_export_note
+    augment: bool = True

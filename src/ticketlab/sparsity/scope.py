@@ -61,7 +61,7 @@ def group_of(param_name: str, groups: Mapping[str, Sequence[str]]) -> str | None
     return best
 
 
-def _unknown_group(key: str, name: str, groups: Mapping[str, Sequence[str]]) -> TicketlabError:
+def unknown_group(key: str, name: str, groups: Mapping[str, Sequence[str]]) -> TicketlabError:
     close = difflib.get_close_matches(name, list(groups), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     valid = ", ".join(groups) or "none"
@@ -92,7 +92,7 @@ def resolve_scope(
     else:
         for g in scope:
             if g not in groups:
-                raise _unknown_group("prune.scope", g, groups)
+                raise unknown_group("prune.scope", g, groups)
             hit = [n for n in prunable if in_group(n, groups[g])]
             if not hit:
                 raise TicketlabError(f"prune.scope: module group {g!r} ({', '.join(groups[g])}) holds no "
@@ -113,7 +113,7 @@ def resolve_scope(
             hit = [n for n in prunable if fnmatch.fnmatchcase(n, item)]
             if not hit:
                 if not _is_pattern(item) and "." not in item:
-                    raise _unknown_group("prune.exclude", item, groups)
+                    raise unknown_group("prune.exclude", item, groups)
                 raise TicketlabError(f"prune.exclude: {item!r} is neither a module group nor a pattern matching "
                                      "a prunable parameter name (e.g. 'backbone.body.conv1.weight' or "
                                      "'roi_heads.*')")

@@ -4,8 +4,10 @@
 differ from it only in which COCO iou types are scored and which annotations they train on:
   detection → bbox;  instance_segmentation → bbox + segm;  keypoints → bbox + keypoints,
 with the headline `bbox_AP`, `segm_AP` or `keypoints_AP`. The loss is torchvision's own loss dict
-(the model computes it in train mode), summed into 'loss'. Data converted from VOC XML also gets
-VOC's metric: `voc07_mAP` (11-point, VOC2007 test protocol) and `voc_mAP` (area, VOC2010+).
+(the model computes it in train mode), summed into 'loss'; evaluation also reports the same terms on
+the validation images (`val_loss`, `val_loss_*`; `tasks/rcnn_val_loss.py`). Data converted from
+VOC XML also gets VOC's metric, `voc07_mAP` (11-point, VOC2007 test protocol) and `voc_mAP` (area,
+VOC2010+), and there the task is `tasks/voc_detection.py`'s, whose headline is VOC's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ticketlab.models.spec import BOX_DETECTOR
 from ticketlab.registry import TASKS
 from ticketlab.tasks.base import Task
 from ticketlab.tasks.coco_eval import evaluate_coco, outputs_to_results, results_for, save_results
+from ticketlab.tasks.rcnn_val_loss import rcnn_loss_terms
 from ticketlab.tasks.voc_eval import voc_map
 
 
@@ -47,7 +50,11 @@ class DetectionTask(Task):
         """From a DataBundle made by `data.detection.build_detection_data` (reads `data.val`)."""
         val = data.val
         meta = val.meta
-        return cls(val.coco_gt, meta.label_to_cat, voc_metrics=meta.source_format == "voc")
+        if meta.source_format == "voc":  # VOC data is scored, and judged, with VOC's own metric
+            from ticketlab.tasks.voc_detection import voc_task
+
+            return voc_task(cfg.data.voc_ap)(val.coco_gt, meta.label_to_cat, voc_metrics=True)
+        return cls(val.coco_gt, meta.label_to_cat)
 
     def example_input(self, image: torch.Tensor) -> Any:
         return [image]  # torchvision detectors take a list of images
@@ -67,24 +74,47 @@ class DetectionTask(Task):
     @torch.no_grad()
     def predict(self, model: nn.Module, loader: Iterable, device: torch.device) -> list[dict[str, Any]]:
         """COCO result records for every image in `loader` (the model is in eval mode)."""
+        return self._predict(model, loader, device, with_loss=False)["results"]
+
+    def _predict(self, model: nn.Module, loader: Iterable, device: torch.device, *, with_loss: bool) -> dict:
+        """Results, and with `with_loss` the validation loss terms summed over images
+        (`tasks/rcnn_val_loss.py`: train-mode losses with norms and dropout left untouched)."""
         results: list[dict[str, Any]] = []
-        for images, targets in loader:
-            outputs = model([img.to(device, non_blocking=True) for img in images])
-            ids = [int(t["image_id"]) for t in targets]
-            results += outputs_to_results(outputs, ids, self.label_to_cat)
-        return results
+        loss_sums: dict[str, float] = {}
+        count = 0
+        plain = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        with torch.no_grad():
+            for images, targets in loader:
+                images = [img.to(device, non_blocking=True) for img in images]
+                outputs = model(images)
+                ids = [int(t["image_id"]) for t in targets]
+                results += outputs_to_results(outputs, ids, self.label_to_cat)
+                if with_loss:
+                    moved = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+                    for k, v in rcnn_loss_terms(plain, images, moved).items():
+                        loss_sums[k] = loss_sums.get(k, 0.0) + v * len(images)
+                    count += len(images)
+        return {"results": results, "loss_sums": loss_sums, "count": count}
 
     def evaluate(self, model: nn.Module, loader: Iterable, device: torch.device) -> dict[str, float]:
-        """COCO metrics on `loader` (the detections stay for `save_detections`)."""
-        return self.evaluate_results(self.predict(model, loader, device))
+        """COCO (and VOC) metrics and the validation loss on `loader` (the detections stay for
+        `save_detections`)."""
+        return self.merge_evaluations([self.evaluate_shard(model, loader, device)])
 
-    def evaluate_shard(self, model: nn.Module, loader: Iterable, device: torch.device) -> list[dict[str, Any]]:
-        """One slice's COCO results (a DDP rank's): `merge_evaluations` scores them together."""
-        return self.predict(model, loader, device)
+    def evaluate_shard(self, model: nn.Module, loader: Iterable, device: torch.device) -> dict:
+        """One slice's COCO results and loss sums (a DDP rank's): `merge_evaluations` scores them."""
+        return self._predict(model, loader, device, with_loss=True)
 
-    def merge_evaluations(self, shards: list[list[dict[str, Any]]]) -> dict[str, float]:
-        """COCO metrics of every slice's results, concatenated in slice order (= file order)."""
-        return self.evaluate_results([r for shard in shards for r in shard])
+    def merge_evaluations(self, shards: list[dict]) -> dict[str, float]:
+        """Metrics of every slice's results, concatenated in slice order (= file order), and the
+        validation loss terms averaged over all images (`val_loss`, `val_loss_classifier`, …)."""
+        metrics = self.evaluate_results([r for shard in shards for r in shard["results"]])
+        count = sum(shard["count"] for shard in shards)
+        if count:
+            for key in shards[0]["loss_sums"]:
+                name = "val_loss" if key == "loss" else f"val_{key}"
+                metrics[name] = sum(shard["loss_sums"][key] for shard in shards) / count
+        return metrics
 
     def evaluate_results(self, results: list[dict[str, Any]]) -> dict[str, float]:
         """Metrics for ready COCO results (e.g. a saved detections file)."""

@@ -78,16 +78,25 @@ class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+    def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """(epoch, batch, sample indices of this rank's shard) for each step, as a tensor."""
         epoch, perm = -1, torch.empty(0, dtype=torch.long)
         for step in range(self.start, self.stop):
             e, b = divmod(step, self.steps_per_epoch)
             if e != epoch:
                 epoch, perm = e, epoch_permutation(self.num_samples, self.seed, e)
-            chunk = perm[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+            chunk = perm[b * self.batch_size:(b + 1) * self.batch_size]
             lo, hi = shard_bounds(len(chunk), self.rank, self.world_size)
-            chunk = chunk[lo:hi]
-            yield [(e, b, i) for i in chunk]
+            yield e, b, chunk[lo:hi]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for e, b, chunk in self.chunks():
+            yield [(e, b, i) for i in chunk.tolist()]
+
+
+def batch_seed(seed: int, epoch: int, batch: int, shard: int | None = None) -> int:
+    """The seed of the augmentation draws of one batch (of one rank's shard of it)."""
+    return derive_seed(seed, "batch", epoch, batch, *(() if shard is None else ("rank", shard)))
 
 
 class SeededSamples(Dataset):
@@ -106,7 +115,7 @@ class SeededSamples(Dataset):
 
     def __getitems__(self, keys: list[tuple[int, int, int]]) -> list[Any]:
         epoch, batch, _ = keys[0]
-        s = derive_seed(self.seed, "batch", epoch, batch, *(() if self.shard is None else ("rank", self.shard)))
+        s = batch_seed(self.seed, epoch, batch, self.shard)
         torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
         torch.random.default_generator.manual_seed(s)  # CPU only: CUDA generators untouched
         random.seed(s)

@@ -284,11 +284,12 @@ def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, 
     net = _wrap(model, cfg, device, dist)
     pin = device.type == "cuda"
     loader = train_loader(data, batch_size=cfg.batch_size, seed=cfg.seed, start=progress.step, stop=total,
-                          num_workers=num_workers, pin_memory=pin, rank=dist.rank, world_size=dist.world_size)
+                          num_workers=num_workers, pin_memory=pin, rank=dist.rank, world_size=dist.world_size,
+                          device=device)
     sampler = loader.batch_sampler
     val_world = dist.world_size if task.shards_evaluation else 1
     evaluation_loader = val_loader(data, batch_size=cfg.eval_batch_size, num_workers=num_workers,
-                                   pin_memory=pin, rank=dist.rank, world_size=val_world)
+                                   pin_memory=pin, rank=dist.rank, world_size=val_world, device=device)
     scalars = ScalarLog(log_dir, progress.step)
     t0 = time.perf_counter()
     metrics: dict[str, float] = {}
