@@ -12,7 +12,6 @@ not trunk. A run without a ResNet (LeNet) keeps its names as they are.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
