@@ -45,7 +45,7 @@ from ticketlab.models.cifar_resnet import CifarResNet
 from ticketlab.models.lenet import LeNet300100
 from ticketlab.tasks.classification import ClassificationTask
 from ticketlab.train.data_order import StepBatchSampler, batch_seed
-from ticketlab.train.loop import train_level
+from ticketlab.train.loop import LevelRequest, LevelRun, train_level
 
 MODELS = {"lenet": (lambda: LeNet300100(784, 10), False, 200),
           "resnet20": (lambda: CifarResNet(20, 1.0, num_classes=10, in_channels=1), True, 8)}
@@ -78,7 +78,7 @@ def ticketlab_steps(model: nn.Module, bundle: DataBundle, steps: int, clock, wor
         return False
 
     shutil.rmtree(workdir, ignore_errors=True)
-    train_level(model, ClassificationTask(10), bundle, cfg, workdir=workdir, on_step=on_step)
+    train_level(LevelRequest(model, ClassificationTask(10), bundle, cfg, workdir=workdir, run=LevelRun(on_step=on_step)))
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 

@@ -16,7 +16,7 @@ from ticketlab.lottery.imp import run_imp
 from ticketlab.sparsity import load_mask
 from ticketlab.tasks.contrastive import moco_logits, nt_xent
 from ticketlab.tasks.knn import knn_predict
-from ticketlab.train import train_level
+from ticketlab.train import LevelRequest, train_level
 from ticketlab.train.checkpoint import CHECKPOINT_FILE
 
 TINY = ["model.width=0.25", "train.duration=3ep", "train.eval_every=3ep", "train.checkpoint_every=1ep"]
@@ -142,14 +142,14 @@ def test_moco_resume_from_checkpoint_is_bit_exact(tmp_path):
     cfg = load_config("configs/digits_moco.yaml", TINY + ["ssl.moco_queue=256"])
     exp = build_experiment(cfg)
     init = {k: v.clone() for k, v in exp.model.state_dict().items()}
-    train_level(exp.model, exp.task, exp.data, cfg.train, workdir=tmp_path)
+    train_level(LevelRequest(exp.model, exp.task, exp.data, cfg.train, workdir=tmp_path))
     reference = {k: v.clone() for k, v in exp.model.state_dict().items()}
     ckpt = load_file(str(tmp_path / CHECKPOINT_FILE))  # left at 2ep of 3ep
     assert "model/queue" in ckpt and "model/key_encoder.backbone.conv1.weight" in ckpt
     assert not torch.equal(ckpt["model/queue"], init["queue"])
 
     exp.model.load_state_dict(init)  # a fresh process would build the same init; the checkpoint wins
-    train_level(exp.model, exp.task, exp.data, cfg.train, workdir=tmp_path)
+    train_level(LevelRequest(exp.model, exp.task, exp.data, cfg.train, workdir=tmp_path))
     resumed = exp.model.state_dict()
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 

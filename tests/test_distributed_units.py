@@ -16,7 +16,7 @@ from ticketlab.config import DataConfig, TrainConfig, load_config
 from ticketlab.data import build_data
 from ticketlab.errors import TicketlabError
 from ticketlab.tasks.classification import ClassificationTask
-from ticketlab.train import HISTORY_FILE, train_level
+from ticketlab.train import HISTORY_FILE, LevelRequest, LevelRun, train_level
 from ticketlab.train.amp import amp_for
 from ticketlab.train.checkpoint import capture_rng, merge_rank_rng, rank_rng
 from ticketlab.train.data_order import StepBatchSampler, shard_bounds
@@ -113,7 +113,7 @@ def test_tensorboard_holds_every_step_and_every_evaluation(tmp_path):
     cfg = TrainConfig(duration="12it", eval_every="4it", checkpoint_every="0it", batch_size=128, lr=0.05,
                       device="cpu")
     log_dir = tmp_path / "tensorboard" / "level_00"
-    train_level(model, ClassificationTask(10), data, cfg, workdir=tmp_path / "level_00", log_dir=log_dir)
+    train_level(LevelRequest(model, ClassificationTask(10), data, cfg, workdir=tmp_path / "level_00", run=LevelRun(log_dir=log_dir)))
     events = EventAccumulator(str(log_dir))
     events.Reload()
     tags = set(events.Tags()["scalars"])
@@ -133,5 +133,5 @@ def test_tensorboard_off_writes_nothing(tmp_path):
     data = build_data(DataConfig())
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     cfg = TrainConfig(duration="2it", checkpoint_every="0it", batch_size=128, device="cpu", tensorboard=False)
-    train_level(model, ClassificationTask(10), data, cfg, workdir=tmp_path / "w", log_dir=tmp_path / "tb")
+    train_level(LevelRequest(model, ClassificationTask(10), data, cfg, workdir=tmp_path / "w", run=LevelRun(log_dir=tmp_path / "tb")))
     assert not (tmp_path / "tb").exists()

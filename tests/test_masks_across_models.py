@@ -1,5 +1,5 @@
-"""Paper 002 Fig. 6–8 in `ticketlab report` from real run dirs of five model kinds (classifier, SimCLR,
-MoCo, Faster R-CNN, DeepLabV3, all on a ResNet-50 at width 0.125), and `ticketlab controls`.
+"""Paper 002 Fig. 6–8 in `ticketlab report` from real run dirs of six model kinds (classifier, SimCLR,
+MoCo, Faster R-CNN, DeepLabV3, DeepLabv3+, all on a ResNet-50 at width 0.125), and `ticketlab controls`.
 
 Each run is real IMP (two levels of 50%, one training step per level), so the masks are what the tool
 writes; the report's numbers are checked against counts made here with numpy on the mask files, with
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 COMMON = ["train.duration=1it", "train.eval_every=1it", "train.checkpoint_every=1it", "train.batch_size=2",
           "train.eval_batch_size=4", "prune.levels=2", "prune.rate=0.5", "model.width=0.125", "train.warmup=0it"]
 PREFIX = {"classifier": "", "simclr": "backbone.", "moco": "backbone.", "detector": "backbone.body.",
-          "segmenter": "backbone."}
+          "segmenter": "backbone.", "deeplabv3plus": "backbone."}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,7 @@ def kinds(tmp_path_factory) -> dict[str, Path]:
                                                             "prune.scope=[base, top]"]),
         "segmenter": ("configs/synth_deeplabv3_lite.yaml", [scenes, "data.image_size=48",
                                                             "model.segmentation.head_channels=8"]),
+        "deeplabv3plus": ("configs/synth_deeplabv3plus_lite.yaml", [scenes, "data.image_size=48"]),
     }
     runs = {}
     for name, (config, extra) in plan.items():

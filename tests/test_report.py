@@ -139,7 +139,7 @@ def test_every_png_is_a_valid_png(report):
     tag = f"level_{result.level:02d}"
     assert {p.name for p in pngs} == {"accuracy_vs_sparsity.png", f"kept_per_layer_{tag}.png",
                                       f"mask_similarity_{tag}.png", f"convergence_{tag}.png",
-                                      "fig6_masks_vs_sparsity.png"}
+                                      "fig6_masks_vs_sparsity.png", "early_stopping.png"}
     for p in pngs:
         with Image.open(p) as im:
             im.verify()

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from ticketlab.config import TrainConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
-from ticketlab.train import CHECKPOINT_FILE, HISTORY_FILE, read_history, train_level
+from ticketlab.train import CHECKPOINT_FILE, HISTORY_FILE, LevelRequest, LevelRun, read_history, train_level
 from ticketlab.tasks.base import Task
 
 
@@ -113,21 +113,18 @@ def without_seconds(rows):
 def test_resume_after_a_kill_is_bit_exact(tmp_path, optimizer):
     cfg = config(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 0.01)
     ref_model = model()
-    ref = train_level(ref_model, Classify(), data(), cfg, workdir=tmp_path / "ref",
-                      enforcer=KeepFirstLayerHalf(ref_model))
+    ref = train_level(LevelRequest(ref_model, Classify(), data(), cfg, workdir=tmp_path / "ref", enforcer=KeepFirstLayerHalf(ref_model)))
     assert ref.steps == ref.final_step == 21  # 3 epochs of ceil(50 / 8) = 7 steps
 
     killed = model()
     with pytest.raises(KeyboardInterrupt):  # dies in step 11: last checkpoint at 8, last eval at 10
-        train_level(killed, Classify(), data(), cfg, workdir=tmp_path / "run",
-                    enforcer=KeepFirstLayerHalf(killed, crash_after=11))
+        train_level(LevelRequest(killed, Classify(), data(), cfg, workdir=tmp_path / "run", enforcer=KeepFirstLayerHalf(killed, crash_after=11)))
     assert (tmp_path / "run" / CHECKPOINT_FILE).is_file()
     assert [r["step"] for r in read_history(tmp_path / "run" / HISTORY_FILE)] == [5, 10]
 
     resumed_model = model()
     task = Classify()
-    resumed = train_level(resumed_model, task, data(), cfg, workdir=tmp_path / "run",
-                          enforcer=KeepFirstLayerHalf(resumed_model))
+    resumed = train_level(LevelRequest(resumed_model, task, data(), cfg, workdir=tmp_path / "run", enforcer=KeepFirstLayerHalf(resumed_model)))
     assert len(task.losses) == 21 - 8  # only the steps after the checkpoint were trained
     assert same_weights(resumed_model, ref_model)
     assert resumed.metrics == ref.metrics
@@ -139,7 +136,7 @@ def test_resume_after_a_kill_is_bit_exact(tmp_path, optimizer):
 
 def test_history_rows_columns_and_interval_averages(tmp_path):
     task = Classify()
-    result = train_level(model(), task, data(), config(duration="1ep", eval_every="3it"), workdir=tmp_path)
+    result = train_level(LevelRequest(model(), task, data(), config(duration="1ep", eval_every="3it"), workdir=tmp_path))
     assert [r["step"] for r in result.history] == [3, 6, 7]
     with open(tmp_path / HISTORY_FILE) as f:
         header = next(csv.reader(f))
@@ -163,14 +160,12 @@ def test_late_reset_continues_schedule_and_data_order(tmp_path):
         points["optimizer"] = copy.deepcopy(opt.state_dict())
 
     dense = model(dropout=0.0)  # dropout draws from the global RNG, which a late reset reseeds
-    ref = train_level(dense, Classify(), data(), cfg, workdir=tmp_path / "dense", rewind_steps={9},
-                      on_rewind=snapshot)
+    ref = train_level(LevelRequest(dense, Classify(), data(), cfg, workdir=tmp_path / "dense", run=LevelRun(rewind_steps={9}, on_rewind=snapshot)))
 
     late = model(dropout=0.0)
     late.load_state_dict(points["weights"])
     task = Classify()
-    result = train_level(late, task, data(), cfg, workdir=tmp_path / "late", start_step=9,
-                         optimizer_state=points["optimizer"])
+    result = train_level(LevelRequest(late, task, data(), cfg, workdir=tmp_path / "late", run=LevelRun(start_step=9, optimizer_state=points["optimizer"])))
     assert len(task.losses) == result.steps == 21 - 9
     assert same_weights(late, dense)
     later = [r for r in without_seconds(ref.history) if r["step"] > 9]
@@ -191,18 +186,19 @@ def test_on_rewind_sees_the_weights_after_exactly_that_many_steps(tmp_path):
         seen.setdefault("calls", []).append(copy.deepcopy(m.state_dict()))
         seen["opt_steps"] = sum(int(s["momentum_buffer"] is not None) for s in opt.state.values())
 
-    train_level(model(), Classify(), data(), cfg, workdir=tmp_path / "a", rewind_steps={5, 7}, on_rewind=hook)
+    train_level(LevelRequest(model(), Classify(), data(), cfg, workdir=tmp_path / "a",
+                             run=LevelRun(rewind_steps={5, 7}, on_rewind=hook)))
     assert seen["steps"] == [5, 7]
     for at, seen_state in zip((5, 7), seen["calls"]):  # one run, several rewind points
         short = model()
-        train_level(short, Classify(), data(), config(schedule="constant", warmup="0it", duration=f"{at}it"),
-                    workdir=tmp_path / f"b{at}")
+        train_level(LevelRequest(short, Classify(), data(), config(schedule="constant", warmup="0it",
+                                                                   duration=f"{at}it"), workdir=tmp_path / f"b{at}"))
         assert all(torch.equal(seen_state[k], v) for k, v in short.state_dict().items())
 
     initial = model()
     at_zero = []
-    train_level(model(), Classify(), data(), config(duration="2it"), workdir=tmp_path / "c", rewind_steps={0},
-                on_rewind=lambda step, m, opt: at_zero.append(copy.deepcopy(m.state_dict())))
+    train_level(LevelRequest(model(), Classify(), data(), config(duration="2it"), workdir=tmp_path / "c", run=LevelRun(
+        rewind_steps={0}, on_rewind=lambda step, m, opt: at_zero.append(copy.deepcopy(m.state_dict())))))
     assert len(at_zero) == 1 and all(torch.equal(at_zero[0][k], v) for k, v in initial.state_dict().items())
 
 
@@ -217,7 +213,7 @@ class DivergesAtThirdStep(Classify):
 
 def test_nan_loss_stops_with_step_and_term_and_keeps_the_checkpoint(tmp_path):
     with pytest.raises(TicketlabError, match=r"step 3 of 21: loss term 'loss_ce' is nan.*checkpoint") as info:
-        train_level(model(), DivergesAtThirdStep(), data(), config(checkpoint_every="2it"), workdir=tmp_path)
+        train_level(LevelRequest(model(), DivergesAtThirdStep(), data(), config(checkpoint_every="2it"), workdir=tmp_path))
     assert "\n" not in str(info.value)
     assert (tmp_path / CHECKPOINT_FILE).is_file()
 
@@ -225,15 +221,15 @@ def test_nan_loss_stops_with_step_and_term_and_keeps_the_checkpoint(tmp_path):
 def test_resume_with_a_different_duration_is_refused(tmp_path):
     m = model()
     with pytest.raises(KeyboardInterrupt):
-        train_level(m, Classify(), data(), config(), workdir=tmp_path, enforcer=KeepFirstLayerHalf(m, crash_after=5))
+        train_level(LevelRequest(m, Classify(), data(), config(), workdir=tmp_path, enforcer=KeepFirstLayerHalf(m, crash_after=5)))
     with pytest.raises(TicketlabError, match="total_steps=21.*28"):
-        train_level(model(), Classify(), data(), config(duration="4ep"), workdir=tmp_path)
+        train_level(LevelRequest(model(), Classify(), data(), config(duration="4ep"), workdir=tmp_path))
 
 
 def test_same_seed_same_result_and_amp_is_ignored_on_cpu(tmp_path):
     a, b = model(), model()
-    train_level(a, Classify(), data(), config(duration="6it", eval_every="0it"), workdir=tmp_path / "a")
-    train_level(b, Classify(), data(), config(duration="6it", eval_every="2it", amp=True), workdir=tmp_path / "b")
+    train_level(LevelRequest(a, Classify(), data(), config(duration="6it", eval_every="0it"), workdir=tmp_path / "a"))
+    train_level(LevelRequest(b, Classify(), data(), config(duration="6it", eval_every="2it", amp=True), workdir=tmp_path / "b"))
     assert same_weights(a, b)  # evaluation frequency does not change training
 
 
@@ -241,11 +237,11 @@ def test_cuda_asked_for_without_cuda_is_a_user_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(TicketlabError, match="no CUDA device"):
-        train_level(model(), Classify(), data(), config(device="cuda"), workdir=tmp_path)
+        train_level(LevelRequest(model(), Classify(), data(), config(device="cuda"), workdir=tmp_path))
 
 
 def test_nothing_left_to_train_still_evaluates(tmp_path):
-    result = train_level(model(), Classify(), data(), config(duration="5it"), workdir=tmp_path, start_step=5)
+    result = train_level(LevelRequest(model(), Classify(), data(), config(duration="5it"), workdir=tmp_path, run=LevelRun(start_step=5)))
     assert result.steps == 0 and result.final_step == 5
     assert [r["step"] for r in result.history] == [5] and "accuracy" in result.metrics
     assert "loss" not in result.history[0]

@@ -86,3 +86,33 @@ def test_apply_lr_scales_each_groups_peak():
     assert lr == pytest.approx(0.05)
     assert opt.param_groups[1]["lr"] == pytest.approx(0.005)
     assert math.isclose(apply_lr(opt, LrSchedule(total=10, warmup=4), 7), 0.1)
+
+
+def test_poly_follows_its_formula_after_warmup():
+    total, warmup, power = 120, 20, 0.9
+    for step in (20, 35, 70, 119, 120):
+        expected = (1 - (step - warmup) / (total - warmup)) ** power
+        assert lr_factor(step, total=total, warmup=warmup, schedule="poly", power=power) == pytest.approx(expected)
+    assert lr_factor(0, total=total, warmup=warmup, schedule="poly") == pytest.approx(1 / warmup)
+    assert lr_factor(60, total=100, schedule="poly", power=2.0) == pytest.approx(0.4**2)
+
+
+def test_poly_and_cosine_end_at_the_floor():
+    # paper 002's YOLOv4: cosine from 1e-4 to 1e-6 → floor 0.01
+    cos = [lr_factor(s, total=50, schedule="cosine", floor=0.01) for s in range(51)]
+    assert cos[0] == 1.0 and cos[-1] == pytest.approx(0.01) and cos[25] == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_factor(25, total=50, schedule="poly", power=1.0, floor=0.2) == pytest.approx(0.2 + 0.8 * 0.5)
+
+
+def test_config_poly_power_and_lr_min_reach_the_schedule():
+    cfg = TrainConfig(duration="100it", lr=0.005, lr_min=0.0005, schedule="poly", power=0.5)
+    sched = schedule_from_config(cfg, steps_per_epoch=10)
+    assert sched.factor(100) == pytest.approx(0.1)
+    assert sched.factor(75) == pytest.approx(0.1 + 0.9 * 0.25**0.5)
+
+
+def test_lr_min_above_lr_is_a_config_error():
+    from ticketlab.config import load_config
+
+    with pytest.raises(TicketlabError, match="train.lr_min"):
+        load_config(None, ["train.lr=0.01", "train.lr_min=0.1"])

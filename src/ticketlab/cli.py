@@ -41,13 +41,10 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
 
 
-def summary_columns(rows: list[dict], headline: Optional[str] = None) -> list[str]:
+def summary_columns(rows: list[dict]) -> list[str]:
     cols = ["level", "sparsity_scope", "sparsity_network"]
     metric_keys = [k for k in (rows[0] if rows else {}) if k not in cols and k not in
                    ("kept_scope", "scope_size", "steps", "seconds")]
-    if headline and headline in metric_keys:
-        metric_keys.remove(headline)
-        metric_keys.insert(0, headline)
     return cols + metric_keys[:4] + ["seconds"]
 
 
@@ -94,7 +91,8 @@ def cmd_sweep(args) -> int:
         return 0
     print(f"study dir: {out}")
     sr = open_study(Path(args.study), out)
-    cells = run_study(Path(args.study), out, stop=args.stop, launch=_launch_settings(args, sr.study.launch))
+    cells = run_study(Path(args.study), out, stop=args.stop, launch=_launch_settings(args, sr.study.launch),
+                      metric=args.metric)
     failed = [c for c in cells if c.get("error")]
     print(f"\n{len(cells)} cells; aggregate: {out / 'aggregate.csv'}; report: ticketlab report {out} --out DIR")
     if failed:
@@ -107,8 +105,9 @@ def cmd_branch(args) -> int:
     from ticketlab.lottery.branches import run_branch
 
     out, metrics = run_branch(Path(args.level_dir), args.name, fraction=args.fraction, seed=args.seed,
-                              stop=args.stop)
-    _print_table([metrics], [k for k in metrics if k not in ("kept_scope", "scope_size")])
+                              copies=args.copies, points=args.points, bn_batches=args.bn_batches, stop=args.stop)
+    _print_table([metrics], [k for k, v in metrics.items() if k not in ("kept_scope", "scope_size")
+                             and not isinstance(v, (dict, list))])
     print(f"\nbranch dir: {out}")
     return 0
 
@@ -163,7 +162,7 @@ def cmd_info(args) -> int:
 def cmd_report(args) -> int:
     from ticketlab.analysis.report import write_report
 
-    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level)
+    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level, metric=args.metric)
     print(f"mask figures: level {result.level} ({result.level_reason})")
     print(f"wrote {len(result.files)} files; open {result.index}")
     return 0
@@ -261,6 +260,9 @@ CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_transfer_matrix, cmd_demo)
 
 # -- parser --------------------------------------------------------------------------------------
 
+METRIC_HELP = ("metric of the matching verdicts: any metric the levels recorded (e.g. bbox_AP of a Mask R-CNN "
+               "run); default: the task's headline")
+
 
 def _add_launch_arguments(p: argparse.ArgumentParser) -> None:
     """--plan, --cell and where cells run (each overrides the study file's `launch:`)."""
@@ -298,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", parents=[common], help="run or resume a grid of IMP runs (a study) → cells/<name>/")
     p.add_argument("study", help="STUDY.yaml: config, set (overrides), grid (axis: [values]), preset")
     p.add_argument("--out", help="study directory (default: runs/<study name>); rerun to resume")
+    p.add_argument("--metric", help=METRIC_HELP)
     _add_launch_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -306,7 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="one of " + ", ".join(BRANCHES.names()))
     p.add_argument("--fraction", type=float, help="perturb: fraction of the mask's ones (and as many zeros) to flip; "
                    "early_bird: the draw's fraction of dense training (level_01 only)")
-    p.add_argument("--seed", type=int, help="seed of the random draw (default: the run's seed + 1)")
+    p.add_argument("--seed", type=int, help="seed of the random draw; instability: the first copy's data seed "
+                   "(the others count up) (default: the run's seed + 1)")
+    p.add_argument("--copies", type=int, help="instability: copies trained with different data orders (default 2)")
+    p.add_argument("--points", type=int, help="instability, interpolate_next: evenly spaced points on the path, "
+                   "ends included (default 11)")
+    p.add_argument("--bn-batches", type=int, default=10, help="instability, interpolate_next: training batches "
+                   "over which BatchNorm statistics are recomputed at each point (default 10)")
     p.set_defaults(func=cmd_branch)
 
     p = sub.add_parser("controls", parents=[common], help="paper 002 Fig. 8's mask controls (complement, random, "
@@ -336,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory for index.html, PNG figures and CSV tables")
     p.add_argument("--level", type=int, help="level of the mask figures (default: the sparsest level at which "
                    "every series still matches)")
+    p.add_argument("--metric", help=METRIC_HELP)
     p.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)

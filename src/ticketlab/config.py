@@ -94,10 +94,59 @@ class SegmentationConfig:
 
 
 @dataclass
+class SingleStageConfig:
+    """What YOLOv4 and SSD share: the trunk's norm, the input size and the post-processing."""
+
+    norm: str = option("auto", "backbone norm: auto (batchnorm from scratch, frozen with model.weights), "
+                   "batchnorm, frozen", choices=("auto", "batchnorm", "frozen"))
+    input_size: Optional[int] = option(None, "image side fed to the network (YOLOv4: the longer side, a multiple "
+                                   "of 32; SSD: the square's side, SSD300: 300); null = data.image_size")
+    score_thresh: float = option(0.01, "detections below this score are dropped")
+    nms_thresh: float = option(0.45, "IoU of per-class non-maximum suppression")
+    detections_per_img: int = option(100, "most detections returned per image")
+
+
+@dataclass
+class YoloConfig(SingleStageConfig):
+    """Sizes and loss settings of YOLOv4 on a ResNet (models/yolov4.py). Defaults are darknet's yolov4.cfg
+    where it has one (iou_thresh, ignore_thresh, scale_x_y, iou_normalizer, NMS 0.45)."""
+
+    neck_channels: int = option(512, "channels of the SPP / stride-32 path of the neck; the stride-16 and "
+                            "stride-8 paths have 1/2 and 1/4 of it (YOLOv4: 512)")
+    anchors: Optional[list[list[float]]] = option(None, "9 anchor [w, h] pairs in input pixels, 3 per stride "
+                                              "8, 16, 32; null = YOLOv4's COCO anchors (at 608) scaled to input_size")
+    anchor_iou_thresh: float = option(0.213, "besides the best anchor, every anchor whose shape IoU with a box "
+                                  "exceeds this also predicts it (yolov4.cfg iou_thresh)")
+    ignore_thresh: float = option(0.7, "a prediction overlapping a box by more than this gets no "
+                              "no-object loss (yolov4.cfg ignore_thresh)")
+    scale_xy: list[float] = option([1.2, 1.1, 1.05], "grid sensitivity per stride 8, 16, 32 (yolov4.cfg scale_x_y)")
+    box_gain: float = option(0.07, "weight of the CIoU box loss (yolov4.cfg iou_normalizer)")
+    obj_gain: float = option(1.0, "weight of the objectness loss")
+    cls_gain: float = option(1.0, "weight of the classification loss (yolov4.cfg cls_normalizer)")
+    label_smoothing: float = option(0.0, "class-target smoothing (YOLOv4's bag of freebies; off in yolov4.cfg)")
+    score_thresh: float = option(0.005, "detections below this score (objectness × class) are dropped "
+                             "(darknet's mAP threshold)")
+
+
+@dataclass
+class SSDConfig(SingleStageConfig):
+    """Sizes of SSD on a ResNet (models/ssd.py, torchvision's SSD class). Defaults are SSD300's."""
+
+    extra_channels: list[int] = option([512, 256, 256], "output channels of the extra blocks after layer4, "
+                                   "one feature map each (fewer are built when the map reaches 1×1)")
+    scales: Optional[list[float]] = option(None, "default-box scales, one per feature map plus one; null = "
+                                       "torchvision's DefaultBoxGenerator rule (0.15 … 0.9, linear)")
+    iou_thresh: float = option(0.5, "IoU at which a default box is matched to a ground-truth box")
+    positive_fraction: float = option(0.25, "hard-negative mining: positives / (positives + negatives) (3:1)")
+    topk_candidates: int = option(400, "best boxes per class kept before NMS")
+    detections_per_img: int = option(200, "most detections returned per image (torchvision's SSD: 200)")
+
+
+@dataclass
 class ModelConfig:
     family: str = option("lenet_300_100", "model builder", names=MODEL_FAMILIES)
-    backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50) or of "
-                                 "deeplabv3 / deeplabv3plus (also resnet101)")
+    backbone: Optional[str] = option(None, "backbone of a detector (resnet18, resnet34, resnet50; yolov4, ssd: "
+                                 "also resnet101) or of deeplabv3 / deeplabv3plus (also resnet101)")
     width: float = option(1.0, "channel-width multiplier (1.0 = the stock architecture)")
     num_classes: Optional[int] = option(None, "number of classes; null = taken from the dataset")
     weights: Optional[str] = option(None, "local file of pretrained weights (.safetensors, or .pth read with "
@@ -108,6 +157,8 @@ class ModelConfig:
                                        "encoder_q. (null = found automatically)")
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig,
                                              metadata={"help": "DeepLabV3 / v3+ sizes (deeplabv3, deeplabv3plus)"})
+    yolo: YoloConfig = field(default_factory=YoloConfig, metadata={"help": "YOLOv4 sizes and loss (yolov4)"})
+    ssd: SSDConfig = field(default_factory=SSDConfig, metadata={"help": "SSD sizes (ssd)"})
 
 
 @dataclass
@@ -125,7 +176,8 @@ class DataConfig:
     num_workers: int = option(0, "DataLoader worker processes")
     voc_ap: str = option("11point", "VOC-format detection data: the headline mAP@0.5 averages precision at 11 "
                      "recall points (voc07_mAP: VOC2007's devkit, paper 001's code) or is the area under the "
-                     "precision envelope (voc_mAP: VOC2010+)", choices=("11point", "area"))
+                     "precision envelope (voc_mAP: VOC2010+), or is COCO's bbox_AP (coco: paper 002's AP)",
+                     choices=("11point", "area", "coco"))
     max_image_pixels: int = option(89_478_485, "images whose header claims more pixels are refused before "
                                    "decoding (decompression bombs); default PIL's MAX_IMAGE_PIXELS")
 
@@ -142,10 +194,12 @@ class TrainConfig:
     weight_decay: float = option(0.0, "weight decay (decoupled for adamw)")
     warmup: str = option("0it", "linear learning-rate warmup length, e.g. 500it or 1ep", steps=True)
     schedule: str = option("constant", "learning-rate schedule after warmup",
-                       choices=("constant", "multistep", "cosine"))
+                       choices=("constant", "multistep", "cosine", "poly"))
     milestones: list[str] = option([], "multistep: steps at which lr is multiplied by gamma, e.g. [12000it, 16000it]",
                                steps=True)
     gamma: float = option(0.1, "multistep: lr decay factor")
+    power: float = option(0.9, "poly: exponent of (1 - progress) (DeepLab, paper 002's Faster R-CNN: 0.9)")
+    lr_min: float = option(0.0, "cosine, poly: the lr reached at the end of training (paper 002's YOLOv4: 1e-6)")
     eval_every: str = option("1ep", "evaluate on the validation set every N steps (e.g. 1ep, 500it)", steps=True)
     checkpoint_every: str = option("1ep", "write a resumable checkpoint every N steps", steps=True)
     seed: int = option(0, "seed of initialisation, data order and augmentation")
@@ -166,7 +220,9 @@ class PruneConfig:
     scope: Optional[list[str]] = option(None, "module groups to prune (null = every conv/linear weight)")
     include: list[str] = option([], "extra parameter-name patterns (fnmatch) to add to the scope")
     exclude: list[str] = option([], "module groups or parameter-name patterns to keep dense")
-    strategy: str = option("global", "how to choose the weights to remove", names=STRATEGIES)
+    strategy: str = option("global", "how to choose the weights to remove: magnitude of the trained weights "
+                       "(global, layerwise), random, or scored at the rewind point (pruning at init: snip, grasp, "
+                       "synflow, each also *_layerwise; docs/research.md)", names=STRATEGIES)
     rate: float = option(0.2, "fraction of the remaining scope weights removed per level")
     rates: dict[str, float] = option({}, "per-group rates, e.g. {fc: 0.1}: each named module group loses exactly "
                                      "round(rate × its remaining weights) per level (ranked within the group); "
@@ -174,6 +230,12 @@ class PruneConfig:
     levels: int = option(8, "number of pruning levels after the dense level 0")
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
     rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
+    rewind_mode: str = option("weights", "weights: each level restarts from the rewind point ⊙ mask; lr: from the "
+                          "previous level's final weights ⊙ mask, with the learning-rate schedule restarted at the "
+                          "rewind step (Renda et al. 2020)", choices=("weights", "lr"))
+    score_batches: int = option(1, "pruning at init (snip, grasp): training batches the scores are summed over "
+                            "(SNIP: one mini-batch)")
+    synflow_iterations: int = option(100, "synflow: pruning iterations, exponential schedule (Tanaka et al. 2020: 100)")
     early_bird: list[float] = option([], "fractions of level-0 training at which to draw an early-bird mask "
                                      "(e.g. [0.1, 0.2, 0.3]); the end of level 0 is always drawn too")
     early_bird_threshold: float = option(0.02, "early-bird detector: mask distance (1 - IoU of kept weights) "
@@ -399,10 +461,22 @@ def validate(cfg: Config) -> Config:
     for key, value, low in (("prune.levels", cfg.prune.levels, 0), ("train.batch_size", t.batch_size, 1),
                             ("train.eval_batch_size", t.eval_batch_size, 1), ("train.lr", t.lr, 0),
                             ("train.momentum", t.momentum, 0), ("train.weight_decay", t.weight_decay, 0),
+                            ("train.lr_min", t.lr_min, 0),
                             ("data.num_workers", cfg.data.num_workers, 0), ("data.image_size", cfg.data.image_size, 1),
                             ("data.max_image_pixels", cfg.data.max_image_pixels, 1)):
         if value is not None and value < low:
             raise TicketlabError(f"config key {key}: expected {low} or more, got {value}")
+    if cfg.prune.rewind_mode == "lr" and cfg.prune.rewind_optimizer:
+        raise TicketlabError("config key prune.rewind_optimizer: only applies with prune.rewind_mode: weights "
+                             "(lr rewinding keeps the trained weights and starts a fresh optimizer)")
+    for key, value in (("prune.score_batches", cfg.prune.score_batches),
+                       ("prune.synflow_iterations", cfg.prune.synflow_iterations)):
+        if value < 1:
+            raise TicketlabError(f"config key {key}: expected 1 or more, got {value}")
+    if t.lr_min > t.lr:
+        raise TicketlabError(f"config key train.lr_min: expected at most train.lr ({t.lr}), got {t.lr_min}")
+    if not t.power > 0:
+        raise TicketlabError(f"config key train.power: expected a positive exponent, got {t.power}")
     if not cfg.model.width > 0:
         raise TicketlabError(f"config key model.width: expected a positive multiplier, got {cfg.model.width}")
     resolve_augment(cfg)

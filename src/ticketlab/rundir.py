@@ -43,10 +43,27 @@ RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers", "train.
 RECOVERY_CHANGES = {"train.lr", "train.warmup"}
 CHANGES_FILE = "config_changes.jsonl"
 
-DETECTIONS_FILE = "detections.json"
-LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
-EARLY_BIRD_FILE = "early_bird.json"  # in level_00 with prune.early_bird (lottery/early_bird.py)
+# Every file name of a run directory (the run dir owns them; everything else refers to these).
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.csv"
 TASK_FILE = "task.json"
+INIT_FILE = "init.json"  # what model.weights and init: put into the model (lottery/imp.py)
+# per level (or branch) directory
+MASK_FILE = "mask.safetensors"
+START_FILE = "rewind.safetensors"  # the weights the level started from (rewind point ⊙ mask)
+FINAL_FILE = "final.safetensors"
+METRICS_FILE = "metrics.json"  # written last: the level is finished when it exists
+HISTORY_FILE = "history.csv"
+CHECKPOINT_FILE = "checkpoint.safetensors"  # while the level trains
+DETECTIONS_FILE = "detections.json"
+# level_00 only
+REWIND_POINT_FILE = "rewind_point.safetensors"  # late resetting: the dense weights after N steps
+REWIND_OPTIMIZER_FILE = "rewind_optimizer.safetensors"  # … and the optimizer state then
+EARLY_BIRD_FILE = "early_bird.json"  # with prune.early_bird (lottery/early_bird.py)
+SHARED_FILE = "shared.json"  # a study cell whose level 0 is a shared dense run's (lottery/shared.py)
+REWIND_POINTS_DIR = "rewind_points"  # a shared dense run: every member's rewind point
+DRAWS_DIR = "draws"  # a shared dense run: every member's early-bird draws
+LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
 
 
 @dataclass(frozen=True)
@@ -73,19 +90,19 @@ class RunDir:
 
     @property
     def config_path(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / CONFIG_FILE
 
     def level_dir(self, level: int) -> Path:
         return self.root / level_name(level)
 
     def is_done(self, level: int) -> bool:
-        return (self.level_dir(level) / "metrics.json").is_file()
+        return (self.level_dir(level) / METRICS_FILE).is_file()
 
     def finished_levels(self) -> list[int]:
         levels = []
         for p in sorted(self.root.glob("level_[0-9][0-9]*")):
             suffix = p.name.removeprefix("level_")
-            if suffix.isdigit() and (p / "metrics.json").is_file():
+            if suffix.isdigit() and (p / METRICS_FILE).is_file():
                 levels.append(int(suffix))
         return levels
 
@@ -149,7 +166,7 @@ class RunDir:
     # -- results ----------------------------------------------------------------------------
 
     def read_metrics(self, level: int) -> dict:
-        path = self.level_dir(level) / "metrics.json"
+        path = self.level_dir(level) / METRICS_FILE
         try:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -165,9 +182,9 @@ class RunDir:
         writer.writeheader()
         for row in rows:
             writer.writerow({c: row.get(c, "") for c in columns})
-        atomic_write_text(self.root / "summary.csv", buf.getvalue())
+        atomic_write_text(self.root / SUMMARY_FILE, buf.getvalue())
         return rows
 
 
 def write_metrics(level_dir: Path, metrics: dict) -> None:
-    atomic_write_json(level_dir / "metrics.json", metrics)
+    atomic_write_json(level_dir / METRICS_FILE, metrics)

@@ -79,7 +79,8 @@ def control_sections(out: Path, series: Sequence[Series], written: list[Path]) -
             ys = [mean_std([y for _, y in per_level[lv]]) for lv in levels]
             lines.append(Line(curve, [mean_std([x for x, _ in per_level[lv]]).mean for lv in levels],
                               [v.mean for v in ys], [v.std or 0.0 for v in ys]))
-        panels.append((short_label(s), lines))
+        dense = [r.levels[0][s.headline] for r in s.runs if 0 in r.levels and s.headline in r.levels[0]]
+        panels.append((short_label(s), lines, mean_std(dense).mean if dense else None))
         shown.append(s)
     if not panels:
         return []
@@ -90,7 +91,7 @@ def control_sections(out: Path, series: Sequence[Series], written: list[Path]) -
     written.append(plot_controls(panels, " / ".join(metrics), out / png,
                                  title="IMP masks against their controls (paper 002 Fig. 8)"))
     caption = (f"{' / '.join(metrics)} of each IMP ticket m (solid) and of its controls (dashed) against scope "
-               f"sparsity, mean ± std over seeds, one panel per series: m^c keeps exactly the weights m pruned "
+               f"sparsity, mean ± std over seeds, one panel per series (grey dashed: the dense level 0): m^c keeps exactly the weights m pruned "
                f"(so it sits at 1 − s), m_r keeps m's count per tensor at random positions, m + Δm flips that "
                f"fraction of each tensor's kept weights to pruned and as many pruned ones to kept (same count, "
                f"same sparsity); all restart from the level's rewind point. Series: {short_series_text(shown)}.")

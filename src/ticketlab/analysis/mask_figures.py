@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -89,12 +89,15 @@ def plot_stage_maps(rows: Sequence[tuple[str, Sequence[StageMap]]], out_png: Pat
     return _save(fig, out_png)
 
 
-def plot_controls(panels: Sequence[tuple[str, Sequence[Line]]], metric: str, out_png: Path, *,
+def plot_controls(panels: Sequence[tuple[str, Sequence[Line], Optional[float]]], metric: str, out_png: Path, *,
                   title: str) -> Path:
-    """One panel per series: the ticket (solid) and each control (dashed), metric against sparsity."""
+    """One panel per series: the ticket (solid), each control (dashed) and the dense mean (grey dashed),
+    metric against sparsity."""
     fig = Figure(figsize=(5.2 * len(panels), 4.2))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (label, lines) in zip(axes, panels):
+    for ax, (label, lines, dense) in zip(axes, panels):
+        if dense is not None:
+            ax.axhline(dense, color="grey", linestyle="--", linewidth=0.9, label="dense")
         for i, line in enumerate(lines):
             _band(ax, i, line, linestyle="-" if i == 0 else "--")
         ax.set_title(label, fontsize=9)

@@ -19,6 +19,8 @@ from ticketlab.analysis.detection_sections import detection_sections
 from ticketlab.analysis.control_sections import control_sections
 from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
+from ticketlab.analysis.instability import instability_sections
+from ticketlab.analysis.methods import method_sections
 from ticketlab.analysis.early_stop import early_stop_section
 from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
@@ -29,7 +31,9 @@ from ticketlab.analysis.runs import (
     Run,
     Series,
     aggregate,
+    check_metric,
     common_levels,
+    curve_metrics,
     default_level,
     group_series,
     load_runs,
@@ -59,45 +63,52 @@ def _curve(s: Series, st: Sequence[LevelStats], metric: str) -> figures.Curve:
                          std=[ls.values[metric].std or 0.0 for ls in levels], dense=dense)
 
 
-def _matching_text(s: Series, st: Sequence[LevelStats]) -> str:
+def _matching_text(s: Series, st: Sequence[LevelStats], metric: str) -> str:
+    rule = "≥ dense mean − 1 std" if s.higher_is_better(metric) else "≤ dense mean + 1 std (lower is better)"
     yes = [str(ls.level) for ls in st if ls.matching]
     no = [str(ls.level) for ls in st if ls.matching is False]
-    return (f"{s.label}: matching at level(s) {', '.join(yes) or 'none'}"
+    return (f"{s.label}: matching ({rule}) at level(s) {', '.join(yes) or 'none'}"
             + (f", not at {', '.join(no)}" if no else ""))
 
 
 def _curve_blocks(out: Path, series: Sequence[Series], stats: Sequence[Sequence[LevelStats]],
-                  summary_csv: str, written: list[Path]) -> list[Block]:
+                  summary_csv: str, written: list[Path], metric: Optional[str]) -> list[Block]:
+    """One figure per metric drawn: each series' verdict metric and the others its task reports."""
     blocks = []
-    headlines = [h for h in dict.fromkeys(s.headline for s in series) if h is not None]
-    for metric in headlines:
-        chosen = [(s, st) for s, st in zip(series, stats) if s.headline == metric]
-        curves = [_curve(s, st, metric) for s, st in chosen]
-        name = f"{_safe(metric)}_vs_sparsity.png"
-        written.append(figures.plot_metric_bands(curves, metric, out / name,
-                                                 title=f"{metric} vs scope sparsity"))
-        caption = (f"{metric} (the headline metric) against scope sparsity: mean over seeds, band ±1 sample "
-                   f"std, dashed line the dense (level 0) mean of each series. Series: "
-                   f"{series_text([s for s, _ in chosen])}. Matching = mean ≥ dense mean − 1 std: "
-                   + "; ".join(_matching_text(s, st) for s, st in chosen) + ".")
-        blocks.append(Block(heading=f"{metric} vs sparsity", image=name, caption=caption, data=[summary_csv]))
+    drawn = {s.label: curve_metrics(s, metric) for s in series}
+    for name_ in dict.fromkeys(m for ms in drawn.values() for m in ms):
+        chosen = [(s, st) for s, st in zip(series, stats) if name_ in drawn[s.label]]
+        judged = [(s, st) for s, st in chosen if name_ == (metric or s.headline)]
+        curves = [_curve(s, st, name_) for s, st in chosen]
+        name = f"{_safe(name_)}_vs_sparsity.png"
+        written.append(figures.plot_metric_bands(curves, name_, out / name,
+                                                 title=f"{name_} vs scope sparsity"))
+        role = "the metric of the matching verdicts" if judged else "also reported by the task; no verdict"
+        caption = (f"{name_} ({role}) against scope sparsity: mean over seeds, band ±1 sample std, dashed "
+                   f"line the dense (level 0) mean of each series. Series: {series_text([s for s, _ in chosen])}."
+                   + (" Matching: " + "; ".join(_matching_text(s, st, name_) for s, st in judged) + "."
+                      if judged else ""))
+        blocks.append(Block(heading=f"{name_} vs sparsity", image=name, caption=caption, data=[summary_csv]))
     return blocks
 
 
-def _summary_block(series: Sequence[Series], stats: Sequence[Sequence[LevelStats]], summary_csv: str) -> Block:
-    header = ["series", "level", "runs", "scope sparsity", "network sparsity", "headline", "mean", "std",
+def _summary_block(series: Sequence[Series], stats: Sequence[Sequence[LevelStats]], summary_csv: str,
+                   metric: Optional[str]) -> Block:
+    header = ["series", "level", "runs", "scope sparsity", "network sparsity", "metric", "mean", "std",
               "matching"]
     rows = []
     for s, st in zip(series, stats):
+        judged = metric or s.headline
         for ls in st:
             scope, network = ls.values.get("sparsity_scope"), ls.values.get("sparsity_network")
-            h = ls.values.get(s.headline) if s.headline else None
+            h = ls.values.get(judged) if judged else None
             rows.append([s.label, ls.level, ls.runs, scope.mean if scope else None, network.mean if network else None,
-                         s.headline, h.mean if h else None, h.std if h else None,
+                         judged, h.mean if h else None, h.std if h else None,
                          "—" if ls.matching is None else ("yes" if ls.matching else "no")])
     return Block(heading="Summary per series", data=[summary_csv], table=(header, rows),
                  paragraphs=[f"Runs with the same config except train.seed form a series: {series_text(series)}. "
-                             "Sparsities and the headline are means over the series' runs; std is the sample "
+                             "Sparsities and the metric of the verdicts (--metric, default the task's headline) are "
+                             "means over the series' runs; std is the sample "
                              "standard deviation (empty for one seed)."])
 
 
@@ -117,17 +128,20 @@ def _default_reason(level: int, common: Sequence[int], stats: Sequence[Sequence[
     return "the sparsest level every run finished at which every series still matches"
 
 
-def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = None) -> ReportResult:
+def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = None,
+                 metric: Optional[str] = None) -> ReportResult:
     """Read the runs (a study directory stands for its finished cells), write the tables, figures and
-    index.html into `out`; return what was written."""
+    index.html into `out`; return what was written. `metric`: the metric of the matching verdicts
+    (any metric the levels recorded; default each task's headline)."""
     paths, studies = expand_studies([Path(p) for p in run_dirs])
     runs = load_runs(paths)
+    check_metric(runs, metric)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TicketlabError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     series = group_series(runs)
-    stats = [aggregate(s) for s in series]
+    stats = [aggregate(s, metric) for s in series]
     if level is None:
         level = default_level(runs, stats)
         reason = _default_reason(level, common_levels(runs), stats)
@@ -137,9 +151,10 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
 
     written: list[Path] = []
     summary_csv = "summary_by_series.csv"
-    written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats)))
-    blocks = _curve_blocks(out, series, stats, summary_csv, written)
-    blocks.append(_summary_block(series, stats, summary_csv))
+    written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats, metric)))
+    blocks = _curve_blocks(out, series, stats, summary_csv, written, metric)
+    blocks += method_sections(out, series, stats, written)
+    blocks.append(_summary_block(series, stats, summary_csv, metric))
     at = AtLevel(out=out, runs=runs, masks=[r.mask(level) for r in runs], level=level, reason=reason)
     blocks.append(kept_section(at, series, written))
     blocks += similarity_sections(replace(at, masks=[trunk_mask(r, level) for r in runs]), written)
@@ -150,9 +165,10 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
     blocks += early_bird_sections(out, runs, written)
     blocks += convergence_section(out, runs, level, written)
+    blocks += instability_sections(out, series, written)
     blocks += early_stop_section(out, series, written)
     for study in studies:
-        blocks += study_sections(out, study, runs, written)
+        blocks += study_sections(out, study, runs, written, metric)
 
     runs_table = (["run", "directory", "series", "seed", "task", "headline", "finished levels"],
                   [[r.label, str(r.path), s.label, r.seed, r.task, r.headline or "—",

@@ -21,7 +21,7 @@ import torch
 from ticketlab.config import flatten, to_dict
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import TASKS
-from ticketlab.rundir import RESUMABLE_CHANGES, RunDir, TaskRecord, level_name
+from ticketlab.rundir import MASK_FILE, RESUMABLE_CHANGES, RunDir, TaskRecord, level_name
 from ticketlab.sparsity import load_mask
 
 SPARSITY_KEYS = ("sparsity_scope", "sparsity_network")
@@ -58,7 +58,7 @@ class Run:
         if level not in self.levels:
             raise TicketlabError(f"{self.path}: level {level} is not finished (finished: "
                                  f"{', '.join(map(str, sorted(self.levels)))})")
-        return load_mask(self.path / level_name(level) / "mask.safetensors")
+        return load_mask(self.path / level_name(level) / MASK_FILE)
 
 
 def load_run(path: Path, label: Optional[str] = None) -> Run:
@@ -227,6 +227,27 @@ def metric_keys(runs: Sequence[Run], head: Optional[str] = None) -> list[str]:
     head = head or (runs[0].headline if runs else None)
     lead = [k for k in SPARSITY_KEYS if k in keys] + ([head] if head in keys and head not in SPARSITY_KEYS else [])
     return lead + [k for k in keys if k not in lead]
+
+
+def check_metric(runs: Sequence[Run], metric: Optional[str]) -> None:
+    """`--metric`: every run must have recorded it at some level (any metric a level recorded)."""
+    if metric is None:
+        return
+    for run in runs:
+        recorded = metric_keys([run])
+        if metric not in recorded:
+            raise TicketlabError(f"--metric {metric}: not recorded by any level of {run.path} (recorded: "
+                                 f"{', '.join(k for k in recorded if k not in SPARSITY_KEYS)})")
+
+
+def curve_metrics(series: Series, metric: Optional[str] = None) -> list[str]:
+    """The metrics to draw against sparsity: the verdict's (`metric`, default the headline) first,
+    then the others the task reports (Mask R-CNN: segm and bbox AP), when the runs recorded them."""
+    record = series.runs[0].record
+    head = metric or series.headline
+    wanted = ([head] if head else []) + [m for m in (record.metrics if record else ()) if m != head]
+    recorded = set(metric_keys(series.runs))
+    return [m for m in wanted if m in recorded]
 
 
 def aggregate(series: Series, metric: Optional[str] = None) -> list[LevelStats]:

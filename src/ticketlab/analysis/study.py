@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ticketlab.analysis import tables
 from ticketlab.analysis.curve_figures import plot_sweep
@@ -81,9 +81,17 @@ class Row:
     metric: Stat | None
     dense: Stat | None
     network_sparsity: float | None
+    metric_name: str = "metric"  # what `metric` and `dense` are the mean of
+    higher_is_better: bool = True
+
+    @property
+    def matching(self) -> Optional[bool]:
+        if self.level == 0 or self.metric is None or self.dense is None:
+            return None
+        return is_matching(self.metric.mean, self.dense, self.higher_is_better)
 
 
-def _rows(study: StudyDir, runs_by_path: dict[Path, Run]) -> list[Row]:
+def _rows(study: StudyDir, runs_by_path: dict[Path, Run], metric: Optional[str] = None) -> list[Row]:
     groups: dict[tuple, list[dict]] = {}
     for cell in study.cells:
         if cell["finished"]:
@@ -93,7 +101,7 @@ def _rows(study: StudyDir, runs_by_path: dict[Path, Run]) -> list[Row]:
     for key, cells in groups.items():
         runs = [runs_by_path[(study.path / CELLS_DIR / c["name"]).resolve()] for c in cells]
         level = min(max(r.levels) for r in runs)
-        head = runs[0].headline
+        head = metric or runs[0].headline
 
         def stat(lv: int, k: str | None) -> Stat | None:
             vals = [r.levels[lv][k] for r in runs if lv in r.levels and k in r.levels[lv]]
@@ -101,7 +109,9 @@ def _rows(study: StudyDir, runs_by_path: dict[Path, Run]) -> list[Row]:
 
         net = stat(level, "sparsity_network")
         rows.append(Row(values=dict(key), level=level, runs=runs, params=cells[0].get("params", {}),
-                        metric=stat(level, head), dense=stat(0, head), network_sparsity=net.mean if net else None))
+                        metric=stat(level, head), dense=stat(0, head), network_sparsity=net.mean if net else None,
+                        metric_name=head or "metric",
+                        higher_is_better=runs[0].record.higher_is_better_for(head) if runs[0].record and head else True))
     return rows
 
 
@@ -114,7 +124,7 @@ def _ms(s: Stat | None) -> str:
 def _table(study: StudyDir, rows: Sequence[Row]) -> tuple[list[str], list[list[object]]]:
     axes = [a for a in study.axes if a != SEED_AXIS]
     modules = study.spec.get("preset") == "module_groups"
-    head = rows[0].runs[0].headline or "metric"
+    head = rows[0].metric_name
     header = ([*MODULE_COLUMNS] if modules else []) + axes + [
         "Param %", "network sparsity", "level", "seeds", f"{head} mean (std)", "dense mean (std)", "matching"]
     out = []
@@ -124,8 +134,7 @@ def _table(study: StudyDir, rows: Sequence[Row]) -> tuple[list[str], list[list[o
             if modules else []
         p = r.params
         share = 100.0 * p["scope"] / p["network"] if p.get("network") else None
-        verdict = "—" if r.level == 0 or r.metric is None or r.dense is None else (
-            "yes" if is_matching(r.metric.mean, r.dense) else "no")
+        verdict = "—" if r.matching is None else ("yes" if r.matching else "no")
         out.append(marks + [r.values[a] for a in axes] + [
             share, None if r.network_sparsity is None else 100.0 * r.network_sparsity, r.level,
             " ".join(str(x.seed) for x in r.runs), _ms(r.metric), _ms(r.dense), verdict])
@@ -135,7 +144,7 @@ def _table(study: StudyDir, rows: Sequence[Row]) -> tuple[list[str], list[list[o
 def _sweep_blocks(out: Path, study: StudyDir, rows: Sequence[Row], tag: str, data: list[str],
                   written: list[Path]) -> list[Block]:
     axes = [a for a in study.axes if a != SEED_AXIS and a != "modules"]
-    head = rows[0].runs[0].headline or "metric"
+    head = rows[0].metric_name
     dense_vals = [r.levels[0][head] for row in rows for r in row.runs if 0 in r.levels and head in r.levels[0]]
     dense = mean_std(dense_vals) if dense_vals else None
     blocks = []
@@ -163,9 +172,11 @@ def _sweep_blocks(out: Path, study: StudyDir, rows: Sequence[Row], tag: str, dat
     return blocks
 
 
-def study_sections(out: Path, study: StudyDir, runs: Sequence[Run], written: list[Path]) -> list[Block]:
-    """The cells table and the sweep curves of one study (its runs are among `runs`)."""
-    rows = _rows(study, {r.path.resolve(): r for r in runs})
+def study_sections(out: Path, study: StudyDir, runs: Sequence[Run], written: list[Path],
+                   metric: Optional[str] = None) -> list[Block]:
+    """The cells table and the sweep curves of one study (its runs are among `runs`), judged on
+    `metric` (default: the headline)."""
+    rows = _rows(study, {r.path.resolve(): r for r in runs}, metric)
     tag = "".join(c if c.isalnum() else "_" for c in study.path.name) + "_"
     data = [f"{tag}cells.csv"]
     header, body = _table(study, rows)

@@ -36,8 +36,10 @@ def _seeds(runs: Sequence[Run]) -> str:
     return " ".join(str(r.seed) for r in runs)
 
 
-def series_summary(series: Sequence[Series], stats: Sequence[Sequence[LevelStats]]) -> Table:
-    """One row per (series, level): runs, seeds, mean and std of sparsity and every metric, verdict."""
+def series_summary(series: Sequence[Series], stats: Sequence[Sequence[LevelStats]],
+                   metric: Optional[str] = None) -> Table:
+    """One row per (series, level): runs, seeds, mean and std of sparsity and every metric, and the
+    verdict on `metric` (default: each series' headline; the `headline` column names it)."""
     keys: list[str] = []
     for st in stats:
         for ls in st:
@@ -50,7 +52,7 @@ def series_summary(series: Sequence[Series], stats: Sequence[Sequence[LevelStats
         for ls in st:
             seeds = _seeds([r for r in s.runs if ls.level in r.levels])
             verdict = None if ls.matching is None else ("yes" if ls.matching else "no")
-            row: list[object] = [s.label, ls.level, ls.runs, seeds, s.headline, verdict]
+            row: list[object] = [s.label, ls.level, ls.runs, seeds, metric or s.headline, verdict]
             for k in keys:
                 stat = ls.values.get(k)
                 row += [stat.mean, stat.std] if stat is not None else [None, None]

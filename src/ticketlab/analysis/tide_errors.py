@@ -62,17 +62,23 @@ def tide_detections(results: Sequence[Mapping[str, Any]], cat_ids: Sequence[int]
 def tide_errors(gt: Mapping[str, Any], runs: Mapping[str, Sequence[Mapping[str, Any]]], iou_type: str,
                 cat_ids: Sequence[int]) -> dict[str, dict[str, Optional[float]]]:
     """For each named set of detections: TIDE's AP50 ("AP50") and the dAP of each main error (None for
-    a set without detections: AP50 is 0 and no error is defined)."""
+    a set without detections: AP50 is 0 and no error is defined; None too where fixing an error type
+    leaves tidecv no class to average over)."""
     if iou_type not in TIDE_MODES:
         raise ValueError(f"TIDE scores bbox or segm, not {iou_type!r}")
     truth = tide_ground_truth(gt, cat_ids, iou_type)
-    with matplotlib.rc_context():  # TIDE() restyles matplotlib globally (seaborn); keep that out of our figures
-        tide = TIDE(mode=TIDE_MODES[iou_type])
-    aps = {}
+    found: dict[str, dict[str, Optional[float]]] = {}
     for name, results in runs.items():
+        found[name] = {"AP50": 0.0, **{e: None for e in TIDE_ERRORS}}
         dets = tide_detections(results, cat_ids, iou_type, name)
-        if dets.annotations:  # tidecv divides by zero on an empty set; it has no errors to sort anyway
-            aps[name] = tide.evaluate(truth, dets, name=name).ap
-    errors = tide.get_main_errors()
-    return {name: {"AP50": float(aps[name]), **{e: float(errors[name][e]) for e in TIDE_ERRORS}} if name in aps
-            else {"AP50": 0.0, **{e: None for e in TIDE_ERRORS}} for name in runs}
+        if not dets.annotations:  # tidecv divides by zero on an empty set; it has no errors to sort anyway
+            continue
+        with matplotlib.rc_context():  # TIDE() restyles matplotlib globally (seaborn); keep that out of our figures
+            tide = TIDE(mode=TIDE_MODES[iou_type])
+        found[name]["AP50"] = float(tide.evaluate(truth, dets, name=name).ap)
+        try:
+            errors = tide.get_main_errors()[name]
+        except ZeroDivisionError:  # fixing one error type left no class with detections or ground truth
+            continue
+        found[name].update({e: float(errors[e]) for e in TIDE_ERRORS})
+    return found

@@ -12,7 +12,6 @@ not trunk. A run without a ResNet (LeNet) keeps its names as they are.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
@@ -21,9 +20,9 @@ from safetensors import safe_open
 from ticketlab.analysis.runs import Run
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import HEAD, pick_prefix, resnet_prefixes
-from ticketlab.rundir import level_name
+from ticketlab.rundir import FINAL_FILE, START_FILE, level_name
 
-WEIGHT_FILES = ("final.safetensors", "rewind.safetensors")
+WEIGHT_FILES = (FINAL_FILE, START_FILE)
 
 
 def weight_names(run: Run) -> list[str]:

@@ -16,9 +16,8 @@ from torch import nn
 
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.evaluate import find_run
-from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
-from ticketlab.sparsity import load_mask
+from ticketlab.lottery.experiment import Experiment
+from ticketlab.lottery.opened import open_level
 from ticketlab.tasks.base import Task
 
 
@@ -43,18 +42,11 @@ class Ticket:
 
 
 def load_ticket(level_dir: Path) -> Ticket:
-    """Rebuild the run's model, load `final.safetensors`, check its pruned weights are exactly 0."""
+    """The level opened and checked (`lottery.opened.open_level`), in eval mode, with one input."""
     level_dir = Path(level_dir)
-    exp = build_experiment(find_run(level_dir).load_config())
-    model = exp.model
-    model.load_state_dict(load_state(level_dir / "final.safetensors", model))
-    model.eval()
-    params = dict(model.named_parameters())
-    mask = load_mask(level_dir / "mask.safetensors", {n: tuple(params[n].shape) for n in exp.scope})
-    for name, kept in mask.items():
-        if bool((params[name].detach()[~kept.to(params[name].device)] != 0).any()):
-            raise TicketlabError(f"{level_dir / 'final.safetensors'}: {name} is nonzero where "
-                                 f"{level_dir / 'mask.safetensors'} prunes it (not a finished ticket)")
+    opened = open_level(level_dir)
+    exp, mask = opened.experiment, opened.mask
+    exp.model.eval()
     if len(exp.data.val) == 0:
         raise TicketlabError(f"{level_dir}: the run's validation split is empty; export needs one input to check on")
     first = exp.data.val[0][0].to(exp.device)

@@ -3,9 +3,12 @@
 Level k's mask comes from level k-1's trained weights (`final.safetensors`) and mask; its start
 weights are the rewind point ⊙ mask: the weights level 0 started from (`init`, `pretrained`) or
 the dense run's weights after N steps (late resetting, `Nit`/`Nep`, saved as
-`level_00/rewind_point.safetensors`). Finished levels (those with `metrics.json`) are never redone;
-every input of a level is read back from files, so a resumed run computes the same masks. A transfer
-(`init:`, lottery/transfer.py) sets level 0's start weights and mask; `RUN_DIR/init.json` records it.
+`level_00/rewind_point.safetensors`). With `prune.rewind_mode: lr` the start weights are level
+k-1's final weights ⊙ mask instead (learning-rate rewinding); a pruning-at-init strategy draws
+level k's mask from level 0's by a saliency score at the rewind point (`at_init.py`). Finished
+levels (those with `metrics.json`) are never redone; every input of a level is read back from
+files, so a resumed run computes the same masks. A transfer (`init:`, lottery/transfer.py) sets
+level 0's start weights and mask; `RUN_DIR/init.json` records it.
 With `prune.early_bird`, level 0 also draws early-bird masks and may end early (`early_bird.py`).
 
 Under torchrun every rank runs this with the same config: each computes the masks from the same
@@ -29,21 +32,20 @@ from torch import nn
 from ticketlab.atomic import atomic_save_safetensors, atomic_write_json
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.at_init import at_init_mask, check_at_init
 from ticketlab.lottery.early_bird import EarlyBird
 from ticketlab.lottery.experiment import Experiment, build_experiment, level_generator, load_state
-from ticketlab.lottery.level import train_ticket
+from ticketlab.lottery.level import TicketStart, train_ticket
 from ticketlab.lottery.lock import run_lock
-from ticketlab.rundir import EARLY_BIRD_FILE, RunDir
+from ticketlab.rundir import (EARLY_BIRD_FILE, FINAL_FILE, INIT_FILE, MASK_FILE, REWIND_OPTIMIZER_FILE,
+                              REWIND_POINT_FILE, START_FILE, RunDir)
 from ticketlab.sparsity import full_mask, load_mask
 from ticketlab.sparsity.group_rates import prune_by_groups
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
-from ticketlab.train.loop import RewindHook, StepHook
 from ticketlab.stop import StopFlag, Stopped
+from ticketlab.train.loop import LevelRun, RewindHook, StepHook
 
-REWIND_POINT = "rewind_point.safetensors"
-REWIND_OPTIMIZER = "rewind_optimizer.safetensors"
-INIT_RECORD = "init.json"
 
 
 def save_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> None:
@@ -66,26 +68,38 @@ def rewind_source(exp: Experiment, run: RunDir) -> tuple[dict[str, torch.Tensor]
     """The (unmasked) weights every pruned level restarts from, and the optimizer state to restore."""
     level0 = run.level_dir(0)
     if exp.rewind_step == 0:
-        return load_state(level0 / "rewind.safetensors", exp.model), None
-    state = load_state(level0 / REWIND_POINT, exp.model)
-    opt = load_optimizer_state(level0 / REWIND_OPTIMIZER) if exp.cfg.prune.rewind_optimizer else None
+        return load_state(level0 / START_FILE, exp.model), None
+    state = load_state(level0 / REWIND_POINT_FILE, exp.model)
+    opt = load_optimizer_state(level0 / REWIND_OPTIMIZER_FILE) if exp.cfg.prune.rewind_optimizer else None
     return state, opt
 
 
 def _save_rewind_point(level0: Path, with_optimizer: bool) -> RewindHook:
     def hook(step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if with_optimizer:
-            save_optimizer_state(level0 / REWIND_OPTIMIZER, optimizer)
-        atomic_save_safetensors(level0 / REWIND_POINT, model.state_dict())
+            save_optimizer_state(level0 / REWIND_OPTIMIZER_FILE, optimizer)
+        atomic_save_safetensors(level0 / REWIND_POINT_FILE, model.state_dict())
 
     return hook
+
+
+def level_start(exp: Experiment, run: RunDir, level: int) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
+    """The (unmasked) weights pruned level `level` trains from and the optimizer state to restore:
+    the rewind point, or with `prune.rewind_mode: lr` the previous level's final weights and a
+    fresh optimizer (the schedule restarts at the rewind step either way; Renda et al. 2020)."""
+    if exp.cfg.prune.rewind_mode == "lr":
+        return load_state(run.level_dir(level - 1) / "final.safetensors", exp.model), None
+    return rewind_source(exp, run)
 
 
 def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tensor]:
     prev = run.level_dir(level - 1)
     shapes = {n: tuple(exp.model.state_dict()[n].shape) for n in exp.scope}
-    prev_mask = load_mask(prev / "mask.safetensors", shapes)
-    weights = exp.scope_weights(load_state(prev / "final.safetensors", exp.model))
+    if check_at_init(exp).at_init:  # pruning at init: scored at the rewind point, from level 0's mask
+        return at_init_mask(exp, load_mask(run.level_dir(0) / MASK_FILE, shapes),
+                            rewind_source(exp, run)[0], level)
+    prev_mask = load_mask(prev / MASK_FILE, shapes)
+    weights = exp.scope_weights(load_state(prev / FINAL_FILE, exp.model))
     p = exp.cfg.prune
     names = exp.prune_names  # transferred tensors outside prune.scope keep their mask as it is
     pruned = prune_by_groups(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names},
@@ -108,6 +122,7 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print, stop:
     p = cfg.prune
     with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
         exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
+        check_at_init(exp)
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
             dist.on_main(lambda: run.start(cfg, exp.task.record()))
@@ -123,7 +138,7 @@ def _quiet(message: str) -> None:
 
 def finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
     level0 = run.level_dir(0)
-    early.finish(load_state(level0 / "final.safetensors", exp.model), run.read_metrics(0)["steps"])
+    early.finish(load_state(level0 / FINAL_FILE, exp.model), run.read_metrics(0)["steps"])
 
 
 def level0_start(exp: Experiment) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -144,7 +159,7 @@ def write_init_record(exp: Experiment, run: RunDir) -> None:
     if exp.transfer is not None:
         record["transfer"] = exp.transfer.record(exp.model)
     if record:
-        atomic_write_json(run.root / INIT_RECORD, record)
+        atomic_write_json(run.root / INIT_FILE, record)
 
 
 def train_level0(exp: Experiment, run: RunDir, dist: Dist, *, rewind_steps: Collection[int] = (),
@@ -153,13 +168,13 @@ def train_level0(exp: Experiment, run: RunDir, dist: Dist, *, rewind_steps: Coll
     """Train the dense level from `level0_start` (or, resumed, from the weights it was started with)."""
     out_dir = run.level_dir(0)
     init, mask = level0_start(exp)
-    level0_file = out_dir / "rewind.safetensors"
+    level0_file = out_dir / START_FILE
     if level0_file.is_file():  # a resumed level 0 starts from the weights it was started with
         init = load_state(level0_file, exp.model)
-    return train_ticket(exp, out_dir, mask=mask, start_state=init, identity={"level": 0},
-                        rewind_steps=rewind_steps, on_rewind=on_rewind if dist.is_main else None, on_step=on_step,
-                        desc=f"level 0/{exp.cfg.prune.levels}", dist=dist,
-                        log_dir=run.root / "tensorboard" / out_dir.name, stop=stop)
+    return train_ticket(exp, TicketStart(out_dir, mask, init, {"level": 0}), LevelRun(
+        rewind_steps=rewind_steps, on_rewind=on_rewind if dist.is_main else None, on_step=on_step,
+        desc=f"level 0/{exp.cfg.prune.levels}", dist=dist, log_dir=run.root / "tensorboard" / out_dir.name,
+        stop=stop))
 
 
 def default_level0(exp: Experiment, run: RunDir, dist: Dist, early: Optional[EarlyBird],
@@ -191,12 +206,10 @@ def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], 
             metrics = level0(exp, run, dist, early, stop)
         else:
             mask = next_mask(exp, run, level)
-            start, opt_state = rewind_source(exp, run)
-            metrics = train_ticket(
-                exp, out_dir, mask=mask, start_state=start, identity={"level": level},
-                optimizer_state=opt_state, start_step=exp.rewind_step, desc=desc, dist=dist,
-                log_dir=run.root / "tensorboard" / out_dir.name, stop=stop,
-            )
+            start, opt_state = level_start(exp, run, level)
+            metrics = train_ticket(exp, TicketStart(out_dir, mask, start, {"level": level}), LevelRun(
+                start_step=exp.rewind_step, optimizer_state=opt_state, desc=desc, dist=dist,
+                log_dir=run.root / "tensorboard" / out_dir.name, stop=stop))
         dist.on_main(run.write_summary)
         head = exp.task.headline
         log(f"{desc}: scope sparsity {metrics['sparsity_scope']:.1%}, network sparsity "

@@ -13,9 +13,8 @@ from ticketlab.config import Config
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.spec import BuiltModel
-from ticketlab.lottery.evaluate import find_run
-from ticketlab.lottery.experiment import build_experiment, load_state
-from ticketlab.sparsity import group_of, load_mask, resolve_scope, sparsity_report
+from ticketlab.lottery.opened import open_level
+from ticketlab.sparsity import group_of, resolve_scope, sparsity_report
 from ticketlab.tasks import build_task_data, build_task_model
 
 
@@ -59,10 +58,5 @@ def group_table(cfg: Config) -> tuple[list[dict], int, int]:
 
 
 def level_report(level_dir: Path):
-    level_dir = Path(level_dir)
-    run = find_run(level_dir)
-    exp = build_experiment(run.load_config())
-    exp.model.load_state_dict(load_state(level_dir / "final.safetensors", exp.model))
-    shapes = {n: tuple(exp.model.state_dict()[n].shape) for n in exp.scope}
-    mask = load_mask(level_dir / "mask.safetensors", shapes)
-    return sparsity_report(exp.model, mask, exp.built.groups)
+    opened = open_level(Path(level_dir))
+    return sparsity_report(opened.experiment.model, opened.mask, opened.experiment.built.groups)

@@ -12,21 +12,20 @@ the same everywhere before any training starts.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Optional
+from typing import Optional
 
 import torch
 
 from ticketlab.atomic import atomic_save_safetensors
 from ticketlab.lottery.experiment import Experiment
-from ticketlab.rundir import DETECTIONS_FILE, write_metrics
+from ticketlab.rundir import DETECTIONS_FILE, FINAL_FILE, MASK_FILE, START_FILE, write_metrics
 from ticketlab.sparsity import MaskEnforcer, save_mask, sparsity_report
 from ticketlab.sparsity.enforce import with_followers
 from ticketlab.train import clear_checkpoint, train_level
-from ticketlab.train.loop import RewindHook, StepHook
+from ticketlab.train.loop import LevelRequest, LevelRun
 from ticketlab.train.checkpoint import content_digest
-from ticketlab.train.distributed import SINGLE, Dist
-from ticketlab.stop import StopFlag
 
 
 def masked_state(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -51,55 +50,46 @@ def sparsity_metrics(exp: Experiment, mask: dict[str, torch.Tensor]) -> dict:
     }
 
 
-def train_ticket(
-    exp: Experiment,
-    out_dir: Path,
-    *,
-    mask: dict[str, torch.Tensor],
-    start_state: dict[str, torch.Tensor],
-    identity: dict,
-    optimizer_state: Optional[dict] = None,
-    on_rewind: Optional[RewindHook] = None,
-    rewind_steps: Collection[int] = (),
-    start_step: int = 0,
-    desc: str = "",
-    on_step: Optional[StepHook] = None,
-    dist: Dist = SINGLE,
-    log_dir: Optional[Path] = None,
-    stop: Optional[StopFlag] = None,
-) -> dict:
-    """Train `exp.model` from `start_state` ⊙ `mask` into `out_dir`; return its metrics.
+@dataclass
+class TicketStart:
+    """What a level or branch trains: `start_state` ⊙ `mask`, into `out_dir`; `identity` (e.g.
+    {"level": 3}) leads its metrics row."""
+
+    out_dir: Path
+    mask: dict[str, torch.Tensor]
+    start_state: dict[str, torch.Tensor]
+    identity: dict
+
+
+def train_ticket(exp: Experiment, ticket: TicketStart, run: Optional[LevelRun] = None) -> dict:
+    """Train `exp.model` on `ticket` (run as `run` says: start step, hooks, …); return its metrics.
 
     The start weights are a pure function of the run's files, so a resumed level rewrites the same
     `mask.safetensors` / `rewind.safetensors` and the training loop continues from its checkpoint.
-    `identity` (e.g. {"level": 3}) leads the metrics row. `log_dir`: TensorBoard scalars.
     """
+    run = run or LevelRun()
+    out_dir, mask, dist = ticket.out_dir, ticket.mask, run.dist
     enforced = with_followers(mask, exp.built.followers)
     dist.same_everywhere(content_digest(mask, ""), f"the mask of {out_dir}")
-    start = masked_state(start_state, enforced)
+    start = masked_state(ticket.start_state, enforced)
 
     def write_start() -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_mask(out_dir / "mask.safetensors", mask)
-        atomic_save_safetensors(out_dir / "rewind.safetensors", start)
+        save_mask(out_dir / MASK_FILE, mask)
+        atomic_save_safetensors(out_dir / START_FILE, start)
 
     dist.on_main(write_start)
     model = exp.model
     model.load_state_dict(start)
     enforcer = MaskEnforcer(model, enforced)
     t0 = time.time()
-    result = train_level(
-        model, exp.task, exp.data, exp.cfg.train,
-        workdir=out_dir, enforcer=enforcer, start_step=start_step,
-        optimizer_state=optimizer_state, rewind_steps=rewind_steps, on_rewind=on_rewind,
-        desc=desc, num_workers=exp.cfg.data.num_workers, on_step=on_step, dist=dist, log_dir=log_dir,
-        stop=stop,
-    )
-    metrics = {**identity, **sparsity_metrics(exp, mask), **result.metrics,
+    result = train_level(LevelRequest(model, exp.task, exp.data, exp.cfg.train, out_dir, enforcer,
+                                      exp.cfg.data.num_workers, run))
+    metrics = {**ticket.identity, **sparsity_metrics(exp, mask), **result.metrics,
                "steps": result.steps, "seconds": round(time.time() - t0, 2)}
 
     def write_results() -> None:
-        atomic_save_safetensors(out_dir / "final.safetensors", {k: v.detach() for k, v in model.state_dict().items()})
+        atomic_save_safetensors(out_dir / FINAL_FILE, {k: v.detach() for k, v in model.state_dict().items()})
         if exp.task.saves_detections:  # the final evaluation's val detections, for the report
             exp.task.save_detections(out_dir / DETECTIONS_FILE)
         write_metrics(out_dir, metrics)

@@ -27,10 +27,10 @@ from ticketlab.config import Config, flatten, to_dict
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.early_bird import EARLY_BIRD_DIR, EarlyBird
 from ticketlab.lottery.experiment import Experiment, load_state, rewind_step_of, scope_of
-from ticketlab.lottery.imp import (REWIND_OPTIMIZER, REWIND_POINT, Level0, finish_early_bird, level0_start,
-                                   run_imp, save_optimizer_state, train_level0)
+from ticketlab.lottery.imp import Level0, finish_early_bird, level0_start, run_imp, save_optimizer_state, train_level0
 from ticketlab.lottery.level import masked_state, sparsity_metrics
-from ticketlab.rundir import DETECTIONS_FILE, RunDir, write_metrics
+from ticketlab.rundir import (DETECTIONS_FILE, DRAWS_DIR, FINAL_FILE, HISTORY_FILE, MASK_FILE, REWIND_OPTIMIZER_FILE,
+                              REWIND_POINT_FILE, REWIND_POINTS_DIR, SHARED_FILE, START_FILE, RunDir, write_metrics)
 from ticketlab.sparsity import save_mask
 from ticketlab.sparsity.enforce import with_followers
 from ticketlab.stop import StopFlag
@@ -38,10 +38,7 @@ from ticketlab.train.checkpoint import content_digest
 from ticketlab.train.distributed import Dist
 
 SHARED_DIR = "shared"          # under a study or matrix directory
-SHARED_RECORD = "shared.json"  # in a member's level_00
-REWIND_POINTS = "rewind_points"
-DRAWS = "draws"
-LINKED = ("rewind.safetensors", "final.safetensors", "history.csv", DETECTIONS_FILE)
+LINKED = (START_FILE, FINAL_FILE, HISTORY_FILE, DETECTIONS_FILE)
 SPARSITY_KEYS = ("sparsity_scope", "sparsity_network", "kept_scope", "scope_size")
 
 
@@ -64,7 +61,7 @@ def draw_key(cfg: Config) -> str:
 
 
 def point_file(level0: Path, step: int, what: str = "weights") -> Path:
-    return level0 / REWIND_POINTS / f"step_{step:07d}.{what}.safetensors"
+    return level0 / REWIND_POINTS_DIR / f"step_{step:07d}.{what}.safetensors"
 
 
 @dataclass
@@ -110,7 +107,7 @@ def _dense_level0(group: DenseGroup) -> Level0:
         out = run.level_dir(0)
         members = [member_experiment(exp, cfg) for cfg in group.members.values()]
         with_optimizer = {m.rewind_step for m in members if m.rewind_step > 0 and m.cfg.prune.rewind_optimizer}
-        draws = {draw_key(m.cfg): EarlyBird(m, out / DRAWS / draw_key(m.cfg)) for m in members if m.cfg.prune.early_bird}
+        draws = {draw_key(m.cfg): EarlyBird(m, out / DRAWS_DIR / draw_key(m.cfg)) for m in members if m.cfg.prune.early_bird}
 
         def save_point(step, model, optimizer) -> None:
             if step in with_optimizer:
@@ -153,17 +150,17 @@ def linked_level0(group: DenseGroup) -> Level0:
         src, dst = shared.level_dir(0), run.level_dir(0)
         init, mask = level0_start(exp)
         start = masked_state(init, with_followers(mask, exp.built.followers))
-        if content_digest(start, "") != content_digest(load_state(src / "rewind.safetensors", exp.model), ""):
+        if content_digest(start, "") != content_digest(load_state(src / START_FILE, exp.model), ""):
             raise TicketlabError(f"{src}: its start weights differ from the ones {run.root} starts from, so its "
                                  "dense level is not this cell's; delete the shared run and rerun")
         k = exp.rewind_step
         files = {src / n: dst / n for n in LINKED if (src / n).is_file()}
         if k > 0:
-            files[point_file(src, k)] = dst / REWIND_POINT
+            files[point_file(src, k)] = dst / REWIND_POINT_FILE
             if exp.cfg.prune.rewind_optimizer:
-                files[point_file(src, k, "optimizer")] = dst / REWIND_OPTIMIZER
+                files[point_file(src, k, "optimizer")] = dst / REWIND_OPTIMIZER_FILE
         if early is not None:
-            drawn = src / DRAWS / draw_key(exp.cfg) / EARLY_BIRD_DIR
+            drawn = src / DRAWS_DIR / draw_key(exp.cfg) / EARLY_BIRD_DIR
             files.update({f: dst / EARLY_BIRD_DIR / f.name for f in sorted(drawn.glob("step_*.safetensors"))})
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
@@ -174,10 +171,10 @@ def linked_level0(group: DenseGroup) -> Level0:
 
         def write() -> None:
             dst.mkdir(parents=True, exist_ok=True)
-            save_mask(dst / "mask.safetensors", mask)
+            save_mask(dst / MASK_FILE, mask)
             for source, target in files.items():
                 _link(source, target)
-            atomic_write_json(dst / SHARED_RECORD, {
+            atomic_write_json(dst / SHARED_FILE, {
                 "format": "ticketlab-shared-level/1", "run": os.path.relpath(group.root, run.root),
                 "level": 0, "files": {str(t.relative_to(dst)): os.path.relpath(s, dst) for s, t in files.items()}})
             write_metrics(dst, metrics)

@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 
 
 from ticketlab.analysis import tables
-from ticketlab.analysis.runs import aggregate, group_series, load_runs
+from ticketlab.analysis.runs import aggregate, check_metric, group_series, load_runs
 from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, MODULE_COLUMNS, STUDY_FILE
 from ticketlab.atomic import atomic_write_json
 from ticketlab.config import Config, from_dict, load_config
@@ -158,13 +158,16 @@ def _params(cfg: Config) -> dict[str, int]:
     return {"network": total, "scope": scope if cfg.prune.levels > 0 else 0}
 
 
-def write_study_files(out: Path, study: Study, cells: list[dict]) -> None:
+def write_study_files(out: Path, study: Study, cells: list[dict], metric: Optional[str] = None) -> None:
     atomic_write_json(out / STUDY_FILE, {"format": "ticketlab-study/1", "spec": study.spec(),
                                          "axes": list(study.axes), "cells": cells})
     done = [out / CELLS_DIR / c["name"] for c in cells if c["finished"]]
     if done:
-        series = group_series(load_runs(done))
-        tables.write_csv(out / AGGREGATE_FILE, tables.series_summary(series, [aggregate(s) for s in series]))
+        runs = load_runs(done)
+        check_metric(runs, metric)
+        series = group_series(runs)
+        tables.write_csv(out / AGGREGATE_FILE,
+                         tables.series_summary(series, [aggregate(s, metric) for s in series], metric))
 
 
 @dataclass
@@ -210,15 +213,16 @@ def run_unit(sr: StudyRun, name: str, *, log: Callable[[str], None] = print, sto
 
 
 def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None,
-              launch: Optional[LaunchConfig] = None) -> list[dict]:
+              launch: Optional[LaunchConfig] = None, metric: Optional[str] = None) -> list[dict]:
     """Run (or resume) every cell of the study file `path` under `out`; returns the cell records.
-    `launch` (default: the study file's) runs cells as separate processes when it asks for workers or SLURM."""
+    `launch` (default: the study file's) runs cells as separate processes when it asks for workers or SLURM;
+    `metric`: the metric of aggregate.csv's matching verdicts (default: the task's headline)."""
     sr = open_study(path, out)
     sr.out.mkdir(parents=True, exist_ok=True)
     launch = launch or sr.study.launch
     known = _known_params(sr.out)
     if launch.slurm or launch.workers > 1:
-        return _launch(sr, launch, known, log)
+        return _launch(sr, launch, known, log, metric)
     records: list[dict] = []
     for i, cell in enumerate(sr.cells):
         done = sr.finished(cell)
@@ -227,7 +231,7 @@ def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print, stop
             run_unit(sr, cell.name, log=log, stop=stop)
         records.append(_record(sr, cell, known, finished=True))
         pending = [_record(sr, c, known, finished=False) for c in sr.cells[i + 1:]]
-        write_study_files(sr.out, sr.study, records + pending)
+        write_study_files(sr.out, sr.study, records + pending, metric)
     return records
 
 
@@ -245,11 +249,12 @@ def _record(sr: StudyRun, cell: Cell, known: dict, *, finished: bool, error: str
     return record
 
 
-def _launch(sr: StudyRun, launch: LaunchConfig, known: dict, log: Callable[[str], None]) -> list[dict]:
+def _launch(sr: StudyRun, launch: LaunchConfig, known: dict, log: Callable[[str], None],
+            metric: Optional[str]) -> list[dict]:
     units = sr.units()
     errors = launch_cells(list(units), sr.groups, lambda n: finished(*units[n]),
                           lambda n: ["sweep", str(sr.study.path.resolve()), "--out", str(sr.out.resolve()), "--cell", n],
                           launch, sr.out, log=log)
     records = [_record(sr, c, known, finished=sr.finished(c), error=errors.get(c.name, "")) for c in sr.cells]
-    write_study_files(sr.out, sr.study, records)
+    write_study_files(sr.out, sr.study, records, metric)
     return records

@@ -32,6 +32,7 @@ from torch import nn
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import listing, map_resnet, pick_prefix
+from ticketlab.rundir import FINAL_FILE, MASK_FILE, METRICS_FILE, START_FILE
 from ticketlab.sparsity import full_mask, load_mask, prunable_parameter_names, prune, sparsity_report
 
 
@@ -52,15 +53,15 @@ class Transfer:
 def _read_source(source: Path, values: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """The source level's mask and its trained (`final`) or start (`rewind`) weights."""
     where = f"init.source={source}"
-    if not (source / "metrics.json").is_file():
+    if not (source / METRICS_FILE).is_file():
         raise TicketlabError(f"{where}: expected a finished level directory (RUN_DIR/level_NN holding "
                              "metrics.json)")
-    weights = source / ("final.safetensors" if values == "final" else "rewind.safetensors")
+    weights = source / (FINAL_FILE if values == "final" else START_FILE)
     try:
         state = load_file(str(weights))
     except Exception as e:  # missing or corrupt file: safetensors raises several types
         raise TicketlabError(f"{where}: cannot read {weights.name} ({type(e).__name__})") from None
-    return load_mask(source / "mask.safetensors"), state
+    return load_mask(source / MASK_FILE), state
 
 
 def _shared_pairs(source: dict[str, torch.Tensor], own: dict[str, torch.Tensor], where: str) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Each family registers itself in `ticketlab.registry.MODEL_FAMILIES` (`models.spec.ModelFamily`:
 builder, kind, module groups, default scope, backbones, export note) in its own file: the
 classifiers in `models/classifiers.py`, the R-CNNs (`fasterrcnn`, `maskrcnn`, `keypointrcnn`) in
-`models/detection.py`, DeepLabV3 and DeepLabv3+ (`deeplabv3`, `deeplabv3plus`) in `models/segmentation.py`. What a task does to a
+`models/detection.py`, YOLOv4 and SSD (`yolov4`, `ssd`) in `models/yolov4.py` and `models/ssd.py`,
+DeepLabV3 and DeepLabv3+ (`deeplabv3`, `deeplabv3plus`) in `models/segmentation.py`. What a task does to a
 built model (the contrastive wrapper) is the task's (`tasks.base.Task.adapt_model`).
 """
 
@@ -17,6 +18,8 @@ from ticketlab.registry import MODEL_FAMILIES, unknown_name
 
 import ticketlab.models.classifiers  # noqa: E402,F401  (registers its families)
 import ticketlab.models.detection  # noqa: E402,F401
+import ticketlab.models.yolov4  # noqa: E402,F401
+import ticketlab.models.ssd  # noqa: E402,F401
 import ticketlab.models.segmentation  # noqa: E402,F401
 import ticketlab.models.deeplabv3plus  # noqa: E402,F401
 

@@ -15,6 +15,7 @@ from ticketlab.sparsity.mask_io import (
 from ticketlab.sparsity.report import GroupRow, SparsityReport, TensorRow, sparsity_report
 from ticketlab.sparsity.scope import group_of, prunable_parameter_names, resolve_scope
 from ticketlab.sparsity.select import kept_count, prune_smallest
+from ticketlab.sparsity import pruning_at_init  # noqa: F401  registers snip, grasp, synflow
 from ticketlab.sparsity.strategies import (
     STRATEGIES,
     Mask,

@@ -11,7 +11,8 @@ visit tensors in name order, so they do not depend on how the mask dict was buil
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
 
 import torch
 
@@ -144,10 +145,33 @@ def _prune_random(weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.
     return prune_random(mask, rate, generator)
 
 
-# prune.strategy → (weights, mask, rate, generator) → the next mask
-STRATEGIES.register("global", lambda weights, mask, rate, generator: prune_global(weights, mask, rate))
-STRATEGIES.register("layerwise", lambda weights, mask, rate, generator: prune_layerwise(weights, mask, rate))
-STRATEGIES.register("random", _prune_random)
+PruneFn = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor], float, Optional[torch.Generator]], Mask]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """What a `prune.strategy` name means (the STRATEGIES registry's entries).
+
+    IMP strategies have `next_mask`: (level k-1's trained weights, its mask, rate, generator) →
+    level k's mask. Pruning-at-init strategies (`pruning_at_init.py`) have none: they score the
+    weights the levels start from, with the model and data the lottery layer hands them."""
+
+    name: str
+    label: str                 # how reports name the method
+    score: str                 # magnitude, random, or a saliency score (saliency.SCORE_FUNCTIONS)
+    layerwise: bool            # counts per tensor (True) or over the whole scope
+    next_mask: Optional[PruneFn] = None
+    at_init: bool = False
+    keep_high: bool = True     # which end of the score ranking is kept
+    iterative: bool = False    # SynFlow: prune.synflow_iterations rounds
+
+
+for _strategy in (
+    Strategy("global", "IMP", "magnitude", False, lambda w, m, rate, gen: prune_global(w, m, rate)),
+    Strategy("layerwise", "IMP (layer-wise)", "magnitude", True, lambda w, m, rate, gen: prune_layerwise(w, m, rate)),
+    Strategy("random", "random pruning", "random", True, _prune_random),
+):
+    STRATEGIES.register(_strategy.name, _strategy)
 
 
 def prune(
@@ -158,4 +182,8 @@ def prune(
     generator: torch.Generator | None = None,
 ) -> Mask:
     """One pruning level with the named strategy (`global`, `layerwise`, `random`, … registered above)."""
-    return STRATEGIES.get(strategy)(weights, mask, rate, generator)
+    entry: Strategy = STRATEGIES.get(strategy)
+    if entry.next_mask is None:
+        raise TicketlabError(f"prune.strategy {strategy}: prunes at initialisation (scores the rewind point), "
+                             "not from trained weights; use global, layerwise or random here")
+    return entry.next_mask(weights, mask, rate, generator)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 class Task:
     name: ClassVar[str]
-    metrics: ClassVar[tuple[str, ...]]  # metrics of `evaluate` the report draws, the headline first
+    metrics: ClassVar[tuple[str, ...]]  # the metrics of `evaluate` the report draws a curve of, headline first
     headline: ClassVar[str]  # the key of `evaluate`'s result that summaries and verdicts use
     higher_is_better: ClassVar[bool] = True  # direction of `headline`
     data_needs: ClassVar[frozenset[str]]  # data.bundle names: CLASS_LABELS, BOXES, …

@@ -23,7 +23,7 @@ TOP_K = 5
 
 class ClassificationTask(Task):
     name = "classification"
-    metrics = ("accuracy", "top5_accuracy")
+    metrics = ("accuracy",)
     headline = "accuracy"
     higher_is_better = True
     data_needs = frozenset({CLASS_LABELS})

@@ -7,7 +7,8 @@ with the headline `bbox_AP`, `segm_AP` or `keypoints_AP`. The loss is torchvisio
 (the model computes it in train mode), summed into 'loss'; evaluation also reports the same terms on
 the validation images (`val_loss`, `val_loss_*`; `tasks/rcnn_val_loss.py`). Data converted from
 VOC XML also gets VOC's metric, `voc07_mAP` (11-point, VOC2007 test protocol) and `voc_mAP` (area,
-VOC2010+), and there the task is `tasks/voc_detection.py`'s, whose headline is VOC's.
+VOC2010+), and there the task is `tasks/voc_detection.py`'s, whose headline is VOC's; box-only
+detection on other data (the synthetic scenes) reports them too, beside the COCO headline.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class DetectionTask(Task):
             from ticketlab.tasks.voc_detection import voc_task
 
             return voc_task(cfg.data.voc_ap)(val.coco_gt, meta.label_to_cat, voc_metrics=True)
-        return cls(val.coco_gt, meta.label_to_cat)
+        # other data: COCO's metrics, plus VOC's for a box-only task (paper 002 scores its detectors by VOC07 mAP)
+        return cls(val.coco_gt, meta.label_to_cat, voc_metrics=cls.iou_types == ("bbox",))
 
     def example_input(self, image: torch.Tensor) -> Any:
         return [image]  # torchvision detectors take a list of images

@@ -27,7 +27,7 @@ AUX_WEIGHT = 0.5  # torchvision's segmentation reference
 
 class SemanticSegmentationTask(Task):
     name = "semantic_segmentation"
-    metrics = ("mIoU", "pixel_accuracy")
+    metrics = ("mIoU",)
     headline = "mIoU"
     higher_is_better = True
     data_needs = frozenset({PIXEL_LABELS})

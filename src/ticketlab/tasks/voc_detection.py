@@ -5,7 +5,8 @@ objects ignored), and so must every summary, report and matching verdict of a VO
 task reports and is judged by is declared on its class (`tasks/base.py`), so VOC data gets these
 classes — same name, training and metrics as `detection`, another headline — chosen by
 `DetectionTask.build` from the data's format and `data.voc_ap`:
-  11point → `voc07_mAP` (VOC2007 devkit, paper 001's code)   area → `voc_mAP` (VOC2010+).
+  11point → `voc07_mAP` (VOC2007 devkit, paper 001's code)   area → `voc_mAP` (VOC2010+)
+  coco → `bbox_AP` (paper 002's AP), the VOC mAPs still reported.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class VocAreaDetectionTask(DetectionTask):
     headline = "voc_mAP"
 
 
-VOC_TASKS: dict[str, type[DetectionTask]] = {"11point": Voc07DetectionTask, "area": VocAreaDetectionTask}
+# coco: COCO's AP@[.5:.95] headlines (paper 002 reports AP, AP50, AP75 on VOC07 test), VOC's mAPs beside it
+VOC_TASKS: dict[str, type[DetectionTask]] = {"11point": Voc07DetectionTask, "area": VocAreaDetectionTask,
+                                             "coco": DetectionTask}
 
 
 def voc_task(voc_ap: str) -> type[DetectionTask]:

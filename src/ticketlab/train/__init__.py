@@ -18,7 +18,7 @@ from ticketlab.train.checkpoint import (
 from ticketlab.train.data_order import derive_seed, epoch_permutation, steps_per_epoch
 from ticketlab.train.device import deterministic_mode, resolve_device, seed_everything
 from ticketlab.train.history import HISTORY_FILE, drop_after, read_history, write_history
-from ticketlab.train.loop import Enforcer, Plan, TrainResult, evaluate, plan_level, train_level
+from ticketlab.train.loop import Enforcer, LevelRequest, LevelRun, Plan, TrainResult, evaluate, plan_level, train_level
 from ticketlab.train.schedule import LrSchedule, apply_lr, build_optimizer, lr_factor, schedule_from_config
 
 __all__ = [
@@ -26,6 +26,6 @@ __all__ = [
     "apply_lr", "build_optimizer", "capture_rng", "clear_checkpoint", "derive_seed", "deterministic_mode",
     "drop_after", "epoch_permutation", "evaluate", "flatten_optimizer_state", "load_checkpoint",
     "load_optimizer_state", "lr_factor", "plan_level", "read_history", "resolve_device", "restore_rng",
-    "save_checkpoint", "schedule_from_config", "seed_everything", "steps_per_epoch", "train_level",
+    "save_checkpoint", "schedule_from_config", "seed_everything", "steps_per_epoch", "train_level", "LevelRequest", "LevelRun",
     "unflatten_optimizer_state", "write_history",
 ]

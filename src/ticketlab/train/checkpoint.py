@@ -22,8 +22,8 @@ from torch.optim import Optimizer
 
 from ticketlab.atomic import atomic_save_safetensors
 from ticketlab.errors import TicketlabError
+from ticketlab.rundir import CHECKPOINT_FILE  # noqa: F401  (the run dir owns level-file names)
 
-CHECKPOINT_FILE = "checkpoint.safetensors"
 FORMAT = "ticketlab-checkpoint/1"
 _MODEL, _OPTIM, _RNG = "model/", "optim/", "rng/"
 

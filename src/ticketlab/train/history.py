@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ticketlab.atomic import atomic_write_text
 from ticketlab.errors import TicketlabError
+from ticketlab.rundir import HISTORY_FILE  # noqa: F401  (the run dir owns level-file names)
 
-HISTORY_FILE = "history.csv"
 LEADING = ("step", "epoch")
 TRAILING = ("lr", "seconds")
 
@@ -85,7 +84,3 @@ def drop_after(rows: Iterable[Mapping[str, Any]], step: int) -> list[Row]:
     """The rows written at or before `step`: what an uninterrupted run had logged by then."""
     return [dict(r) for r in rows if r["step"] is not None and r["step"] <= step]
 
-
-def average_terms(sums: Mapping[str, float], count: int) -> dict[str, float]:
-    """Loss terms summed over `count` steps → their means (NaN when nothing was summed)."""
-    return {k: (v / count if count else math.nan) for k, v in sums.items()}

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Collection
 
 import torch
 from torch import nn
@@ -204,41 +204,63 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, total: int, checkpo
     return out
 
 
-def train_level(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, workdir: str | Path,
-                enforcer: Optional[Enforcer] = None, start_step: int = 0,
-                optimizer_state: Optional[dict] = None, rewind_steps: Collection[int] = (),
-                on_rewind: Optional[RewindHook] = None, desc: str = "", num_workers: int = 0,
-                on_step: Optional[StepHook] = None, dist: Dist = SINGLE,
-                log_dir: Optional[Path] = None, stop: Optional[StopFlag] = None) -> TrainResult:
-    """Train `model` on `task` from `start_step` to `cfg.duration`; resume from
-    `workdir/checkpoint.safetensors` when it exists.
+@dataclass
+class LevelRun:
+    """How one level runs, beyond what it trains: where it starts and what it calls on the way.
 
     - `start_step > 0` is late resetting: schedule and data order continue from that step.
     - `optimizer_state` (an `optimizer.state_dict()`) is loaded into the fresh optimizer.
-    - `enforcer` keeps pruned weights at zero (see `Enforcer`).
     - `on_rewind(step, model, optimizer)` is called once the step counter equals each of
       `rewind_steps` (0 = before the first update); a resumed run does not call it again for the
       steps it is already past.
       Snapshot with copies: the objects keep training after the call.
     - `on_step(step, model)` is called after every update (after `on_rewind`); returning True
       ends the level there (evaluated, like the last step), e.g. an early-bird stop.
-    - Evaluates every `cfg.eval_every` steps and at the end, checkpoints every
-      `cfg.checkpoint_every` steps, writes `workdir/history.csv`. The checkpoint is left in place;
-      delete it with `clear_checkpoint(workdir)` once the level's results are saved.
-    - `dist` (under torchrun): train with DDP; only rank 0 writes. Every rank must call this.
+    - `dist` (under torchrun): train with DDP; only rank 0 writes. Every rank must train.
     - `log_dir`: TensorBoard scalars go there (rank 0, `cfg.tensorboard`).
     - `stop` (`ticketlab.stop`): once a signal raised it, the next step boundary writes the checkpoint
       and raises `Stopped`; rerunning resumes there.
     """
-    workdir = Path(workdir)
-    if dist.is_main:
+
+    start_step: int = 0
+    optimizer_state: Optional[dict] = None
+    rewind_steps: Collection[int] = ()
+    on_rewind: Optional[RewindHook] = None
+    on_step: Optional[StepHook] = None
+    desc: str = ""
+    dist: Dist = SINGLE
+    log_dir: Optional[Path] = None
+    stop: Optional[StopFlag] = None
+
+
+@dataclass
+class LevelRequest:
+    """One level's training: `model` trained for `task` on `data` under `cfg`, in `workdir`
+    (checkpoint, history), pruned weights kept at zero by `enforcer`, run as `run` says."""
+
+    model: nn.Module
+    task: Task
+    data: DataBundle
+    cfg: TrainConfig
+    workdir: Path
+    enforcer: Optional[Enforcer] = None
+    num_workers: int = 0
+    run: LevelRun = field(default_factory=LevelRun)
+
+
+def train_level(request: LevelRequest) -> TrainResult:
+    """Train `request.model` from `run.start_step` to `cfg.duration`; resume from
+    `workdir/checkpoint.safetensors` when it exists.
+
+    Evaluates every `cfg.eval_every` steps and at the end, checkpoints every `cfg.checkpoint_every`
+    steps, writes `workdir/history.csv`. The checkpoint is left in place; delete it with
+    `clear_checkpoint(workdir)` once the level's results are saved.
+    """
+    workdir = Path(request.workdir)
+    if request.run.dist.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    with deterministic_mode(cfg.deterministic):
-        return _train(model, task, data, cfg, workdir=workdir, device=device, enforcer=enforcer,
-                      start_step=start_step, optimizer_state=optimizer_state, rewind_steps=rewind_steps,
-                      on_rewind=on_rewind, desc=desc, num_workers=num_workers, on_step=on_step, dist=dist,
-                      log_dir=log_dir if cfg.tensorboard and dist.is_main else None, stop=stop)
+    with deterministic_mode(request.cfg.deterministic):
+        return _Level(request, workdir).train()
 
 
 def _wrap(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: Dist) -> nn.Module:
@@ -254,129 +276,158 @@ def _wrap(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: Dist) 
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def _train(model: nn.Module, task: Task, data: DataBundle, cfg: TrainConfig, *, workdir: Path,
-           device: torch.device, enforcer: Optional[Enforcer], start_step: int,
-           optimizer_state: Optional[dict], rewind_steps: Collection[int], on_rewind: Optional[RewindHook],
-           desc: str, num_workers: int, on_step: Optional[StepHook], dist: Dist,
-           log_dir: Optional[Path], stop: Optional[StopFlag]) -> TrainResult:
-    plan = plan_level(cfg, len(data.train), dist.world_size)  # type: ignore[arg-type]
-    total = plan.total
-    if not 0 <= start_step <= total:
-        raise TicketlabError(f"start step {start_step} is outside the level's 0…{total} steps "
-                             f"(train.duration={cfg.duration})")
-    model.to(device)
-    model.train()
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
-    if optimizer_state is not None:
-        load_optimizer_state(optimizer, optimizer_state, where="rewind optimizer state")
-    amp = amp_for(device, cfg.amp, cfg.amp_dtype)
-    ckpt = workdir / CHECKPOINT_FILE
-    fingerprint = {"total_steps": total, "steps_per_epoch": plan.steps_per_epoch,
-                   "batch_size": cfg.batch_size, "seed": cfg.seed, "start_step": start_step,
-                   "optimizer": cfg.optimizer, "world_size": dist.world_size}
+class _Level:
+    """One level in flight: set up (fresh or resumed), then step, evaluate and checkpoint."""
 
-    resumed = ckpt.exists()
-    dist.same_everywhere(resumed, f"whether {ckpt} exists (the run dir must be on a filesystem every node sees)")
-    if resumed:
-        step, extra = load_checkpoint(ckpt, model, optimizer, rank=dist.rank)
-        progress = _Progress.from_extra(step, extra, fingerprint, ckpt)
-        if extra.get("scaler"):
-            amp.scaler.load_state_dict(extra["scaler"])
-        if dist.is_main:
-            write_history(workdir / HISTORY_FILE, progress.history)  # drops rows logged after the checkpoint
-    else:
-        seed_everything(derive_seed(cfg.seed, "train", start_step))
-        progress = _Progress(step=start_step, last_lr=optimizer.param_groups[0]["initial_lr"]
-                             * plan.schedule.factor(max(start_step - 1, 0)))
-    if enforcer is not None:
-        enforcer.zero_weights()
-        enforcer.mask_optimizer_state(optimizer)
-    if on_rewind is not None and progress.step in rewind_steps and not resumed:
-        on_rewind(progress.step, model, optimizer)
+    def __init__(self, request: LevelRequest, workdir: Path) -> None:
+        self.req, self.run, self.cfg = request, request.run, request.cfg
+        self.model, self.task, self.dist = request.model, request.task, request.run.dist
+        self.device = resolve_device(self.cfg.device)
+        self.plan = plan_level(self.cfg, len(request.data.train), self.dist.world_size)  # type: ignore[arg-type]
+        if not 0 <= self.run.start_step <= self.plan.total:
+            raise TicketlabError(f"start step {self.run.start_step} is outside the level's 0…{self.plan.total} steps "
+                                 f"(train.duration={self.cfg.duration})")
+        self.workdir = workdir
+        self.ckpt = workdir / CHECKPOINT_FILE
+        self.log_dir = self.run.log_dir if self.cfg.tensorboard and self.dist.is_main else None
+        self.metrics: dict[str, float] = {}
+        self.postfix: dict[str, str] = {}
 
-    net = _wrap(model, cfg, device, dist)
-    pin = device.type == "cuda"
-    loader = train_loader(data, batch_size=cfg.batch_size, seed=cfg.seed, start=progress.step, stop=total,
-                          num_workers=num_workers, pin_memory=pin, rank=dist.rank, world_size=dist.world_size,
-                          device=device)
-    sampler = loader.batch_sampler
-    val_world = dist.world_size if task.shards_evaluation else 1
-    evaluation_loader = val_loader(data, batch_size=cfg.eval_batch_size, num_workers=num_workers,
-                                   pin_memory=pin, rank=dist.rank, world_size=val_world, device=device)
-    scalars = ScalarLog(log_dir, progress.step)
-    t0 = time.perf_counter()
-    metrics: dict[str, float] = {}
-    postfix: dict[str, str] = {}
-    headline = task.headline
+    # -- setup ----------------------------------------------------------------------------------
 
-    def seconds() -> float:
-        return progress.seconds_before + time.perf_counter() - t0
+    def _fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must have been written with to resume this level."""
+        cfg = self.cfg
+        return {"total_steps": self.plan.total, "steps_per_epoch": self.plan.steps_per_epoch,
+                "batch_size": cfg.batch_size, "seed": cfg.seed, "start_step": self.run.start_step,
+                "optimizer": cfg.optimizer, "world_size": self.dist.world_size}
 
-    def log_evaluation() -> None:
-        nonlocal metrics
-        dist.broadcast_buffers(model)
-        metrics = evaluate(model, task, evaluation_loader, device, amp, dist)
-        progress.history.append(_history_row(progress.step, plan, progress.sums, progress.count, metrics,
-                                             progress.last_lr, seconds()))
+    def _start(self) -> bool:
+        """Optimizer, AMP and progress, fresh or from the checkpoint; returns whether it resumed."""
+        model, cfg, run = self.model, self.cfg, self.run
+        model.to(self.device)
+        model.train()
+        self.optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+        if run.optimizer_state is not None:
+            load_optimizer_state(self.optimizer, run.optimizer_state, where="rewind optimizer state")
+        self.amp = amp_for(self.device, cfg.amp, cfg.amp_dtype)
+        resumed = self.ckpt.exists()
+        self.dist.same_everywhere(resumed, f"whether {self.ckpt} exists (the run dir must be on a filesystem "
+                                           "every node sees)")
+        if resumed:
+            step, extra = load_checkpoint(self.ckpt, model, self.optimizer, rank=self.dist.rank)
+            self.progress = _Progress.from_extra(step, extra, self._fingerprint(), self.ckpt)
+            if extra.get("scaler"):
+                self.amp.scaler.load_state_dict(extra["scaler"])
+            if self.dist.is_main:
+                write_history(self.workdir / HISTORY_FILE, self.progress.history)  # drops rows after the checkpoint
+        else:
+            seed_everything(derive_seed(cfg.seed, "train", run.start_step))
+            self.progress = _Progress(step=run.start_step, last_lr=self.optimizer.param_groups[0]["initial_lr"]
+                                      * self.plan.schedule.factor(max(run.start_step - 1, 0)))
+        enforcer = self.req.enforcer
+        if enforcer is not None:
+            enforcer.zero_weights()
+            enforcer.mask_optimizer_state(self.optimizer)
+        if run.on_rewind is not None and self.progress.step in run.rewind_steps and not resumed:
+            run.on_rewind(self.progress.step, model, self.optimizer)
+        return resumed
+
+    def _loaders(self) -> tuple[Any, Any]:
+        """This rank's training batches from the current step, and its validation slice."""
+        cfg, dist, pin = self.cfg, self.dist, self.device.type == "cuda"
+        train = train_loader(self.req.data, batch_size=cfg.batch_size, seed=cfg.seed, start=self.progress.step,
+                             stop=self.plan.total, num_workers=self.req.num_workers, pin_memory=pin,
+                             rank=dist.rank, world_size=dist.world_size, device=self.device)
+        val_world = dist.world_size if self.task.shards_evaluation else 1
+        val = val_loader(self.req.data, batch_size=cfg.eval_batch_size, num_workers=self.req.num_workers,
+                         pin_memory=pin, rank=dist.rank, world_size=val_world, device=self.device)
+        return train, val
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _seconds(self) -> float:
+        return self.progress.seconds_before + time.perf_counter() - self.t0
+
+    def _step(self, net: nn.Module, batch: Any, weight: float) -> dict[str, float]:
+        """One optimizer update on `batch`; returns the loss terms as floats."""
+        progress, optimizer, amp, enforcer = self.progress, self.optimizer, self.amp, self.req.enforcer
+        progress.last_lr = apply_lr(optimizer, self.plan.schedule, progress.step)
+        with amp.autocast():
+            terms = self.task.loss(net, batch, self.device)
+        values = _check_finite(terms, progress.step, self.plan.total, self.ckpt, self.dist,
+                               weight / self.dist.world_size)
+        optimizer.zero_grad(set_to_none=True)
+        amp.scaler.scale(terms["loss"] * weight).backward()
+        if enforcer is not None:
+            enforcer.mask_grads()
+        amp.scaler.step(optimizer)
+        amp.scaler.update()
+        if enforcer is not None:
+            enforcer.after_step(optimizer)
+        self.task.after_step(self.model)
+        progress.step += 1
+        for k, v in values.items():
+            progress.sums[k] = progress.sums.get(k, 0.0) + v
+        progress.count += 1
+        self.scalars.train(progress.step, values, progress.last_lr)
+        return values
+
+    def _evaluate(self, loader: Any, bar: Any) -> None:
+        progress = self.progress
+        self.dist.broadcast_buffers(self.model)
+        self.metrics = evaluate(self.model, self.task, loader, self.device, self.amp, self.dist)
+        progress.history.append(_history_row(progress.step, self.plan, progress.sums, progress.count, self.metrics,
+                                             progress.last_lr, self._seconds()))
         progress.sums, progress.count = {}, 0
-        scalars.evaluation(progress.step, metrics)
-        if dist.is_main:
-            write_history(workdir / HISTORY_FILE, progress.history)
-        if headline in metrics:
-            postfix[headline] = f"{metrics[headline]:.4g}"
-            bar.set_postfix(postfix, refresh=False)
+        self.scalars.evaluation(progress.step, self.metrics)
+        if self.dist.is_main:
+            write_history(self.workdir / HISTORY_FILE, progress.history)
+        headline = self.task.headline
+        if headline in self.metrics:
+            self.postfix[headline] = f"{self.metrics[headline]:.4g}"
+            bar.set_postfix(self.postfix, refresh=False)
 
-    def checkpoint(step: int) -> None:
-        dist.broadcast_buffers(model)
-        rng = merge_rank_rng(dist.all_gather(capture_rng()))
-        if dist.is_main:
-            scaler = amp.scaler.state_dict() if amp.scaler.is_enabled() else {}
-            save_checkpoint(ckpt, model=model, optimizer=optimizer, step=step, rng=rng,
-                            extra=progress.to_extra(fingerprint, seconds(), scaler))
+    def _checkpoint(self, step: int) -> None:
+        self.dist.broadcast_buffers(self.model)
+        rng = merge_rank_rng(self.dist.all_gather(capture_rng()))
+        if self.dist.is_main:
+            scaler = self.amp.scaler.state_dict() if self.amp.scaler.is_enabled() else {}
+            save_checkpoint(self.ckpt, model=self.model, optimizer=self.optimizer, step=step, rng=rng,
+                            extra=self.progress.to_extra(self._fingerprint(), self._seconds(), scaler))
 
-    with tqdm(total=total, initial=progress.step, desc=desc or None, disable=None if dist.is_main else True,
-              dynamic_ncols=True, unit="it") as bar, contextlib.closing(scalars):
-        for batch in loader:
-            progress.last_lr = apply_lr(optimizer, plan.schedule, progress.step)
-            weight = sampler.shard_weight(progress.step)  # 1.0 single-process: the loss is unchanged
-            with amp.autocast():
-                terms = task.loss(net, batch, device)
-            values = _check_finite(terms, progress.step, total, ckpt, dist, weight / dist.world_size)
-            optimizer.zero_grad(set_to_none=True)
-            amp.scaler.scale(terms["loss"] * weight).backward()
-            if enforcer is not None:
-                enforcer.mask_grads()
-            amp.scaler.step(optimizer)
-            amp.scaler.update()
-            if enforcer is not None:
-                enforcer.after_step(optimizer)
-            task.after_step(model)
-            progress.step += 1
-            for k, v in values.items():
-                progress.sums[k] = progress.sums.get(k, 0.0) + v
-            progress.count += 1
-            scalars.train(progress.step, values, progress.last_lr)
-            postfix["loss"] = f"{values['loss']:.4g}"
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-
-            step = progress.step
-            if on_rewind is not None and step in rewind_steps:
-                on_rewind(step, model, optimizer)
-            ends = on_step is not None and on_step(step, model)
-            if step == total or ends or _due(step, plan.eval_every):
-                log_evaluation()
-            if ends:
-                break
-            if step < total and _due(step, plan.checkpoint_every):
-                checkpoint(step)
-            if step < total and _stop_requested(stop, dist, device):
-                if not _due(step, plan.checkpoint_every):
-                    checkpoint(step)
-                raise Stopped(stop.signame or "a signal to another process",  # type: ignore[union-attr]
-                              f"{workdir} checkpointed at step {step} of {total}")
-        if not progress.history or progress.history[-1]["step"] != progress.step:
-            log_evaluation()  # a level with nothing left to train (start_step == total)
-
-    return TrainResult(metrics=metrics, history=progress.history, steps=progress.step - start_step,
-                       final_step=progress.step, seconds=seconds())
+    def train(self) -> TrainResult:
+        self._start()
+        run, plan, progress = self.run, self.plan, self.progress
+        net = _wrap(self.model, self.cfg, self.device, self.dist)
+        loader, evaluation_loader = self._loaders()
+        sampler = loader.batch_sampler
+        self.scalars = ScalarLog(self.log_dir, progress.step)
+        self.t0 = time.perf_counter()
+        with tqdm(total=plan.total, initial=progress.step, desc=run.desc or None,
+                  disable=None if self.dist.is_main else True, dynamic_ncols=True, unit="it") as bar, \
+                contextlib.closing(self.scalars):
+            for batch in loader:
+                values = self._step(net, batch, sampler.shard_weight(progress.step))  # weight 1.0 single-process
+                self.postfix["loss"] = f"{values['loss']:.4g}"
+                bar.set_postfix(self.postfix, refresh=False)
+                bar.update(1)
+                step = progress.step
+                if run.on_rewind is not None and step in run.rewind_steps:
+                    run.on_rewind(step, self.model, self.optimizer)
+                stop = run.on_step is not None and run.on_step(step, self.model)
+                if step == plan.total or stop or _due(step, plan.eval_every):
+                    self._evaluate(evaluation_loader, bar)
+                if stop:
+                    break
+                if step < plan.total and _due(step, plan.checkpoint_every):
+                    self._checkpoint(step)
+                if step < plan.total and _stop_requested(run.stop, self.dist, self.device):
+                    if not _due(step, plan.checkpoint_every):
+                        self._checkpoint(step)
+                    raise Stopped(run.stop.signame or "a signal to another process",  # type: ignore[union-attr]
+                                  f"{self.workdir} checkpointed at step {step} of {plan.total}")
+            if not progress.history or progress.history[-1]["step"] != progress.step:
+                self._evaluate(evaluation_loader, bar)  # a level with nothing left to train (start_step == total)
+        return TrainResult(metrics=self.metrics, history=progress.history, steps=progress.step - run.start_step,
+                           final_step=progress.step, seconds=self._seconds())

@@ -18,24 +18,33 @@ from ticketlab.config import TrainConfig, parse_steps
 from ticketlab.errors import TicketlabError
 
 
+SCHEDULES = ("constant", "multistep", "cosine", "poly")
+
+
 def lr_factor(step: int, *, total: int, warmup: int = 0, schedule: str = "constant",
-              milestones: Sequence[int] = (), gamma: float = 0.1) -> float:
+              milestones: Sequence[int] = (), gamma: float = 0.1, power: float = 0.9,
+              floor: float = 0.0) -> float:
     """Multiplier of the peak lr for the update taken at `step` (0-based).
 
     Warmup rises linearly 1/warmup, 2/warmup, … 1 over the first `warmup` steps and multiplies the
-    schedule: `constant` (1), `multistep` (×gamma at every milestone <= step) or `cosine` (from 1
-    when warmup ends to 0 at `total`).
+    schedule: `constant` (1), `multistep` (×gamma at every milestone <= step), `cosine` (from 1
+    when warmup ends to `floor` at `total`: floor + (1 - floor)·½(1 + cos πp)) or `poly` (from 1 to
+    `floor` as floor + (1 - floor)·(1 - p)^power, the "poly" decay of DeepLab and of paper 002's
+    Faster R-CNN), where p = (step - warmup) / (total - warmup), clipped to [0, 1]. `floor` is the
+    final lr over the peak lr (paper 002's YOLOv4 decays from 1e-4 to 1e-6: floor 0.01).
     """
+    span = max(1, total - warmup)
+    progress = min(1.0, max(0.0, (step - warmup) / span))
     if schedule == "constant":
         base = 1.0
     elif schedule == "multistep":
         base = gamma ** sum(1 for m in milestones if step >= m)
     elif schedule == "cosine":
-        span = max(1, total - warmup)
-        progress = min(1.0, max(0.0, (step - warmup) / span))
-        base = 0.5 * (1.0 + math.cos(math.pi * progress))
+        base = floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    elif schedule == "poly":
+        base = floor + (1.0 - floor) * (1.0 - progress) ** power
     else:
-        raise TicketlabError(f"train.schedule: {schedule!r} is not one of constant, multistep, cosine")
+        raise TicketlabError(f"train.schedule: {schedule!r} is not one of {', '.join(SCHEDULES)}")
     if warmup > 0 and step < warmup:
         base *= (step + 1) / warmup
     return base
@@ -50,10 +59,12 @@ class LrSchedule:
     schedule: str = "constant"
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    power: float = 0.9
+    floor: float = 0.0
 
     def factor(self, step: int) -> float:
         return lr_factor(step, total=self.total, warmup=self.warmup, schedule=self.schedule,
-                         milestones=self.milestones, gamma=self.gamma)
+                         milestones=self.milestones, gamma=self.gamma, power=self.power, floor=self.floor)
 
 
 def schedule_from_config(cfg: TrainConfig, steps_per_epoch: int) -> LrSchedule:
@@ -66,6 +77,8 @@ def schedule_from_config(cfg: TrainConfig, steps_per_epoch: int) -> LrSchedule:
         milestones=tuple(parse_steps(m, steps_per_epoch, key=f"train.milestones[{i}]")
                          for i, m in enumerate(cfg.milestones)),
         gamma=cfg.gamma,
+        power=cfg.power,
+        floor=cfg.lr_min / cfg.lr if cfg.lr > 0 else 0.0,
     )
 
 
