@@ -155,12 +155,12 @@ def test_late_reset_continues_schedule_and_data_order(tmp_path):
     cfg = config()
     points = {}
 
-    def snapshot(m, opt):
+    def snapshot(step, m, opt):
         points["weights"] = copy.deepcopy(m.state_dict())
         points["optimizer"] = copy.deepcopy(opt.state_dict())
 
     dense = model(dropout=0.0)  # dropout draws from the global RNG, which a late reset reseeds
-    ref = train_level(LevelRequest(dense, Classify(), data(), cfg, workdir=tmp_path / "dense", run=LevelRun(rewind_step=9, on_rewind=snapshot)))
+    ref = train_level(LevelRequest(dense, Classify(), data(), cfg, workdir=tmp_path / "dense", run=LevelRun(rewind_steps={9}, on_rewind=snapshot)))
 
     late = model(dropout=0.0)
     late.load_state_dict(points["weights"])
@@ -181,20 +181,24 @@ def test_on_rewind_sees_the_weights_after_exactly_that_many_steps(tmp_path):
     cfg = config(schedule="constant", warmup="0it")
     seen = {}
 
-    def hook(m, opt):
+    def hook(step, m, opt):
+        seen.setdefault("steps", []).append(step)
         seen.setdefault("calls", []).append(copy.deepcopy(m.state_dict()))
         seen["opt_steps"] = sum(int(s["momentum_buffer"] is not None) for s in opt.state.values())
 
-    train_level(LevelRequest(model(), Classify(), data(), cfg, workdir=tmp_path / "a", run=LevelRun(rewind_step=5, on_rewind=hook)))
-    assert len(seen["calls"]) == 1
-    short = model()
-    train_level(LevelRequest(short, Classify(), data(), config(schedule="constant", warmup="0it", duration="5it"), workdir=tmp_path / "b"))
-    assert all(torch.equal(seen["calls"][0][k], v) for k, v in short.state_dict().items())
+    train_level(LevelRequest(model(), Classify(), data(), cfg, workdir=tmp_path / "a",
+                             run=LevelRun(rewind_steps={5, 7}, on_rewind=hook)))
+    assert seen["steps"] == [5, 7]
+    for at, seen_state in zip((5, 7), seen["calls"]):  # one run, several rewind points
+        short = model()
+        train_level(LevelRequest(short, Classify(), data(), config(schedule="constant", warmup="0it",
+                                                                   duration=f"{at}it"), workdir=tmp_path / f"b{at}"))
+        assert all(torch.equal(seen_state[k], v) for k, v in short.state_dict().items())
 
     initial = model()
     at_zero = []
     train_level(LevelRequest(model(), Classify(), data(), config(duration="2it"), workdir=tmp_path / "c", run=LevelRun(
-        rewind_step=0, on_rewind=lambda m, opt: at_zero.append(copy.deepcopy(m.state_dict())))))
+        rewind_steps={0}, on_rewind=lambda step, m, opt: at_zero.append(copy.deepcopy(m.state_dict())))))
     assert len(at_zero) == 1 and all(torch.equal(at_zero[0][k], v) for k, v in initial.state_dict().items())
 
 

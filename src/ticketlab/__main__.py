@@ -1,5 +1,5 @@
 """`python -m ticketlab` is the same as the `ticketlab` console script (torchrun needs a module)."""
 
-from ticketlab.cli import main
+from ticketlab.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

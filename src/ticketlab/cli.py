@@ -1,9 +1,10 @@
 """The `ticketlab` command: parses arguments, calls the layers below, prints, exits.
 
 No logic of its own. A `TicketlabError` (bad config, data, checkpoint, mask, run dir) is printed as
-one line and exits with status 2; `--debug` shows the traceback instead. Ctrl-C exits 130 and says
-how to resume. A failed file-system call on a path the user gave (a file where a directory
-goes, a directory where a file goes) is one line naming the path, also status 2.
+one line and exits with status 2; `--debug` shows the traceback instead. A failed file-system call on
+a path the user gave (a file where a directory goes, a directory where a file goes) is one line naming
+the path, also status 2. SIGTERM, SIGUSR1 and Ctrl-C (SIGINT) make the training commands checkpoint at
+the next step boundary, and every command exits with status 75 (`stop.RESUMABLE`) and one line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ticketlab.errors import TicketlabError
+from ticketlab.stop import RESUMABLE, Stopped, ignore_signals, stop_on_signals
 
 
 def _config_keys_help() -> str:
@@ -59,7 +61,7 @@ def cmd_find(args) -> int:
     main = env_dist().is_main  # under torchrun only rank 0 prints
     if main:
         print(f"run dir: {out}")
-    rows = run_imp(cfg, out)
+    rows = run_imp(cfg, out, stop=args.stop)
     if not main:
         return 0
     print()
@@ -68,13 +70,34 @@ def cmd_find(args) -> int:
     return 0
 
 
+def _launch_settings(args, base):
+    from dataclasses import replace
+
+    given = {k: getattr(args, k) for k in ("workers", "slurm", "partition", "time_min", "gpus_per_cell")
+             if getattr(args, k) is not None}
+    return replace(base, **given)
+
+
 def cmd_sweep(args) -> int:
-    from ticketlab.lottery.study import run_study
+    from ticketlab.lottery.plan import format_plan
+    from ticketlab.lottery.study import open_study, run_study, run_unit
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.study).stem
+    if args.plan:
+        print("\n".join(format_plan(open_study(Path(args.study), out).plan())))
+        return 0
+    if args.cell:
+        run_unit(open_study(Path(args.study), out), args.cell, stop=args.stop)
+        return 0
     print(f"study dir: {out}")
-    cells = run_study(Path(args.study), out, metric=args.metric)
+    sr = open_study(Path(args.study), out)
+    cells = run_study(Path(args.study), out, stop=args.stop, launch=_launch_settings(args, sr.study.launch),
+                      metric=args.metric)
+    failed = [c for c in cells if c.get("error")]
     print(f"\n{len(cells)} cells; aggregate: {out / 'aggregate.csv'}; report: ticketlab report {out} --out DIR")
+    if failed:
+        raise TicketlabError(f"{len(failed)} of {len(cells)} cells did not finish ({failed[0]['name']}: "
+                             f"{failed[0]['error']}); rerun the sweep to retry them")
     return 0
 
 
@@ -82,7 +105,7 @@ def cmd_branch(args) -> int:
     from ticketlab.lottery.branches import run_branch
 
     out, metrics = run_branch(Path(args.level_dir), args.name, fraction=args.fraction, seed=args.seed,
-                              copies=args.copies, points=args.points, bn_batches=args.bn_batches)
+                              copies=args.copies, points=args.points, bn_batches=args.bn_batches, stop=args.stop)
     _print_table([metrics], [k for k, v in metrics.items() if k not in ("kept_scope", "scope_size")
                              and not isinstance(v, (dict, list))])
     print(f"\nbranch dir: {out}")
@@ -184,11 +207,19 @@ def cmd_data_synth_crops(args) -> int:
 
 
 def cmd_transfer_matrix(args) -> int:
-    from ticketlab.lottery.matrix import load_spec, run_matrix
+    from ticketlab.lottery.matrix import load_spec, matrix_cells, matrix_groups, run_matrix, run_matrix_unit
+    from ticketlab.lottery.plan import format_plan, plan_rows
 
     spec = load_spec(Path(args.spec))
     out = Path(args.out or spec.out or Path("runs") / Path(args.spec).stem)
-    rows = run_matrix(spec, out)
+    if args.plan:
+        cells = matrix_cells(spec, out)
+        print("\n".join(format_plan(plan_rows(cells, matrix_groups(cells, out)))))
+        return 0
+    if args.cell:
+        run_matrix_unit(spec, out, args.cell, stop=args.stop)
+        return 0
+    rows = run_matrix(spec, out, stop=args.stop, launch=_launch_settings(args, spec.launch))
     print()
     _print_table(rows, ["source", "target", "metric", "mean", "std", "matching", "sparsity_network"])
     print(f"\ntable: {out / 'matrix.md'} ({out / 'matrix.csv'}, {out / 'matrix.png'})")
@@ -198,7 +229,7 @@ def cmd_transfer_matrix(args) -> int:
 def cmd_demo(args) -> int:
     from ticketlab.lottery.demo import run_demo
 
-    run_demo(Path(args.out), print_table=_print_table)
+    run_demo(Path(args.out), print_table=_print_table, stop=args.stop)
     return 0
 
 
@@ -223,10 +254,30 @@ def cmd_export(args) -> int:
     return 0
 
 
+# Commands that train: a signal makes them checkpoint at the next step boundary (the others stop at once).
+CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_transfer_matrix, cmd_demo)
+
+
 # -- parser --------------------------------------------------------------------------------------
 
 METRIC_HELP = ("metric of the matching verdicts: any metric the levels recorded (e.g. bbox_AP of a Mask R-CNN "
                "run); default: the task's headline")
+
+
+def _add_launch_arguments(p: argparse.ArgumentParser) -> None:
+    """--plan, --cell and where cells run (each overrides the study file's `launch:`)."""
+    from ticketlab.config import describe_fields
+    from ticketlab.lottery.launch import LaunchConfig
+
+    helps = {k: h for k, _, h in describe_fields(LaunchConfig)}
+    p.add_argument("--plan", action="store_true", help="print the cells, what they share and their cost in "
+                   "dense-training units, and exit")
+    p.add_argument("--cell", metavar="NAME", help="run only this cell (or shared dense level) here")
+    p.add_argument("--workers", type=int, help=helps["workers"])
+    p.add_argument("--slurm", action="store_const", const=True, help=helps["slurm"])
+    p.add_argument("--partition", help=helps["partition"])
+    p.add_argument("--time-min", type=int, dest="time_min", help=helps["time_min"])
+    p.add_argument("--gpus-per-cell", type=int, dest="gpus_per_cell", help=helps["gpus_per_cell"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="STUDY.yaml: config, set (overrides), grid (axis: [values]), preset")
     p.add_argument("--out", help="study directory (default: runs/<study name>); rerun to resume")
     p.add_argument("--metric", help=METRIC_HELP)
+    _add_launch_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("branch", parents=[common], help="control experiment on a finished level → level_NN/branch_<name>/")
@@ -323,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="masks from several sources × several target tasks → one table (rerun to resume)")
     p.add_argument("spec", help="YAML spec: targets (configs), sources (overrides), seeds; see docs/transfer.md")
     p.add_argument("--out", help="output directory (default: the spec's out, else runs/<spec name>)")
+    _add_launch_arguments(p)
     p.set_defaults(func=cmd_transfer_matrix)
 
     p = sub.add_parser("demo", parents=[common], help="the embedded default, end to end (rerun to resume)")
@@ -375,10 +428,17 @@ def os_error_line(error: OSError) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # cuBLAS reads this once, before its first matmul: bit-exact resume on GPU needs it set early.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = argparse.Namespace()
     try:
-        return args.func(args)
+        with stop_on_signals(poll=False) as stop:  # from the start: a signal while parsing stops too
+            args = build_parser().parse_args(argv)
+            stop.poll = args.func in CHECKPOINTING
+            args.stop = stop
+            return args.func(args)
+    except Stopped as e:
+        ignore_signals()  # the handlers are gone; another signal now must not kill the exit itself
+        print(f"ticketlab: {e}; rerun the same command to resume", file=sys.stderr)
+        return RESUMABLE
     except TicketlabError as e:
         if getattr(args, "debug", False):
             raise
@@ -396,10 +456,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"ticketlab: error: lost contact with another process of the torchrun job ({first}); "
               "torchrun's summary names the one that failed; rerun the same command to resume", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("\nticketlab: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+
+
+def entry() -> int:
+    """The process entry (console script, `python -m ticketlab`): `main`, then signals are ignored,
+    so that one arriving while the interpreter shuts down (its handlers are gone) cannot turn a
+    finished command into a death by signal."""
+    status = main()
+    ignore_signals()
+    return status
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())

@@ -60,6 +60,9 @@ DETECTIONS_FILE = "detections.json"
 REWIND_POINT_FILE = "rewind_point.safetensors"  # late resetting: the dense weights after N steps
 REWIND_OPTIMIZER_FILE = "rewind_optimizer.safetensors"  # … and the optimizer state then
 EARLY_BIRD_FILE = "early_bird.json"  # with prune.early_bird (lottery/early_bird.py)
+SHARED_FILE = "shared.json"  # a study cell whose level 0 is a shared dense run's (lottery/shared.py)
+REWIND_POINTS_DIR = "rewind_points"  # a shared dense run: every member's rewind point
+DRAWS_DIR = "draws"  # a shared dense run: every member's early-bird draws
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
 
 

@@ -40,6 +40,7 @@ from ticketlab.lottery.lock import run_lock
 from ticketlab.lottery.opened import open_level
 from ticketlab.registry import BRANCHES
 from ticketlab.rundir import FINAL_FILE, MASK_FILE, METRICS_FILE, RunDir
+from ticketlab.stop import StopFlag
 from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
 from ticketlab.sparsity.ranking import keep_top, level_keep
 from ticketlab.sparsity.pruning_at_init import get_strategy
@@ -127,7 +128,7 @@ def _check_args(name: str, fraction: Optional[float], copies: Optional[int], poi
 
 def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, seed: Optional[int] = None,
                copies: Optional[int] = None, points: Optional[int] = None, bn_batches: int = 10,
-               seeds: Optional[Sequence[int]] = None) -> tuple[Path, dict]:
+               seeds: Optional[Sequence[int]] = None, stop: Optional[StopFlag] = None) -> tuple[Path, dict]:
     """Train branch `name` of a finished level; returns its directory and metrics. `seeds` (in
     code) gives the instability copies' data seeds; else they are `seed`, `seed`+1, …"""
     branch = _check_args(name, fraction, copies, points)
@@ -175,5 +176,5 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
         identity = {"level": level, "branch": name, "branch_seed": seed,
                     **({"fraction": fraction} if fraction is not None else {}), **extra}
         metrics = train_ticket(exp, TicketStart(out, mask, start, identity), LevelRun(
-            start_step=exp.rewind_step, optimizer_state=opt_state, desc=f"level {level} {name}"))
+            start_step=exp.rewind_step, optimizer_state=opt_state, desc=f"level {level} {name}", stop=stop))
     return out, metrics

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Optional
 
 from ticketlab.analysis.report import write_report
 from ticketlab.config import load_config
 from ticketlab.data.synth import SynthConfig, generate_synthetic
 from ticketlab.lottery.imp import run_imp
+from ticketlab.stop import StopFlag
 
 PRESET = "demo.yaml"
 COLUMNS = ["level", "sparsity_scope", "sparsity_network", "bbox_AP", "bbox_AP50", "seconds"]
@@ -23,7 +25,7 @@ def demo_config_path() -> Path:
     return Path(str(files("ticketlab") / "presets" / PRESET))
 
 
-def run_demo(out: Path, *, print_table) -> list[dict]:
+def run_demo(out: Path, *, print_table, stop: Optional[StopFlag] = None) -> list[dict]:
     out = Path(out)
     data_dir, run_dir = out / "data", out / "run"
     if not (data_dir / "summary.json").is_file():  # written last: its presence means the set is complete
@@ -31,7 +33,7 @@ def run_demo(out: Path, *, print_table) -> list[dict]:
         generate_synthetic(data_dir, SynthConfig())
     cfg = load_config(demo_config_path(), [f"data.root={data_dir}"])
     print(f"run dir: {run_dir}")
-    rows = run_imp(cfg, run_dir)
+    rows = run_imp(cfg, run_dir, stop=stop)
     report = write_report([run_dir], out / "report")
     print()
     print_table(rows, COLUMNS)

@@ -87,6 +87,14 @@ def rewind_step_of(cfg: Config, steps_per_epoch: int) -> int:
     return parse_steps(rewind, steps_per_epoch, key="prune.rewind")
 
 
+def scope_of(cfg: Config, built: BuiltModel, transfer: Optional[Transfer]) -> tuple[list[str], list[str]]:
+    """(every masked parameter, the ones IMP prunes): `prune.scope` on `built`, plus a transfer's tensors."""
+    prunable = resolve_scope(built.module, built.groups, cfg.prune.scope if cfg.prune.scope is not None
+                             else built.default_scope, cfg.prune.include, cfg.prune.exclude)
+    masked = set(prunable) | set(transfer.mask if transfer else ())
+    return [n for n, _ in built.module.named_parameters() if n in masked], prunable
+
+
 def build_experiment(cfg: Config) -> Experiment:
     validate(cfg)  # a Config built in code has not been through load_config
     device = resolve_device(cfg.train.device)
@@ -95,15 +103,12 @@ def build_experiment(cfg: Config) -> Experiment:
     task = task_class(cfg.task).build(cfg, data)
     built = build_task_model(cfg, data)
     built.module.to(device)
-    prunable = resolve_scope(built.module, built.groups, cfg.prune.scope if cfg.prune.scope is not None
-                             else built.default_scope, cfg.prune.include, cfg.prune.exclude)
+    transfer = plan_transfer(cfg, built.module)
+    scope, prunable = scope_of(cfg, built, transfer)
     for g in cfg.prune.rates:
         if g not in built.groups:
             raise unknown_group("prune.rates", g, built.groups)
     rate_pools(prunable, {n: group_of(n, built.groups) for n in prunable}, cfg.prune.rates, cfg.prune.rate)
-    transfer = plan_transfer(cfg, built.module)
-    masked = set(prunable) | set(transfer.mask if transfer else ())
-    scope = [n for n, _ in built.module.named_parameters() if n in masked]
     steps_per_epoch = max(1, math.ceil(len(data.train) / cfg.train.batch_size))
     total = parse_steps(cfg.train.duration, steps_per_epoch, key="train.duration")
     rewind_step = rewind_step_of(cfg, steps_per_epoch)

@@ -19,7 +19,7 @@ and writes, the others wait for its files at barriers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 import contextlib
 import copy
@@ -43,7 +43,8 @@ from ticketlab.sparsity import full_mask, load_mask
 from ticketlab.sparsity.group_rates import prune_by_groups
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
-from ticketlab.train.loop import LevelRun
+from ticketlab.stop import StopFlag, Stopped
+from ticketlab.train.loop import LevelRun, RewindHook, StepHook
 
 
 
@@ -73,8 +74,8 @@ def rewind_source(exp: Experiment, run: RunDir) -> tuple[dict[str, torch.Tensor]
     return state, opt
 
 
-def _save_rewind_point(level0: Path, with_optimizer: bool) -> Callable[[nn.Module, torch.optim.Optimizer], None]:
-    def hook(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+def _save_rewind_point(level0: Path, with_optimizer: bool) -> RewindHook:
+    def hook(step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if with_optimizer:
             save_optimizer_state(level0 / REWIND_OPTIMIZER_FILE, optimizer)
         atomic_save_safetensors(level0 / REWIND_POINT_FILE, model.state_dict())
@@ -106,8 +107,17 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
     return {**prev_mask, **pruned}
 
 
-def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) every level of `cfg` in run dir `out`; returns the summary rows."""
+# How level 0 comes about: (experiment, run dir, dist, early-bird hook, stop flag) → its metrics.
+# `run_imp` trains it (`default_level0`); a study cell whose dense level is shared links it instead
+# (lottery/shared.py).
+Level0 = Callable[[Experiment, RunDir, Dist, Optional[EarlyBird], Optional[StopFlag]], dict]
+
+
+def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None,
+            level0: Optional[Level0] = None) -> list[dict]:
+    """Run (or resume) every level of `cfg` in run dir `out`; returns the summary rows.
+
+    `stop`: a signal stops the run at the next step boundary or between levels (`ticketlab.stop`)."""
     run = RunDir(Path(out))
     p = cfg.prune
     with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
@@ -118,14 +128,15 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print) -> li
             dist.on_main(lambda: run.start(cfg, exp.task.record()))
             dist.same_everywhere(run.config_path.is_file(),
                                  f"whether {run.config_path} exists (RUN_DIR must be on a filesystem every node sees)")
-            return _run_levels(cfg, exp, run, log if dist.is_main else _quiet, dist, early)
+            return _run_levels(cfg, exp, run, log if dist.is_main else _quiet, dist, early, stop,
+                               level0 or default_level0)
 
 
 def _quiet(message: str) -> None:
     return None
 
 
-def _finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
+def finish_early_bird(early: EarlyBird, exp: Experiment, run: RunDir) -> None:
     level0 = run.level_dir(0)
     early.finish(load_state(level0 / FINAL_FILE, exp.model), run.read_metrics(0)["steps"])
 
@@ -151,35 +162,54 @@ def write_init_record(exp: Experiment, run: RunDir) -> None:
         atomic_write_json(run.root / INIT_FILE, record)
 
 
+def train_level0(exp: Experiment, run: RunDir, dist: Dist, *, rewind_steps: Collection[int] = (),
+                 on_rewind: Optional[RewindHook] = None, on_step: Optional[StepHook] = None,
+                 stop: Optional[StopFlag] = None) -> dict:
+    """Train the dense level from `level0_start` (or, resumed, from the weights it was started with)."""
+    out_dir = run.level_dir(0)
+    init, mask = level0_start(exp)
+    level0_file = out_dir / START_FILE
+    if level0_file.is_file():  # a resumed level 0 starts from the weights it was started with
+        init = load_state(level0_file, exp.model)
+    return train_ticket(exp, TicketStart(out_dir, mask, init, {"level": 0}), LevelRun(
+        rewind_steps=rewind_steps, on_rewind=on_rewind if dist.is_main else None, on_step=on_step,
+        desc=f"level 0/{exp.cfg.prune.levels}", dist=dist, log_dir=run.root / "tensorboard" / out_dir.name,
+        stop=stop))
+
+
+def default_level0(exp: Experiment, run: RunDir, dist: Dist, early: Optional[EarlyBird],
+                   stop: Optional[StopFlag]) -> dict:
+    """Level 0 trained here, saving the late-resetting rewind point and drawing early-bird masks."""
+    k = exp.rewind_step
+    metrics = train_level0(exp, run, dist, rewind_steps={k} if k > 0 else (),
+                           on_rewind=_save_rewind_point(run.level_dir(0), exp.cfg.prune.rewind_optimizer),
+                           on_step=early, stop=stop)
+    if early is not None:
+        dist.on_main(lambda: finish_early_bird(early, exp, run))
+    return metrics
+
+
 def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None], dist: Dist,
-                early: Optional[EarlyBird] = None) -> list[dict]:
+                early: Optional[EarlyBird], stop: Optional[StopFlag], level0: Level0) -> list[dict]:
     dist.on_main(lambda: write_init_record(exp, run))
     levels = range(cfg.prune.levels + 1)
     for level in levels:
         if run.is_done(level):
             if level == 0 and early is not None and not (run.level_dir(0) / EARLY_BIRD_FILE).is_file():
-                dist.on_main(lambda: _finish_early_bird(early, exp, run))  # cut off between level 0's files
+                dist.on_main(lambda: finish_early_bird(early, exp, run))  # cut off between level 0's files
             continue
+        if stop is not None and any(dist.all_gather(stop.requested)):  # every rank stops here, or none
+            raise Stopped(stop.signame or "a signal to another process", f"{run.root}: before level {level}")
         out_dir = run.level_dir(level)
         desc = f"level {level}/{cfg.prune.levels}"
-        tensorboard = run.root / "tensorboard" / out_dir.name
         if level == 0:
-            init, mask = level0_start(exp)
-            level0_file = out_dir / START_FILE
-            if level0_file.is_file():  # a resumed level 0 starts from the weights it was started with
-                init = load_state(level0_file, exp.model)
-            metrics = train_ticket(exp, TicketStart(out_dir, mask, init, {"level": 0}), LevelRun(
-                rewind_step=exp.rewind_step if exp.rewind_step > 0 else None,
-                on_rewind=(_save_rewind_point(out_dir, cfg.prune.rewind_optimizer)
-                           if exp.rewind_step > 0 and dist.is_main else None),
-                on_step=early, desc=desc, dist=dist, log_dir=tensorboard))
-            if early is not None:
-                dist.on_main(lambda: _finish_early_bird(early, exp, run))
+            metrics = level0(exp, run, dist, early, stop)
         else:
             mask = next_mask(exp, run, level)
             start, opt_state = level_start(exp, run, level)
             metrics = train_ticket(exp, TicketStart(out_dir, mask, start, {"level": level}), LevelRun(
-                start_step=exp.rewind_step, optimizer_state=opt_state, desc=desc, dist=dist, log_dir=tensorboard))
+                start_step=exp.rewind_step, optimizer_state=opt_state, desc=desc, dist=dist,
+                log_dir=run.root / "tensorboard" / out_dir.name, stop=stop))
         dist.on_main(run.write_summary)
         head = exp.task.headline
         log(f"{desc}: scope sparsity {metrics['sparsity_scope']:.1%}, network sparsity "

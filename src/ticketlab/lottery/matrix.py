@@ -30,10 +30,13 @@ from matplotlib.figure import Figure
 
 from ticketlab.analysis.runs import Stat, is_matching
 from ticketlab.atomic import atomic_write_bytes, atomic_write_text
-from ticketlab.config import load_config
+from ticketlab.config import Config, load_config
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.imp import run_imp
+from ticketlab.lottery.launch import LaunchConfig, launch_cells
 from ticketlab.lottery.matrix_spec import DENSE, MatrixSpec, Row, RunSource, load_spec
+from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, finished, plan_groups, run_member, run_named
+from ticketlab.rundir import RunDir
+from ticketlab.stop import StopFlag
 from ticketlab.tasks import task_class
 
 __all__ = ["DENSE", "MatrixSpec", "load_spec", "run_matrix", "write_table", "universal_levels"]
@@ -65,8 +68,53 @@ def _source_sparsity(row: Row) -> Optional[float]:
         raise TicketlabError(f"{path}: unreadable metrics file (expected sparsity_scope)") from None
 
 
-def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) every cell, then write the tables; returns the rows (one per row × column)."""
+def matrix_cells(spec: MatrixSpec, out: Path) -> dict[str, tuple[Config, Path]]:
+    """`row/column/seed_<s>` → (config, run dir), in table order."""
+    return {f"{slug(row.name)}/{slug(column)}/seed_{seed}":
+            (cell_config(spec, row, column, seed), Path(out) / slug(row.name) / slug(column) / f"seed_{seed}")
+            for column in spec.targets for row in spec.rows() for seed in spec.seeds}
+
+
+def matrix_groups(cells: dict[str, tuple[Config, Path]], out: Path) -> dict[str, DenseGroup]:
+    """Cells that differ only in `prune.*` (e.g. rows that change the rewind point) share level 0."""
+    return plan_groups({name: cfg for name, (cfg, _) in cells.items()}, Path(out) / SHARED_DIR)
+
+
+def run_matrix_unit(spec: MatrixSpec, out: Path, name: str, *, log: Callable[[str], None] = print,
+                    stop: Optional[StopFlag] = None) -> None:
+    """Run one cell (`row/column/seed_<s>`) or shared dense level (`dense-<key>`) in this process."""
+    cells = matrix_cells(spec, out)
+    if not run_named(name, cells, matrix_groups(cells, out), log=log, stop=stop):
+        raise TicketlabError(f"--cell {name}: not a cell or shared dense level of {spec.path} "
+                             f"(see `ticketlab transfer-matrix {spec.path} --plan`)")
+
+
+def _run_cells(spec: MatrixSpec, out: Path, log: Callable[[str], None], stop: Optional[StopFlag],
+               launch: LaunchConfig) -> dict[str, tuple[Config, Path]]:
+    """Every cell run (or resumed): here one after another, or launched as processes (`launch.py`)."""
+    cells = matrix_cells(spec, out)
+    groups = matrix_groups(cells, out)
+    if not (launch.slurm or launch.workers > 1):
+        for name, (cfg, root) in cells.items():
+            log(f"[{name}] {root}")
+            run_member(cfg, root, groups.get(name), log=log, stop=stop)
+        return cells
+    if spec.path is None:
+        raise TicketlabError("transfer-matrix: launching cells as processes needs the spec file's path")
+    errors = launch_cells(list(cells), groups, lambda n: finished(*cells[n]),
+                          lambda n: ["transfer-matrix", str(spec.path.resolve()), "--out", str(Path(out).resolve()),
+                                     "--cell", n], launch, Path(out), log=log)
+    if errors:
+        name, error = next(iter(errors.items()))
+        raise TicketlabError(f"{len(errors)} of {len(cells)} cells did not finish ({name}: {error}); rerun to retry them")
+    return cells
+
+
+def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None,
+               launch: Optional[LaunchConfig] = None) -> list[dict]:
+    """Run (or resume) every cell, then write the tables; returns the rows (one per row × column).
+    `launch` (default: the spec's) runs cells as separate processes when it asks for workers or SLURM."""
+    cells = _run_cells(spec, out, log, stop, launch or spec.launch)
     rows = []
     plan = spec.rows()
     for column, target in spec.targets.items():
@@ -76,10 +124,8 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
         for row in plan:
             values = []
             for seed in spec.seeds:
-                cfg = cell_config(spec, row, column, seed)
-                run_dir = out / slug(row.name) / slug(column) / f"seed_{seed}"
-                log(f"[{row.name} → {column}, seed {seed}] {run_dir}")
-                last = run_imp(cfg, run_dir, log=log)[-1]
+                cfg, run_dir = cells[f"{slug(row.name)}/{slug(column)}/seed_{seed}"]
+                last = RunDir(run_dir).read_metrics(cfg.prune.levels)
                 if metric not in last:
                     raise TicketlabError(f"{run_dir}: metric {metric!r} not in its metrics ({', '.join(last)})")
                 values.append(float(last[metric]))

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ticketlab.config import from_dict
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.launch import LaunchConfig
+from ticketlab.lottery.shared import SHARED_DIR
 from ticketlab.rundir import RunDir, level_name
 from ticketlab.yaml_file import read_yaml_mapping
 
@@ -66,6 +69,8 @@ class MatrixSpec:
     seeds: list[int]
     out: Optional[str] = None
     baselines: dict[str, list[str]] = field(default_factory=dict)
+    path: Optional[Path] = None  # the spec file (cells launched as processes rerun it with --cell)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)  # where cells run (`launch.py`)
 
     def rows(self) -> list[Row]:
         """dense, the extra baselines (judged against dense), then every source row in spec order."""
@@ -127,8 +132,8 @@ def _run_source(path: Path, name: str, value: dict, baselines: dict) -> RunSourc
 
 def load_spec(path: Path) -> MatrixSpec:
     data = read_yaml_mapping(path, "transfer-matrix spec",
-                             "a mapping with keys targets, sources, baselines, seeds, out")
-    keys = {"targets", "sources", "baselines", "seeds", "out"}
+                             "a mapping with keys targets, sources, baselines, seeds, out, launch")
+    keys = {"targets", "sources", "baselines", "seeds", "out", "launch"}
     unknown = set(data) - keys
     if unknown:
         raise TicketlabError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (expected "
@@ -148,10 +153,13 @@ def load_spec(path: Path) -> MatrixSpec:
     for section, names in (("sources", sources), ("baselines", baselines)):
         if DENSE in names:
             raise TicketlabError(f"{path}: {section}.{DENSE} is the baseline row, run always; pick another name")
+    if SHARED_DIR in {*sources, *baselines}:
+        raise TicketlabError(f"{path}: {SHARED_DIR}: the directory of the shared dense levels; pick another name")
     clash = [n for n in sources if n in baselines]
     if clash:
         raise TicketlabError(f"{path}: sources.{clash[0]}: also the name of a baseline; pick another")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise TicketlabError(f"{path}: seeds: expected a list of integers, got {seeds!r}")
-    return MatrixSpec(targets, sources, seeds, data.get("out"), baselines)
+    launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
+    return MatrixSpec(targets, sources, seeds, data.get("out"), baselines, Path(path), launch)

@@ -16,7 +16,10 @@ box_head+box_predictor on FPN, box_predictor on C4; the empty one trains the den
 
 Cells are named from their overrides (`OUT/cells/<name>/`). Running the sweep again skips finished
 cells and resumes the others. `OUT/study.json` (spec, cells, parameter counts) and `OUT/aggregate.csv`
-(mean ± std per series and level, matching verdict) are rewritten after every cell.
+(mean ± std per series and level, matching verdict) are rewritten after every cell. Cells that differ
+only in `prune.*` train their dense level once (`shared.py`, under `OUT/shared/`); `--plan` shows
+what will train (`plan.py`); `launch:` (or `--workers`, `--slurm`) runs cells side by side
+(`launch.py`), each as `ticketlab sweep STUDY --out OUT --cell NAME`.
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from ticketlab.analysis import tables
 from ticketlab.analysis.runs import aggregate, check_metric, group_series, load_runs
 from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, MODULE_COLUMNS, STUDY_FILE
 from ticketlab.atomic import atomic_write_json
-from ticketlab.config import Config, load_config
+from ticketlab.config import Config, from_dict, load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.yaml_file import read_yaml_mapping
-from ticketlab.lottery.imp import run_imp
 from ticketlab.lottery.info import group_table, model_for_info
-from ticketlab.rundir import RunDir
+from ticketlab.lottery.launch import LaunchConfig, launch_cells
+from ticketlab.lottery.plan import PlanRow, plan_rows
+from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, finished, plan_groups, run_named
+from ticketlab.stop import StopFlag
 
 def module_group_axis(cfg: Config) -> list[dict]:
     """The 16 cells of paper 001 Table 3: every subset of the four modules, each module the groups
@@ -85,6 +90,7 @@ class Study:
     common: list[str] = field(default_factory=list)
     axes: dict[str, list[Any]] = field(default_factory=dict)
     preset: str | None = None
+    launch: LaunchConfig = field(default_factory=LaunchConfig)  # where cells run, not what they are
 
     def spec(self) -> dict:
         return {"config": str(self.config), "set": self.common, "grid": self.axes, "preset": self.preset}
@@ -108,10 +114,10 @@ class Study:
 
 def load_study(path: Path) -> Study:
     path = Path(path)
-    data = read_yaml_mapping(path, "study", "a mapping with keys config, set, grid, preset")
-    unknown = sorted(set(data) - {"config", "set", "grid", "preset"})
+    data = read_yaml_mapping(path, "study", "a mapping with keys config, set, grid, preset, launch")
+    unknown = sorted(set(data) - {"config", "set", "grid", "preset", "launch"})
     if unknown:
-        raise TicketlabError(f"{path}: unknown study key {unknown[0]!r} (expected config, set, grid, preset)")
+        raise TicketlabError(f"{path}: unknown study key {unknown[0]!r} (expected config, set, grid, preset, launch)")
     if not isinstance(data.get("config"), str):
         raise TicketlabError(f"{path}: config: expected the path of a YAML config, relative to the study file")
     common = data.get("set") or []
@@ -133,7 +139,8 @@ def load_study(path: Path) -> Study:
     if preset is not None:
         axis, values = PRESETS[preset]
         grid = {axis: values(load_config(config, list(common))), **grid}
-    study = Study(path=path, config=config, common=list(common), axes=dict(grid), preset=preset)
+    launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
+    study = Study(path=path, config=config, common=list(common), axes=dict(grid), preset=preset, launch=launch)
     for cell in study.cells():  # every cell's config is checked before anything trains
         cell_config(study, cell)
     return study
@@ -163,29 +170,91 @@ def write_study_files(out: Path, study: Study, cells: list[dict], metric: Option
                          tables.series_summary(series, [aggregate(s, metric) for s in series], metric))
 
 
-def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print,
-              metric: Optional[str] = None) -> list[dict]:
-    """Run (or resume) every cell of the study file `path` under `out`; returns the cell records.
-    `metric`: the metric of aggregate.csv's matching verdicts (default: the task's headline)."""
+@dataclass
+class StudyRun:
+    """A study file resolved against its directory: each cell's config and run dir, and the shared
+    dense levels."""
+
+    study: Study
+    out: Path
+    cells: list[Cell]
+    configs: dict[str, Config]
+    groups: dict[str, DenseGroup]   # cell name → its shared dense level
+
+    def root(self, name: str) -> Path:
+        return self.out / CELLS_DIR / name
+
+    def units(self) -> dict[str, tuple[Config, Path]]:
+        return {c.name: (self.configs[c.name], self.root(c.name)) for c in self.cells}
+
+    def plan(self) -> list[PlanRow]:
+        return plan_rows(self.units(), self.groups)
+
+    def finished(self, cell: Cell) -> bool:
+        return finished(self.configs[cell.name], self.root(cell.name))
+
+
+def open_study(path: Path, out: Path) -> StudyRun:
     study = load_study(path)
     out = Path(out)
     old = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).is_file() else {}
     if old and old.get("spec") != json.loads(json.dumps(study.spec())):
         raise TicketlabError(f"{out} holds a study with a different spec; use a new --out, or restore {path}")
-    known = {c["name"]: c["params"] for c in old.get("cells", []) if "params" in c}
-    out.mkdir(parents=True, exist_ok=True)
     cells = study.cells()
+    configs = {c.name: cell_config(study, c) for c in cells}
+    return StudyRun(study, out, cells, configs, plan_groups(configs, out / SHARED_DIR))
+
+
+def run_unit(sr: StudyRun, name: str, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None) -> None:
+    """Run one cell, or one shared dense level (`dense-<key>`), in this process."""
+    if not run_named(name, sr.units(), sr.groups, log=log, stop=stop):
+        raise TicketlabError(f"--cell {name}: not a cell or shared dense level of {sr.study.path} "
+                             f"(see `ticketlab sweep {sr.study.path} --plan`)")
+
+
+def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print, stop: Optional[StopFlag] = None,
+              launch: Optional[LaunchConfig] = None, metric: Optional[str] = None) -> list[dict]:
+    """Run (or resume) every cell of the study file `path` under `out`; returns the cell records.
+    `launch` (default: the study file's) runs cells as separate processes when it asks for workers or SLURM;
+    `metric`: the metric of aggregate.csv's matching verdicts (default: the task's headline)."""
+    sr = open_study(path, out)
+    sr.out.mkdir(parents=True, exist_ok=True)
+    launch = launch or sr.study.launch
+    known = _known_params(sr.out)
+    if launch.slurm or launch.workers > 1:
+        return _launch(sr, launch, known, log, metric)
     records: list[dict] = []
-    for i, cell in enumerate(cells):
-        cfg = cell_config(study, cell)
-        run = RunDir(out / CELLS_DIR / cell.name)
-        finished = all(run.is_done(lv) for lv in range(cfg.prune.levels + 1))
-        log(f"cell {i + 1}/{len(cells)} {cell.name}: " + ("finished, skipped" if finished else "running"))
-        if not finished:
-            run_imp(cfg, run.root, log=log)
-        records.append({"name": cell.name, "overrides": cell.overrides, "values": cell.values, "finished": True,
-                        "params": known.get(cell.name) or _params(cfg)})
-        pending = [{"name": c.name, "overrides": c.overrides, "values": c.values, "finished": False}
-                   for c in cells[i + 1:]]
-        write_study_files(out, study, records + pending, metric)
+    for i, cell in enumerate(sr.cells):
+        done = sr.finished(cell)
+        log(f"cell {i + 1}/{len(sr.cells)} {cell.name}: " + ("finished, skipped" if done else "running"))
+        if not done:
+            run_unit(sr, cell.name, log=log, stop=stop)
+        records.append(_record(sr, cell, known, finished=True))
+        pending = [_record(sr, c, known, finished=False) for c in sr.cells[i + 1:]]
+        write_study_files(sr.out, sr.study, records + pending, metric)
+    return records
+
+
+def _known_params(out: Path) -> dict:
+    old = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).is_file() else {}
+    return {c["name"]: c["params"] for c in old.get("cells", []) if "params" in c}
+
+
+def _record(sr: StudyRun, cell: Cell, known: dict, *, finished: bool, error: str = "") -> dict:
+    record = {"name": cell.name, "overrides": cell.overrides, "values": cell.values, "finished": finished}
+    if finished:
+        record["params"] = known.get(cell.name) or _params(sr.configs[cell.name])
+    if error:
+        record["error"] = error
+    return record
+
+
+def _launch(sr: StudyRun, launch: LaunchConfig, known: dict, log: Callable[[str], None],
+            metric: Optional[str]) -> list[dict]:
+    units = sr.units()
+    errors = launch_cells(list(units), sr.groups, lambda n: finished(*units[n]),
+                          lambda n: ["sweep", str(sr.study.path.resolve()), "--out", str(sr.out.resolve()), "--cell", n],
+                          launch, sr.out, log=log)
+    records = [_record(sr, c, known, finished=sr.finished(c), error=errors.get(c.name, "")) for c in sr.cells]
+    write_study_files(sr.out, sr.study, records, metric)
     return records

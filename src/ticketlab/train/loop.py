@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Collection
 
 import torch
 from torch import nn
@@ -42,6 +42,7 @@ from ticketlab.train.distributed import SINGLE, Dist
 from ticketlab.train.history import HISTORY_FILE, TRAILING, write_history
 from ticketlab.train.loaders import train_loader, val_loader
 from ticketlab.train.schedule import LrSchedule, apply_lr, build_optimizer, schedule_from_config
+from ticketlab.stop import StopFlag, Stopped
 from ticketlab.train.tensorboard import ScalarLog
 
 
@@ -54,7 +55,7 @@ class Enforcer(Protocol):
     def mask_optimizer_state(self, optimizer: Optimizer) -> None: ...
 
 
-RewindHook = Callable[[nn.Module, Optimizer], None]
+RewindHook = Callable[[int, nn.Module, Optimizer], None]  # (step, model, optimizer) at each rewind step
 StepHook = Callable[[int, nn.Module], bool]  # (step, model) → True to end the level at this step
 
 
@@ -133,6 +134,15 @@ def check_shardable(batch_size: int, num_train: int, world_size: int) -> None:
                              f"has {last}, fewer than the {world_size} processes; choose another batch size")
 
 
+def _stop_requested(stop: Optional[StopFlag], dist: Dist, device: torch.device) -> bool:
+    """Whether to stop at this step boundary; under DDP every rank stops where any one was signalled."""
+    if stop is None:
+        return False
+    if not dist.enabled:
+        return stop.requested
+    return bool(dist.all_reduce_sum(torch.tensor([float(stop.requested)], device=device)).item() > 0)
+
+
 def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
@@ -200,23 +210,27 @@ class LevelRun:
 
     - `start_step > 0` is late resetting: schedule and data order continue from that step.
     - `optimizer_state` (an `optimizer.state_dict()`) is loaded into the fresh optimizer.
-    - `on_rewind(model, optimizer)` is called once the step counter equals `rewind_step`
-      (0 = before the first update); a resumed run that is already past it does not call it again.
+    - `on_rewind(step, model, optimizer)` is called once the step counter equals each of
+      `rewind_steps` (0 = before the first update); a resumed run does not call it again for the
+      steps it is already past.
       Snapshot with copies: the objects keep training after the call.
     - `on_step(step, model)` is called after every update (after `on_rewind`); returning True
       ends the level there (evaluated, like the last step), e.g. an early-bird stop.
     - `dist` (under torchrun): train with DDP; only rank 0 writes. Every rank must train.
     - `log_dir`: TensorBoard scalars go there (rank 0, `cfg.tensorboard`).
+    - `stop` (`ticketlab.stop`): once a signal raised it, the next step boundary writes the checkpoint
+      and raises `Stopped`; rerunning resumes there.
     """
 
     start_step: int = 0
     optimizer_state: Optional[dict] = None
-    rewind_step: Optional[int] = None
+    rewind_steps: Collection[int] = ()
     on_rewind: Optional[RewindHook] = None
     on_step: Optional[StepHook] = None
     desc: str = ""
     dist: Dist = SINGLE
     log_dir: Optional[Path] = None
+    stop: Optional[StopFlag] = None
 
 
 @dataclass
@@ -315,8 +329,8 @@ class _Level:
         if enforcer is not None:
             enforcer.zero_weights()
             enforcer.mask_optimizer_state(self.optimizer)
-        if run.on_rewind is not None and run.rewind_step == self.progress.step and not resumed:
-            run.on_rewind(model, self.optimizer)
+        if run.on_rewind is not None and self.progress.step in run.rewind_steps and not resumed:
+            run.on_rewind(self.progress.step, model, self.optimizer)
         return resumed
 
     def _loaders(self) -> tuple[Any, Any]:
@@ -399,8 +413,8 @@ class _Level:
                 bar.set_postfix(self.postfix, refresh=False)
                 bar.update(1)
                 step = progress.step
-                if run.on_rewind is not None and run.rewind_step == step:
-                    run.on_rewind(self.model, self.optimizer)
+                if run.on_rewind is not None and step in run.rewind_steps:
+                    run.on_rewind(step, self.model, self.optimizer)
                 stop = run.on_step is not None and run.on_step(step, self.model)
                 if step == plan.total or stop or _due(step, plan.eval_every):
                     self._evaluate(evaluation_loader, bar)
@@ -408,6 +422,11 @@ class _Level:
                     break
                 if step < plan.total and _due(step, plan.checkpoint_every):
                     self._checkpoint(step)
+                if step < plan.total and _stop_requested(run.stop, self.dist, self.device):
+                    if not _due(step, plan.checkpoint_every):
+                        self._checkpoint(step)
+                    raise Stopped(run.stop.signame or "a signal to another process",  # type: ignore[union-attr]
+                                  f"{self.workdir} checkpointed at step {step} of {plan.total}")
             if not progress.history or progress.history[-1]["step"] != progress.step:
                 self._evaluate(evaluation_loader, bar)  # a level with nothing left to train (start_step == total)
         return TrainResult(metrics=self.metrics, history=progress.history, steps=progress.step - run.start_step,
