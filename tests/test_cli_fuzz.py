@@ -71,7 +71,7 @@ def _fingerprint(world) -> dict[str, str]:
 
 NOT_A_FILE = st.sampled_from(["missing", "empty_dir", "under_file", "level"])  # where a file is expected
 NOT_A_LEVEL = st.sampled_from(["missing", "plain", "binary", "empty_dir", "under_file", "run", "unknown_level",
-                               "not_a_level"])  # TEMP
+                               "not_a_level", "symlink_level"])
 NOT_A_RUN = st.sampled_from(["missing", "plain", "binary", "empty_dir", "under_file", "unknown_level", "not_a_level"])
 NOT_A_CONFIG = st.sampled_from(["missing", "plain", "binary", "empty_dir", "under_file", "bad_yaml", "list_yaml",
                                 "level"])
@@ -83,6 +83,10 @@ BAD_SET = st.sampled_from([
     "train.duration=10 parsecs", "data.format=tiff", "model.family=resnet5", "prune.strategy=biggest",
     "train.seed=1.5", "nokey", "=1", "train.nokey=1", "model.width=0", "task=painting", "prune.rate",
 ])
+
+
+COMMANDS = ["find", "branch", "controls", "eval", "info", "report", "sweep", "transfer-matrix", "export", "synth",
+            "synth-crops", "demo"]
 
 
 def _p(world, name):
@@ -122,6 +126,15 @@ def bad_argv(draw, world):
             return ["controls", p("run"), "--levels", draw(st.sampled_from(["0", "-1", "2", "1.5", "", "1,,x", "99"]))]
         if kind == "only":
             return ["controls", p("run"), "--only", draw(st.sampled_from(["early_bird", "complement,nope", ",", "Reinit"]))]
+        return ["controls", p("run"), "--fraction", draw(BAD_NUMBER)]
+    if command == "controls":
+        kind = draw(st.sampled_from(["run", "levels", "only", "fraction"]))
+        if kind == "run":
+            return ["controls", p(draw(NOT_A_RUN))]
+        if kind == "levels":
+            return ["controls", p("run"), "--levels", draw(st.sampled_from(["0", "9", "a,b", "1,,2", "-1", ""]))]
+        if kind == "only":
+            return ["controls", p("run"), "--only", draw(st.sampled_from(["complements", "random", ",", "perturb,x"]))]
         return ["controls", p("run"), "--fraction", draw(BAD_NUMBER)]
     if command == "eval":
         return ["eval", p(draw(NOT_A_LEVEL))]
@@ -183,7 +196,7 @@ def test_every_command_refuses_bad_arguments_in_one_line(world, capsys):
     before = _fingerprint(world)
     seen: set[str] = set()
 
-    @settings(max_examples=120, derandomize=True, deadline=None,
+    @settings(max_examples=150, derandomize=True, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(argv=bad_argv(world))
     def check(argv):
@@ -207,3 +220,16 @@ def test_find_into_an_existing_file_is_one_line_naming_it(world, capsys):
     status, stderr = _refused(["find", str(DIGITS), *TINY, "--out", str(world["plain"])], capsys)
     errors = _error_lines(stderr)
     assert status == 2 and len(errors) == 1 and str(world["plain"]) in errors[0], stderr
+
+
+@pytest.mark.parametrize("command", [["eval"], ["info"], ["export", "--format", "state_dict"]])
+def test_commands_check_a_truncated_mask_like_info_does(world, tmp_path, capsys, command):
+    # `eval` used to score final.safetensors without checking the level's mask and exit 0
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run, symlinks=True)
+    mask = run / "level_01" / "mask.safetensors"
+    mask.write_bytes(mask.read_bytes()[:-7])
+    argv = [command[0], str(run / "level_01"), *command[1:]]
+    status, stderr = _refused(argv, capsys)
+    errors = _error_lines(stderr)
+    assert status == 2 and len(errors) == 1 and "mask.safetensors" in errors[0], stderr

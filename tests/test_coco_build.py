@@ -27,7 +27,8 @@ def _two_splits(root):
 
 def test_bundle_from_images_dir_layout(tmp_path):
     _two_splits(tmp_path)
-    cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="val.json", image_size=96)
+    cfg = DataConfig(format="coco", root=str(tmp_path), train="train.json", val="val.json", image_size=96,
+                     augment=True)  # what load_config resolves a null augment to for the R-CNN families
     data = build_detection_data(cfg, task_class("instance_segmentation").data_needs)
     assert data.num_classes == 3 and data.class_names == ["cat", "person"] and data.in_channels == 3
     assert data.image_size == 96 and len(data.train) == 2 and len(data.val) == 2

@@ -66,6 +66,7 @@ def test_loss_step_and_evaluation(tmp_path, task_name):
     want = {f"bbox_{n}" for n in DET_STATS}
     want |= {f"segm_{n}" for n in DET_STATS} if task_name == "instance_segmentation" else set()
     want |= {f"keypoints_{n}" for n in KP_STATS} if task_name == "keypoints" else set()
+    want |= {"voc07_mAP", "voc_mAP"} if task_name == "detection" else set()  # every box-only run (tasks/detection.py)
     losses = {"val_loss"} | {f"val_{t}" for t in LOSS_TERMS[task_name]}
     assert set(metrics) == want | losses and task.headline in metrics
     assert all(-1.0 <= metrics[k] <= 1.0 for k in want)

@@ -81,7 +81,7 @@ def similarity_sections(at: AtLevel, written: list[Path]) -> list[Block]:
     layouts: dict[tuple, list[int]] = {}
     for i, m in enumerate(at.masks):
         layouts.setdefault(tuple((n, tuple(t.shape)) for n, t in m.items()), []).append(i)
-    groups = [idx for idx in layouts.values() if len(idx) >= 2]
+    groups = [idx for layout, idx in layouts.items() if layout and len(idx) >= 2]  # an empty mask has no pattern
     if not groups:
         why = "Only one run" if len(at.runs) == 1 else "No two runs have masks of the same layout (names and shapes)"
         return [Block(heading="Mask similarity", note=f"{why}: no pair of masks to compare.")]

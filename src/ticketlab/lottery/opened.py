@@ -33,6 +33,10 @@ def find_run(level_dir: Path) -> RunDir:
     level_dir = Path(level_dir)
     for candidate in (level_dir.parent, level_dir.parent.parent):
         if (candidate / CONFIG_FILE).is_file():
+            real = level_dir.resolve()
+            if not real.is_relative_to(candidate.resolve()):  # e.g. a level symlinked in from elsewhere
+                raise TicketlabError(f"{level_dir}: resolves to {real}, outside its run dir {candidate}; "
+                                     "a level's files must live in the run dir that describes them")
             return RunDir(candidate)
     raise TicketlabError(f"{level_dir}: expected RUN_DIR/level_NN (or a branch under it) with RUN_DIR/{CONFIG_FILE}")
 
