@@ -92,16 +92,22 @@ def test_imagefolder_broken_image_is_one_line_naming_it(tmp_path, name):
     one_line_naming(e.value, tmp_path / "train" / "a" / name)
 
 
-def test_broken_image_read_in_a_dataloader_worker_is_still_one_line(tmp_path, capsys):
-    # the worker's traceback travels inside the exception's message; the CLI prints only its last line
+def find_on_folder_with(tmp_path, name: str, content: bytes, capsys) -> tuple[int, str]:
+    """`ticketlab find` on a tiny image folder holding one good image and `name`, read by a loader
+    worker; returns (exit status, stderr)."""
     good = Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))
-    folder(tmp_path / "data", {"ok.png": good, "bad.png": BROKEN["truncated.png"]})
+    folder(tmp_path / "data", {"ok.png": good, name: content})
     config = tmp_path / "c.yaml"
     config.write_text(f"task: classification\nmodel: {{family: resnet18, width: 0.125}}\n"
                       f"data: {{format: imagefolder, root: {tmp_path / 'data'}, image_size: 16, num_workers: 1}}\n"
                       "train: {batch_size: 2, duration: 1it}\nprune: {levels: 0}\n")
     code = main(["find", str(config), "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err.strip()
+    return code, capsys.readouterr().err.strip()
+
+
+def test_broken_image_read_in_a_dataloader_worker_is_still_one_line(tmp_path, capsys):
+    # the worker's traceback travels inside the exception's message; the CLI prints only its last line
+    code, err = find_on_folder_with(tmp_path, "bad.png", BROKEN["truncated.png"], capsys)
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("ticketlab: error: ") and "bad.png" in err and "Traceback" not in err, err
 
@@ -216,14 +222,7 @@ BOMBS = {"60000x60000": (60000, 60000), "10000x9000": (10000, 9000)}  # beyond P
 @pytest.mark.parametrize("claim", sorted(BOMBS))
 def test_image_folder_bomb_is_refused_naming_file_and_size_from_find(tmp_path, capsys, claim):
     # was a traceback: PIL's DecompressionBombError from inside the data loader
-    good = Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))
-    folder(tmp_path / "data", {"ok.png": good, "bomb.png": png_header_claiming(*BOMBS[claim])})
-    config = tmp_path / "c.yaml"
-    config.write_text(f"task: classification\nmodel: {{family: resnet18, width: 0.125}}\n"
-                      f"data: {{format: imagefolder, root: {tmp_path / 'data'}, image_size: 16, num_workers: 1}}\n"
-                      "train: {batch_size: 2, duration: 1it}\nprune: {levels: 0}\n")
-    code = main(["find", str(config), "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err.strip()
+    code, err = find_on_folder_with(tmp_path, "bomb.png", png_header_claiming(*BOMBS[claim]), capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "bomb.png: image claims" in err and "data.max_image_pixels" in err, err
     if claim == "10000x9000":
