@@ -37,11 +37,13 @@ data() {
 step data data
 step "ImageNet source R-18" "$TICKETLAB" find configs/paper001_cpu_imagenet_r18.yaml --out runs/paper001/imagenet_r18
 step "Figs. 4-5, App. C.1, D (Mask R-CNN)" "$TICKETLAB" sweep "$STUDIES/fig4_5_maskrcnn.yaml" --out runs/paper001/fig4_5
-step "report Figs. 4-5" "$TICKETLAB" report runs/paper001/fig4_5 --out reports/fig4_5
+step "report Figs. 4-5" "$TICKETLAB" report runs/paper001/fig4_5 --level 2 --out reports/fig4_5   # App. C at 80%
 step "App. C.2, D (Keypoint R-CNN)" "$TICKETLAB" sweep "$STUDIES/appc_keypoints.yaml" --out runs/paper001/appc_keypoints
-step "report App. C.2" "$TICKETLAB" report runs/paper001/appc_keypoints --out reports/appc_keypoints
+step "report App. C.2" "$TICKETLAB" report runs/paper001/appc_keypoints --level 2 --out reports/appc_keypoints
 step "Table 1" "$TICKETLAB" transfer-matrix "$STUDIES/table1_imagenet_tickets.yaml" --out runs/paper001/table1
 step "report Table 1" "$TICKETLAB" report runs/paper001/table1 --out reports/table1
+step "App. D (convergence)" "$TICKETLAB" sweep "$STUDIES/appd_convergence.yaml" --out runs/paper001/appd
+step "report App. D" "$TICKETLAB" report runs/paper001/appd --out reports/appd
 step "Table 5" "$TICKETLAB" transfer-matrix "$STUDIES/table5_cross_task.yaml" --out runs/paper001/table5
 step "report Table 5" "$TICKETLAB" report runs/paper001/table5 --out reports/table5
 step "ImageNet source R-50" "$TICKETLAB" find configs/paper001_cpu_imagenet_r50.yaml --out runs/paper001/imagenet_r50
