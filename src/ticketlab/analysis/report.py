@@ -182,9 +182,9 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     headings = paper_headings(studies)  # run-level sections of a named study's cells carry its figure
     blocks += detection_sections(out, runs, written, headings)  # COCO breakdowns and errors of detection runs
     blocks += early_bird_sections(out, runs, written)
-    together = {headings.get(r.path.resolve(), "") for r in runs}
-    blocks += [replace(b, heading=f"{min(together)}{b.heading}") if len(together) == 1 else b
-               for b in convergence_section(out, runs, level, written)]
+    shared = {headings.get(r.path.resolve(), "") for r in runs}  # one figure over every run: headed when all agree
+    prefix = next(iter(shared)) if len(shared) == 1 else ""
+    blocks += [replace(b, heading=prefix + b.heading) for b in convergence_section(out, runs, level, written)]
     blocks += instability_sections(out, series, written)
     blocks += early_stop_section(out, series, written)
     for study in studies:
