@@ -137,3 +137,11 @@ def test_breakdown_study_heads_figs_4_5_and_convergence_with_the_paper(tiny_data
     assert {r["iou_type"] for r in sizes} == {"bbox", "segm"} and sizes
     for r in sizes:  # Fig. 4's AP per size is COCOeval's APs / APm of the level's detections
         assert float(r["AP"]) == pytest.approx(_metrics(run, 0)[f"{r['iou_type']}_AP{r['area'][0]}"], abs=1e-9)
+
+
+def test_columns_that_are_not_metric_names_are_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"targets": {"t": {"config": "configs/digits_lenet.yaml", "columns": "bbox_AP"}},
+                                    "sources": {"s": []}}))
+    assert main(["transfer-matrix", str(path)]) == 2
+    assert "targets.t.columns: expected a list of metric names" in capsys.readouterr().err

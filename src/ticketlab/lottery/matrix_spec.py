@@ -147,8 +147,12 @@ def load_spec(path: Path) -> MatrixSpec:
         if not isinstance(t, dict) or not isinstance(t.get("config"), str) or set(t) - {"config", "set", "metric", "columns"}:
             raise TicketlabError(f"{path}: targets.{name}: expected {{config: FILE, set: [...], metric: NAME, "
                                  f"columns: [METRIC, ...]}}")
+        columns = t.get("columns") or []
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise TicketlabError(f"{path}: targets.{name}.columns: expected a list of metric names "
+                                 f"(e.g. [bbox_AP, bbox_AP50]), got {columns!r}")
         targets[str(name)] = Target(t["config"], _strings(t.get("set"), f"{path}: targets.{name}.set"), t.get("metric"),
-                                    _strings(t.get("columns"), f"{path}: targets.{name}.columns"))
+                                    columns)
     baselines = {str(k): _strings(v, f"{path}: baselines.{k}") for k, v in (data.get("baselines") or {}).items()}
     sources: dict[str, list[str] | RunSource] = {}
     for k, v in (data.get("sources") or {}).items():
