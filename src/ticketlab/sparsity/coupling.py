@@ -18,7 +18,7 @@ are left whole).
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Mapping, Optional
 
 import torch
 import torch_pruning as tp
@@ -47,8 +47,16 @@ class FrozenBatchNormPruner(tp.pruner.function.BasePruningFunc):
     get_in_channels = get_out_channels
 
 
-def dependency_graph(model: nn.Module, example: Any, forward: Callable[[nn.Module, Any], Any],
-                     outputs: Callable[[Any], Any]) -> tp.DependencyGraph:
+def call(model: nn.Module, example: Any) -> Any:
+    """How the graph is traced: the model called on the example as it is (a batch, or a list of images)."""
+    return model(example)
+
+
+Forward = Callable[[nn.Module, Any], Any]
+
+
+def dependency_graph(model: nn.Module, example: Any, forward: Forward = call,
+                     outputs: Optional[Callable[[Any], Any]] = None) -> tp.DependencyGraph:
     """Torch-Pruning's graph of `model` (traced in eval mode on `example`; grad enabled, as it needs)."""
     with torch.enable_grad():
         return tp.DependencyGraph().build_dependency(
@@ -105,8 +113,8 @@ def _describe(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module,
     return ChannelGroup(rows[0].param, size, tuple(rows), tuple(columns), tuple(held), tuple(gammas))
 
 
-def channel_groups(model: nn.Module, example: Any, prunable: Collection[str], *,
-                   forward: Callable[[nn.Module, Any], Any], outputs: Callable[[Any], Any]) -> list[ChannelGroup]:
+def channel_groups(model: nn.Module, example: Any, prunable: Collection[str], *, forward: Forward = call,
+                   outputs: Optional[Callable[[Any], Any]] = None) -> list[ChannelGroup]:
     """Every prunable channel group of `model` (traced on a copy, so the model is not touched), in
     the model's module order."""
     traced = copy.deepcopy(model).eval()
@@ -122,8 +130,8 @@ def channel_groups(model: nn.Module, example: Any, prunable: Collection[str], *,
     return sorted(found, key=lambda g: order.get(g.name, len(order)))
 
 
-def compact_channels(model: nn.Module, example: Any, alive: dict[str, torch.Tensor], *,
-                     forward: Callable[[nn.Module, Any], Any], outputs: Callable[[Any], Any]) -> None:
+def compact_channels(model: nn.Module, example: Any, alive: Mapping[str, torch.Tensor], *, forward: Forward = call,
+                     outputs: Optional[Callable[[Any], Any]] = None) -> None:
     """Remove, in place, every dead unit of each group (`alive`, keyed by the group's root weight)
     with Torch-Pruning: the model becomes a smaller dense one of the same class."""
     graph = dependency_graph(model, example, forward, outputs)

@@ -5,7 +5,9 @@ Each granularity answers the same questions, so IMP (`lottery/imp.py`) and the c
 
 - `next_mask`: level k's mask from level k-1's trained state and mask (the strategy's counts);
 - `random_like`, `complement`, `perturb`: the controls, in the granularity's own units;
-- `held`: the tensors outside the mask kept at 0 with it (a removed channel's norm γ/β, biases).
+- `held`: the tensors outside the mask kept at 0 with it (a removed channel's norm γ/β, biases);
+- `units`: per channel group, which channels are alive (empty unless the granularity is channel),
+  for compaction and the per-layer channel counts of reports.
 
 Weight: the papers' IMP (strategies.py, group_rates.py). Channel: units of coupled channels
 (channels.py), counted like weights are — round(rate × alive units) per level over every prunable
@@ -50,6 +52,9 @@ class WeightGranularity:
     def held(self, mask: Mapping[str, torch.Tensor]) -> Mask:
         return {}
 
+    def units(self, mask: Mapping[str, torch.Tensor]) -> Mask:
+        return {}
+
 
 @dataclass(frozen=True)
 class ChannelGranularity:
@@ -68,30 +73,30 @@ class ChannelGranularity:
                     base[c.param] = torch.ones_like(base[c.param])
         return channels.apply_units(base, list(self.groups), alive)
 
-    def alive(self, mask: Mapping[str, torch.Tensor]) -> Mask:
+    def units(self, mask: Mapping[str, torch.Tensor]) -> Mask:
         return channels.alive_units(mask, list(self.groups))
 
     def next_mask(self, strategy: str, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
                   rate: float, rates: Mapping[str, float], group_of: Mapping[str, Optional[str]],
                   generator: Optional[torch.Generator], *, keep_high: bool = True) -> Mask:
         entry: Strategy = STRATEGIES.get(strategy)
-        alive = self.alive(mask)
+        alive = self.units(mask)
         scores = None if entry.score == "random" else channels.unit_scores(state, list(self.groups), self.score, alive)
         alive = channels.prune_units(alive, scores, rate, layerwise=entry.layerwise, generator=generator,
                                      keep_high=keep_high)
         return channels.apply_units(mask, list(self.groups), alive)
 
     def random_like(self, mask: Mapping[str, torch.Tensor], generator: torch.Generator) -> Mask:
-        return self._rebuild(mask, random_mask_like(self.alive(mask), generator))
+        return self._rebuild(mask, random_mask_like(self.units(mask), generator))
 
     def complement(self, mask: Mapping[str, torch.Tensor]) -> Mask:
-        return self._rebuild(mask, complement(self.alive(mask)))
+        return self._rebuild(mask, complement(self.units(mask)))
 
     def perturb(self, mask: Mapping[str, torch.Tensor], fraction: float, generator: torch.Generator) -> Mask:
-        return self._rebuild(mask, perturb(self.alive(mask), fraction, generator))
+        return self._rebuild(mask, perturb(self.units(mask), fraction, generator))
 
     def held(self, mask: Mapping[str, torch.Tensor]) -> Mask:
-        return channels.held_masks(list(self.groups), self.alive(mask))
+        return channels.held_masks(list(self.groups), self.units(mask))
 
 
 @dataclass(frozen=True)
@@ -126,12 +131,11 @@ class NMGranularity:
     def held(self, mask: Mapping[str, torch.Tensor]) -> Mask:
         return {}
 
+    def units(self, mask: Mapping[str, torch.Tensor]) -> Mask:
+        return {}
+
 
 Granularity = WeightGranularity | ChannelGranularity | NMGranularity
-
-
-def _call(model: torch.nn.Module, example: Any) -> Any:
-    return model(example)
 
 
 def build_granularity(granularity: str, channel_score: str, model: torch.nn.Module, example: Any,
@@ -144,7 +148,7 @@ def build_granularity(granularity: str, channel_score: str, model: torch.nn.Modu
         return WeightGranularity()
     from ticketlab.sparsity.coupling import channel_groups  # Torch-Pruning is imported only when needed
 
-    groups = channel_groups(model, example, prunable, forward=_call, outputs=None)
+    groups = channel_groups(model, example, prunable)
     if not groups:
         raise TicketlabError("prune.granularity channel: no channel in prune.scope can be removed (every "
                              "conv/linear there feeds the model's outputs or is coupled to a layer outside it)")
