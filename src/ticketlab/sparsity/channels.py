@@ -145,5 +145,7 @@ def held_masks(groups: list[ChannelGroup], alive: Mapping[str, torch.Tensor]) ->
 def kept_rows(m: torch.Tensor) -> tuple[int, int]:
     """(output channels with some weight kept, output channels) of a conv/linear weight's mask: a
     channel ticket's channel count of the layer (any mask's, for the reports)."""
-    rows = m.reshape(m.shape[0] if m.dim() else 1, -1)
-    return int(torch.count_nonzero(rows.any(1))), int(rows.shape[0])
+    total = int(m.shape[0]) if m.dim() else 1
+    if m.numel() == 0:
+        return 0, total
+    return int(torch.count_nonzero(m.reshape(total, -1).any(1))), total

@@ -25,7 +25,7 @@ import torch_pruning as tp
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ticketlab.sparsity.channels import ChannelGroup, Coupled
+from ticketlab.sparsity.channels import ChannelGroup, Coupled, apply_units, held_masks
 
 NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 
@@ -65,9 +65,21 @@ def dependency_graph(model: nn.Module, example: Any, forward: Forward = call,
 
 
 def output_layers(graph: tp.DependencyGraph) -> list[nn.Module]:
-    """Conv/linear layers whose outputs feed no other traced layer: they produce the model's outputs."""
-    return [m for m, node in graph.module2node.items()
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and not node.outputs]
+    """Conv/linear layers whose outputs reach a model output through no other conv/linear layer (a
+    classifier's fc; an FPN's output convs, also the one LastLevelMaxPool pools): their channels are
+    the model's interface."""
+    stack = [node for node in graph.module2node.values() if not node.outputs]
+    seen, found = set(), []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node.module, (nn.Conv2d, nn.Linear)):
+            found.append(node.module)
+        else:
+            stack.extend(node.inputs)
+    return found
 
 
 def _coupled(name: str, dim: int, idxs: list[int], root: list[int], extent: int) -> Coupled:
@@ -127,7 +139,38 @@ def channel_groups(model: nn.Module, example: Any, prunable: Collection[str], *,
         if described is not None:
             found.append(described)
     order = {f"{n}.weight": i for i, n in enumerate(names.values())}
-    return sorted(found, key=lambda g: order.get(g.name, len(order)))
+    found.sort(key=lambda g: order.get(g.name, len(order)))
+    return exact_groups(model, example, found, forward)
+
+
+def _removes_exactly(model: nn.Module, example: Any, groups: list[ChannelGroup], forward: Forward) -> bool:
+    """Whether removing channel 0 of every group with Torch-Pruning computes what masking it does."""
+    alive = {g.name: torch.arange(g.size) > 0 for g in groups}
+    masked = copy.deepcopy(model).eval()
+    state = masked.state_dict()
+    touched = {c.param: torch.ones(state[c.param].shape, dtype=torch.bool) for g in groups for c in (*g.rows, *g.columns)}
+    keep = {**apply_units(touched, groups, alive), **held_masks(groups, alive)}
+    masked.load_state_dict({k: v * keep[k].to(v.device) if k in keep else v for k, v in state.items()})
+    compacted = copy.deepcopy(masked)
+    try:
+        compact_channels(compacted, example, alive, forward=forward)
+        with torch.no_grad():
+            want, got = tp.utils.flatten_as_list(forward(masked, example)), tp.utils.flatten_as_list(forward(compacted, example))
+    except (RuntimeError, ValueError, IndexError):  # a coupling the trace missed: shapes no longer fit
+        return False
+    return len(want) == len(got) and all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+                                         for a, b in zip(want, got))
+
+
+def exact_groups(model: nn.Module, example: Any, groups: list[ChannelGroup], forward: Forward = call) -> list[ChannelGroup]:
+    """The groups whose removal is checked to equal their masking (all at once, then halves of a failing
+    set): a coupling the trace cannot see (e.g. through an op Torch-Pruning does not know) is dropped."""
+    if not groups or _removes_exactly(model, example, groups, forward):
+        return groups
+    if len(groups) == 1:
+        return []
+    half = len(groups) // 2
+    return exact_groups(model, example, groups[:half], forward) + exact_groups(model, example, groups[half:], forward)
 
 
 def compact_channels(model: nn.Module, example: Any, alive: Mapping[str, torch.Tensor], *, forward: Forward = call,

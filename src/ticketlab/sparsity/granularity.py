@@ -4,7 +4,8 @@ Each granularity answers the same questions, so IMP (`lottery/imp.py`) and the c
 (`lottery/branches.py`) ask them without knowing which one runs:
 
 - `next_mask`: level k's mask from level k-1's trained state and mask (the strategy's counts);
-- `random_like`, `complement`, `perturb`: the controls, in the granularity's own units;
+- `random_like`, `complement`, `perturb`, `inverted`: the controls, in the granularity's own units
+  (`inverted`: level k's selection with the ranking reversed, the same counts removed);
 - `held`: the tensors outside the mask kept at 0 with it (a removed channel's norm γ/β, biases);
 - `units`: per channel group, which channels are alive (empty unless the granularity is channel),
   for compaction and the per-layer channel counts of reports.
@@ -27,6 +28,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.registry import STRATEGIES
 from ticketlab.sparsity import channels, nm
 from ticketlab.sparsity.group_rates import prune_by_groups
+from ticketlab.sparsity.ranking import keep_top, level_keep
 from ticketlab.sparsity.strategies import Mask, Strategy, complement, perturb, random_mask_like
 
 
@@ -39,6 +41,11 @@ class WeightGranularity:
                   rate: float, rates: Mapping[str, float], group_of: Mapping[str, Optional[str]],
                   generator: Optional[torch.Generator]) -> Mask:
         return prune_by_groups(strategy, {n: state[n] for n in mask}, mask, rate, rates, group_of, generator)
+
+    def inverted(self, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], rate: float,
+                 layerwise: bool) -> Mask:
+        return keep_top({n: state[n].abs() for n in mask}, mask, level_keep(mask, rate, 1, layerwise=layerwise),
+                        keep_high=False)
 
     def random_like(self, mask: Mapping[str, torch.Tensor], generator: torch.Generator) -> Mask:
         return random_mask_like(mask, generator)
@@ -78,13 +85,19 @@ class ChannelGranularity:
 
     def next_mask(self, strategy: str, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
                   rate: float, rates: Mapping[str, float], group_of: Mapping[str, Optional[str]],
-                  generator: Optional[torch.Generator], *, keep_high: bool = True) -> Mask:
+                  generator: Optional[torch.Generator]) -> Mask:
         entry: Strategy = STRATEGIES.get(strategy)
         alive = self.units(mask)
         scores = None if entry.score == "random" else channels.unit_scores(state, list(self.groups), self.score, alive)
-        alive = channels.prune_units(alive, scores, rate, layerwise=entry.layerwise, generator=generator,
-                                     keep_high=keep_high)
+        alive = channels.prune_units(alive, scores, rate, layerwise=entry.layerwise, generator=generator)
         return channels.apply_units(mask, list(self.groups), alive)
+
+    def inverted(self, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], rate: float,
+                 layerwise: bool) -> Mask:
+        alive = self.units(mask)
+        scores = channels.unit_scores(state, list(self.groups), self.score, alive)
+        kept = channels.prune_units(alive, scores, rate, layerwise=layerwise, keep_high=False)
+        return channels.apply_units(mask, list(self.groups), kept)
 
     def random_like(self, mask: Mapping[str, torch.Tensor], generator: torch.Generator) -> Mask:
         return self._rebuild(mask, random_mask_like(self.units(mask), generator))
@@ -118,6 +131,10 @@ class NMGranularity:
                 raise TicketlabError("prune.strategy random: needs a torch.Generator (seeded from train.seed)")
             state = {n: torch.rand(mask[n].shape, generator=generator, device=generator.device) for n in sorted(mask)}
         return nm.nm_mask(state, mask, self.n, self.m)
+
+    def inverted(self, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], rate: float,
+                 layerwise: bool) -> Mask:
+        return nm.nm_mask(state, mask, self.n, self.m, keep_high=False)
 
     def random_like(self, mask: Mapping[str, torch.Tensor], generator: torch.Generator) -> Mask:
         return nm.random_nm_like(mask, self.m, generator)
