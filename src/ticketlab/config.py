@@ -23,7 +23,7 @@ import yaml
 
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import DATA_FORMATS, MODEL_FAMILIES, STRATEGIES, TASKS, Registry, unknown_name
-from ticketlab.yaml_file import read_yaml_mapping
+from ticketlab.yaml_file import read_yaml_mapping, safe_load
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -432,7 +432,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise TicketlabError(f"--set {item!r}: expected key=value, e.g. --set train.seed=1")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise TicketlabError(f"--set {key}: value {raw!r} is not valid YAML ({e.__class__.__name__})")
         node = data
