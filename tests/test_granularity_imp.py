@@ -56,6 +56,8 @@ def test_channel_levels_remove_exact_counts_and_hold_norms_at_zero(channel_run):
     for level in (0, 1, 2):
         opened, units = level_units(channel_run, level)
         alive = sum(int(a.sum()) for a in units.values())
+        metrics = json.loads((channel_run / f"level_{level:02d}" / "metrics.json").read_text())
+        assert (metrics["channels_kept"], metrics["channels_scope"]) == (alive, sum(a.numel() for a in units.values()))
         if alive_before is not None:
             assert alive_before - alive == round(0.3 * alive_before)
         alive_before = alive

@@ -211,3 +211,16 @@ def test_bn_gamma_removes_the_smallest_gammas(resnet):
     mask = by_gamma.next_mask("layerwise", model.state_dict(), dense_mask(model, weight_scope(model)), 2 / 64,
                               {}, {}, None)
     assert (~by_gamma.units(mask)["layer1.0.conv1.weight"]).nonzero().squeeze(1).tolist() == [3, 7]
+
+
+def test_inverted_removes_the_highest_ranked_channels(resnet):
+    model, x, gran = resnet
+    state = model.state_dict()
+    full = dense_mask(model, weight_scope(model))
+    units = gran.units(full)
+    scores = unit_scores(state, list(gran.groups), "l1", units)
+    inverted = gran.units(gran.inverted(state, full, 0.25, layerwise=True))
+    for name, score in scores.items():
+        gone = ~inverted[name]
+        assert int(gone.sum()) == round(0.25 * score.numel())
+        assert score[gone].min() >= score[~gone].max()
