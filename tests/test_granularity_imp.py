@@ -3,11 +3,6 @@ held at 0, the controls in the granularity's units, compacted exports, and a SIG
 run bit-identical to an uninterrupted one."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -22,7 +17,7 @@ from ticketlab.lottery.opened import open_level
 from ticketlab.sparsity import load_mask
 from ticketlab.sparsity.nm import covered, group_counts
 
-from test_resume_kill import assert_same_run
+from test_resume_kill import assert_killed_in_level_1_resumes_like_reference
 
 QUICK = ["train.duration=1ep", "train.eval_every=1ep", "train.checkpoint_every=1ep", "prune.levels=2"]
 
@@ -130,25 +125,6 @@ KILL_ARGS = ["--set", "train.duration=10ep", "--set", "train.checkpoint_every=1e
              "--set", "prune.levels=1", "--set", "prune.granularity=channel"]
 
 
-def find(out):
-    return subprocess.Popen([sys.executable, "-m", "ticketlab", "find", "configs/digits_lenet.yaml", *KILL_ARGS,
-                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.slow
 def test_channel_run_killed_mid_level_resumes_bit_identically(tmp_path):
-    reference = tmp_path / "reference"
-    assert find(reference).wait(timeout=600) == 0
-    killed = tmp_path / "killed"
-    proc = find(killed)
-    checkpoint = killed / "level_01" / "checkpoint.safetensors"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert (killed / "level_00" / "metrics.json").is_file()
-    assert not (killed / "level_01" / "metrics.json").is_file()
-    rerun = find(killed)
-    assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
-    assert_same_run(killed, reference, levels=2)
+    assert_killed_in_level_1_resumes_like_reference(tmp_path, KILL_ARGS, levels=2)
