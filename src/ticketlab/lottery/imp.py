@@ -122,6 +122,7 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print, stop:
     with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
         exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
         check_at_init(exp)
+        exp.granularity()  # channel groups traced (and a bad channel_score refused) before any training
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
             dist.on_main(lambda: run.start(cfg, exp.task.record()))
