@@ -70,7 +70,8 @@ def write_columns(spec: MatrixSpec, rows: list[dict], out: Path) -> None:
     """OUT/matrix.json, and OUT/columns.csv (none when no target lists `columns`)."""
     atomic_write_json(Path(out) / MATRIX_FILE, {"paper": spec.paper, "spec": str(spec.path), "seeds": spec.seeds,
                                                 "targets": list(spec.targets)})
-    if not rows:
+    if not rows:  # a spec that no longer lists columns leaves no stale table behind
+        (Path(out) / COLUMNS_FILE).unlink(missing_ok=True)
         return
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
