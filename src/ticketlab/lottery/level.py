@@ -69,7 +69,7 @@ def train_ticket(exp: Experiment, ticket: TicketStart, run: Optional[LevelRun] =
     """
     run = run or LevelRun()
     out_dir, mask, dist = ticket.out_dir, ticket.mask, run.dist
-    enforced = with_followers(mask, exp.built.followers)
+    enforced = exp.enforced_mask(mask)
     dist.same_everywhere(content_digest(mask, ""), f"the mask of {out_dir}")
     start = masked_state(ticket.start_state, enforced)
 
@@ -81,7 +81,8 @@ def train_ticket(exp: Experiment, ticket: TicketStart, run: Optional[LevelRun] =
     dist.on_main(write_start)
     model = exp.model
     model.load_state_dict(start)
-    enforcer = MaskEnforcer(model, enforced)
+    params = dict(model.named_parameters())  # a frozen norm's held γ/β are buffers: zeroed once, above
+    enforcer = MaskEnforcer(model, {n: m for n, m in enforced.items() if n in params})
     t0 = time.time()
     result = train_level(LevelRequest(model, exp.task, exp.data, exp.cfg.train, out_dir, enforcer,
                                       exp.cfg.data.num_workers, run))
