@@ -28,7 +28,7 @@ from torch import nn
 from ticketlab.analysis.latency_sections import LatencyTimer
 from ticketlab.deploy.compact import compact
 from ticketlab.deploy.flops import count_macs
-from ticketlab.deploy.ticket import load_ticket
+from ticketlab.deploy.ticket import Ticket, load_ticket
 from ticketlab.errors import TicketlabError
 
 RUNTIMES = ("torch", "onnx")
@@ -66,7 +66,7 @@ def torch_runner(model: nn.Module, example: Any) -> Callable[[], Any]:
 
 def onnx_runner(model: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], Any]:
     """`model` exported to ONNX (dynamo=False, opset 17, as `ticketlab export`) in an ONNX Runtime CPU
-    session with `threads` intra- and inter-op threads; calls run it on `example`."""
+    session with `threads` intra- and inter-op threads; calls run it on `example` and return its outputs."""
     import onnxruntime
 
     if not torch.is_tensor(example):
@@ -80,13 +80,34 @@ def onnx_runner(model: nn.Module, example: torch.Tensor, threads: int) -> Callab
     opts.intra_op_num_threads = opts.inter_op_num_threads = threads
     session = onnxruntime.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
     feed = {"x": example.detach().cpu().numpy()}
-    return lambda: session.run(None, feed)
+    return lambda: [torch.from_numpy(o) for o in session.run(None, feed)]
+
+
+@dataclass
+class Deployed:
+    """A level as `ticketlab export --compact` deploys it, on the CPU in eval mode."""
+    ticket: Ticket
+    model: nn.Module
+    example: Any                # the level's own example input, on the CPU
+    channels: tuple[int, int]   # (kept, total) channel units of a channel ticket; (0, 0) for any other
+
+
+def deployed_model(level_dir: Path) -> Deployed:
+    """Load level `level_dir` and compact a copy of its model: a channel ticket's removed channels go,
+    then every hidden channel that provably cannot change the outputs (`deploy.compact`)."""
+    ticket = load_ticket(Path(level_dir))
+    units = ticket.experiment.granularity().units(ticket.mask)
+    model = copy.deepcopy(ticket.model).cpu().eval()
+    example = _to_cpu(ticket.example)
+    compact(model, units, example)
+    kept = sum(int(a.sum()) for a in units.values())
+    return Deployed(ticket, model, example, (kept, sum(a.numel() for a in units.values())))
 
 
 def level_latency(level_dirs: Sequence[Path], runtime: str = "torch", repeats: int = 20,
                   threads: int = 1) -> dict[Path, LevelLatency]:
-    """Each level compacted and timed in one interleaved loop (module docstring) on the CPU with
-    `threads` threads; keyed by the level dirs as given."""
+    """Each level deployed (`deployed_model`) and timed in one interleaved loop (module docstring) on
+    the CPU with `threads` threads; keyed by the level dirs as given."""
     if runtime not in RUNTIMES:
         raise TicketlabError(f"latency: runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     previous = torch.get_num_threads()
@@ -94,13 +115,10 @@ def level_latency(level_dirs: Sequence[Path], runtime: str = "torch", repeats: i
     try:
         runners, facts = {}, {}
         for i, level_dir in enumerate(level_dirs):
-            ticket = load_ticket(Path(level_dir))
-            model = copy.deepcopy(ticket.model).cpu().eval()
-            compact(model)
-            example = _to_cpu(ticket.example)
-            macs = count_macs(model, example).remaining
-            facts[i] = (macs, sum(p.numel() for p in model.parameters()))
-            runners[i] = torch_runner(model, example) if runtime == "torch" else onnx_runner(model, example, threads)
+            d = deployed_model(Path(level_dir))
+            facts[i] = (count_macs(d.model, d.example).remaining, sum(p.numel() for p in d.model.parameters()))
+            runners[i] = (torch_runner(d.model, d.example) if runtime == "torch"
+                          else onnx_runner(d.model, d.example, threads))
         medians = interleaved_medians(runners, repeats)
     finally:
         torch.set_num_threads(previous)
