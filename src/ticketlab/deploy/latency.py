@@ -96,7 +96,7 @@ def deployed_model(level_dir: Path) -> Deployed:
     """Load level `level_dir` and compact a copy of its model: a channel ticket's removed channels go,
     then every hidden channel that provably cannot change the outputs (`deploy.compact`)."""
     ticket = load_ticket(Path(level_dir))
-    units = ticket.experiment.granularity().units(ticket.mask)
+    units = ticket.units()
     model = copy.deepcopy(ticket.model).cpu().eval()
     example = _to_cpu(ticket.example)
     compact(model, units, example)

@@ -42,7 +42,6 @@ from ticketlab.registry import BRANCHES
 from ticketlab.rundir import FINAL_FILE, MASK_FILE, METRICS_FILE, RunDir
 from ticketlab.stop import StopFlag
 from ticketlab.sparsity import load_mask
-from ticketlab.sparsity.ranking import keep_top, level_keep
 from ticketlab.sparsity.pruning_at_init import get_strategy
 from ticketlab.train.loop import LevelRun
 
@@ -101,11 +100,9 @@ def inverted_mask(exp: Experiment, run: RunDir, level: int, shapes: dict) -> dic
     if strategy.score != "magnitude":
         raise TicketlabError(f"branch invert: prune.strategy {strategy.name} ranks no weights; nothing to invert")
     prev = load_mask(run.level_dir(level - 1) / MASK_FILE, shapes)
-    weights = load_state(run.level_dir(level - 1) / FINAL_FILE, exp.model)
-    names = exp.prune_names
-    chosen = {n: prev[n] for n in names}
-    keep = level_keep(chosen, exp.cfg.prune.rate, 1, layerwise=strategy.layerwise)
-    return {**prev, **keep_top({n: weights[n].abs() for n in names}, chosen, keep, keep_high=False)}
+    state = load_state(run.level_dir(level - 1) / FINAL_FILE, exp.model)
+    chosen = {n: prev[n] for n in exp.prune_names}
+    return {**prev, **exp.granularity().inverted(state, chosen, exp.cfg.prune.rate, strategy.layerwise)}
 
 
 def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int]) -> Branch:

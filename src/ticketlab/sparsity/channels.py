@@ -142,6 +142,10 @@ def held_masks(groups: list[ChannelGroup], alive: Mapping[str, torch.Tensor]) ->
     return out
 
 
-def channel_counts(alive: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
-    """(kept, total) units per group."""
-    return {name: (int(a.sum()), int(a.numel())) for name, a in alive.items()}
+def kept_rows(m: torch.Tensor) -> tuple[int, int]:
+    """(output channels with some weight kept, output channels) of a conv/linear weight's mask: a
+    channel ticket's channel count of the layer (any mask's, for the reports)."""
+    total = int(m.shape[0]) if m.dim() else 1
+    if m.numel() == 0:
+        return 0, total
+    return int(torch.count_nonzero(m.reshape(total, -1).any(1))), total

@@ -18,14 +18,14 @@ are left whole).
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Mapping, Optional
 
 import torch
 import torch_pruning as tp
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ticketlab.sparsity.channels import ChannelGroup, Coupled
+from ticketlab.sparsity.channels import ChannelGroup, Coupled, apply_units, held_masks
 
 NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 
@@ -47,8 +47,16 @@ class FrozenBatchNormPruner(tp.pruner.function.BasePruningFunc):
     get_in_channels = get_out_channels
 
 
-def dependency_graph(model: nn.Module, example: Any, forward: Callable[[nn.Module, Any], Any],
-                     outputs: Callable[[Any], Any]) -> tp.DependencyGraph:
+def call(model: nn.Module, example: Any) -> Any:
+    """How the graph is traced: the model called on the example as it is (a batch, or a list of images)."""
+    return model(example)
+
+
+Forward = Callable[[nn.Module, Any], Any]
+
+
+def dependency_graph(model: nn.Module, example: Any, forward: Forward = call,
+                     outputs: Optional[Callable[[Any], Any]] = None) -> tp.DependencyGraph:
     """Torch-Pruning's graph of `model` (traced in eval mode on `example`; grad enabled, as it needs)."""
     with torch.enable_grad():
         return tp.DependencyGraph().build_dependency(
@@ -57,9 +65,21 @@ def dependency_graph(model: nn.Module, example: Any, forward: Callable[[nn.Modul
 
 
 def output_layers(graph: tp.DependencyGraph) -> list[nn.Module]:
-    """Conv/linear layers whose outputs feed no other traced layer: they produce the model's outputs."""
-    return [m for m, node in graph.module2node.items()
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and not node.outputs]
+    """Conv/linear layers whose outputs reach a model output through no other conv/linear layer (a
+    classifier's fc; an FPN's output convs, also the one LastLevelMaxPool pools): their channels are
+    the model's interface."""
+    stack = [node for node in graph.module2node.values() if not node.outputs]
+    seen, found = set(), []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node.module, (nn.Conv2d, nn.Linear)):
+            found.append(node.module)
+        else:
+            stack.extend(node.inputs)
+    return found
 
 
 def _coupled(name: str, dim: int, idxs: list[int], root: list[int], extent: int) -> Coupled:
@@ -105,8 +125,8 @@ def _describe(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module,
     return ChannelGroup(rows[0].param, size, tuple(rows), tuple(columns), tuple(held), tuple(gammas))
 
 
-def channel_groups(model: nn.Module, example: Any, prunable: Collection[str], *,
-                   forward: Callable[[nn.Module, Any], Any], outputs: Callable[[Any], Any]) -> list[ChannelGroup]:
+def channel_groups(model: nn.Module, example: Any, prunable: Collection[str], *, forward: Forward = call,
+                   outputs: Optional[Callable[[Any], Any]] = None) -> list[ChannelGroup]:
     """Every prunable channel group of `model` (traced on a copy, so the model is not touched), in
     the model's module order."""
     traced = copy.deepcopy(model).eval()
@@ -119,11 +139,42 @@ def channel_groups(model: nn.Module, example: Any, prunable: Collection[str], *,
         if described is not None:
             found.append(described)
     order = {f"{n}.weight": i for i, n in enumerate(names.values())}
-    return sorted(found, key=lambda g: order.get(g.name, len(order)))
+    found.sort(key=lambda g: order.get(g.name, len(order)))
+    return exact_groups(model, example, found, forward)
 
 
-def compact_channels(model: nn.Module, example: Any, alive: dict[str, torch.Tensor], *,
-                     forward: Callable[[nn.Module, Any], Any], outputs: Callable[[Any], Any]) -> None:
+def _removes_exactly(model: nn.Module, example: Any, groups: list[ChannelGroup], forward: Forward) -> bool:
+    """Whether removing channel 0 of every group with Torch-Pruning computes what masking it does."""
+    alive = {g.name: torch.arange(g.size) > 0 for g in groups}
+    masked = copy.deepcopy(model).eval()
+    state = masked.state_dict()
+    touched = {c.param: torch.ones(state[c.param].shape, dtype=torch.bool) for g in groups for c in (*g.rows, *g.columns)}
+    keep = {**apply_units(touched, groups, alive), **held_masks(groups, alive)}
+    masked.load_state_dict({k: v * keep[k].to(v.device) if k in keep else v for k, v in state.items()})
+    compacted = copy.deepcopy(masked)
+    try:
+        compact_channels(compacted, example, alive, forward=forward)
+        with torch.no_grad():
+            want, got = tp.utils.flatten_as_list(forward(masked, example)), tp.utils.flatten_as_list(forward(compacted, example))
+    except (RuntimeError, ValueError, IndexError):  # a coupling the trace missed: shapes no longer fit
+        return False
+    return len(want) == len(got) and all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+                                         for a, b in zip(want, got))
+
+
+def exact_groups(model: nn.Module, example: Any, groups: list[ChannelGroup], forward: Forward = call) -> list[ChannelGroup]:
+    """The groups whose removal is checked to equal their masking (all at once, then halves of a failing
+    set): a coupling the trace cannot see (e.g. through an op Torch-Pruning does not know) is dropped."""
+    if not groups or _removes_exactly(model, example, groups, forward):
+        return groups
+    if len(groups) == 1:
+        return []
+    half = len(groups) // 2
+    return exact_groups(model, example, groups[:half], forward) + exact_groups(model, example, groups[half:], forward)
+
+
+def compact_channels(model: nn.Module, example: Any, alive: Mapping[str, torch.Tensor], *, forward: Forward = call,
+                     outputs: Optional[Callable[[Any], Any]] = None) -> None:
     """Remove, in place, every dead unit of each group (`alive`, keyed by the group's root weight)
     with Torch-Pruning: the model becomes a smaller dense one of the same class."""
     graph = dependency_graph(model, example, forward, outputs)

@@ -4,8 +4,11 @@ Each granularity answers the same questions, so IMP (`lottery/imp.py`) and the c
 (`lottery/branches.py`) ask them without knowing which one runs:
 
 - `next_mask`: level k's mask from level k-1's trained state and mask (the strategy's counts);
-- `random_like`, `complement`, `perturb`: the controls, in the granularity's own units;
-- `held`: the tensors outside the mask kept at 0 with it (a removed channel's norm γ/β, biases).
+- `random_like`, `complement`, `perturb`, `inverted`: the controls, in the granularity's own units
+  (`inverted`: level k's selection with the ranking reversed, the same counts removed);
+- `held`: the tensors outside the mask kept at 0 with it (a removed channel's norm γ/β, biases);
+- `units`: per channel group, which channels are alive (empty unless the granularity is channel),
+  for compaction and the per-layer channel counts of reports.
 
 Weight: the papers' IMP (strategies.py, group_rates.py). Channel: units of coupled channels
 (channels.py), counted like weights are — round(rate × alive units) per level over every prunable
@@ -25,6 +28,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.registry import STRATEGIES
 from ticketlab.sparsity import channels, nm
 from ticketlab.sparsity.group_rates import prune_by_groups
+from ticketlab.sparsity.ranking import keep_top, level_keep
 from ticketlab.sparsity.strategies import Mask, Strategy, complement, perturb, random_mask_like
 
 
@@ -38,6 +42,11 @@ class WeightGranularity:
                   generator: Optional[torch.Generator]) -> Mask:
         return prune_by_groups(strategy, {n: state[n] for n in mask}, mask, rate, rates, group_of, generator)
 
+    def inverted(self, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], rate: float,
+                 layerwise: bool) -> Mask:
+        return keep_top({n: state[n].abs() for n in mask}, mask, level_keep(mask, rate, 1, layerwise=layerwise),
+                        keep_high=False)
+
     def random_like(self, mask: Mapping[str, torch.Tensor], generator: torch.Generator) -> Mask:
         return random_mask_like(mask, generator)
 
@@ -48,6 +57,9 @@ class WeightGranularity:
         return perturb(mask, fraction, generator)
 
     def held(self, mask: Mapping[str, torch.Tensor]) -> Mask:
+        return {}
+
+    def units(self, mask: Mapping[str, torch.Tensor]) -> Mask:
         return {}
 
 
@@ -68,30 +80,36 @@ class ChannelGranularity:
                     base[c.param] = torch.ones_like(base[c.param])
         return channels.apply_units(base, list(self.groups), alive)
 
-    def alive(self, mask: Mapping[str, torch.Tensor]) -> Mask:
+    def units(self, mask: Mapping[str, torch.Tensor]) -> Mask:
         return channels.alive_units(mask, list(self.groups))
 
     def next_mask(self, strategy: str, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
                   rate: float, rates: Mapping[str, float], group_of: Mapping[str, Optional[str]],
-                  generator: Optional[torch.Generator], *, keep_high: bool = True) -> Mask:
+                  generator: Optional[torch.Generator]) -> Mask:
         entry: Strategy = STRATEGIES.get(strategy)
-        alive = self.alive(mask)
+        alive = self.units(mask)
         scores = None if entry.score == "random" else channels.unit_scores(state, list(self.groups), self.score, alive)
-        alive = channels.prune_units(alive, scores, rate, layerwise=entry.layerwise, generator=generator,
-                                     keep_high=keep_high)
+        alive = channels.prune_units(alive, scores, rate, layerwise=entry.layerwise, generator=generator)
         return channels.apply_units(mask, list(self.groups), alive)
 
+    def inverted(self, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], rate: float,
+                 layerwise: bool) -> Mask:
+        alive = self.units(mask)
+        scores = channels.unit_scores(state, list(self.groups), self.score, alive)
+        kept = channels.prune_units(alive, scores, rate, layerwise=layerwise, keep_high=False)
+        return channels.apply_units(mask, list(self.groups), kept)
+
     def random_like(self, mask: Mapping[str, torch.Tensor], generator: torch.Generator) -> Mask:
-        return self._rebuild(mask, random_mask_like(self.alive(mask), generator))
+        return self._rebuild(mask, random_mask_like(self.units(mask), generator))
 
     def complement(self, mask: Mapping[str, torch.Tensor]) -> Mask:
-        return self._rebuild(mask, complement(self.alive(mask)))
+        return self._rebuild(mask, complement(self.units(mask)))
 
     def perturb(self, mask: Mapping[str, torch.Tensor], fraction: float, generator: torch.Generator) -> Mask:
-        return self._rebuild(mask, perturb(self.alive(mask), fraction, generator))
+        return self._rebuild(mask, perturb(self.units(mask), fraction, generator))
 
     def held(self, mask: Mapping[str, torch.Tensor]) -> Mask:
-        return channels.held_masks(list(self.groups), self.alive(mask))
+        return channels.held_masks(list(self.groups), self.units(mask))
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,10 @@ class NMGranularity:
             state = {n: torch.rand(mask[n].shape, generator=generator, device=generator.device) for n in sorted(mask)}
         return nm.nm_mask(state, mask, self.n, self.m)
 
+    def inverted(self, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], rate: float,
+                 layerwise: bool) -> Mask:
+        return nm.nm_mask(state, mask, self.n, self.m, keep_high=False)
+
     def random_like(self, mask: Mapping[str, torch.Tensor], generator: torch.Generator) -> Mask:
         return nm.random_nm_like(mask, self.m, generator)
 
@@ -126,12 +148,11 @@ class NMGranularity:
     def held(self, mask: Mapping[str, torch.Tensor]) -> Mask:
         return {}
 
+    def units(self, mask: Mapping[str, torch.Tensor]) -> Mask:
+        return {}
+
 
 Granularity = WeightGranularity | ChannelGranularity | NMGranularity
-
-
-def _call(model: torch.nn.Module, example: Any) -> Any:
-    return model(example)
 
 
 def build_granularity(granularity: str, channel_score: str, model: torch.nn.Module, example: Any,
@@ -144,7 +165,7 @@ def build_granularity(granularity: str, channel_score: str, model: torch.nn.Modu
         return WeightGranularity()
     from ticketlab.sparsity.coupling import channel_groups  # Torch-Pruning is imported only when needed
 
-    groups = channel_groups(model, example, prunable, forward=_call, outputs=None)
+    groups = channel_groups(model, example, prunable)
     if not groups:
         raise TicketlabError("prune.granularity channel: no channel in prune.scope can be removed (every "
                              "conv/linear there feeds the model's outputs or is coupled to a layer outside it)")

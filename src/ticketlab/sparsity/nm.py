@@ -39,8 +39,10 @@ def _keep_first(order: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return ranks < counts.unsqueeze(1)
 
 
-def nm_mask(weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], n: int, m: int) -> Mask:
-    """Keep the n largest-|w| alive weights of every group of m (fewer when fewer are alive)."""
+def nm_mask(weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], n: int, m: int, *,
+            keep_high: bool = True) -> Mask:
+    """Keep the n largest-|w| alive weights of every group of m (fewer when fewer are alive); the n
+    smallest with `keep_high=False` (the `invert` control)."""
     out: Mask = {}
     for name, keep in mask.items():
         if not covered(keep.shape, m):
@@ -48,7 +50,8 @@ def nm_mask(weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor
             continue
         w = weights[name].detach().to(keep.device)
         alive = _groups(keep, m)
-        score = torch.where(alive, _groups(w, m).abs().double(), -1.0)
+        magnitude = _groups(w, m).abs().double()
+        score = torch.where(alive, magnitude if keep_high else -magnitude, -torch.inf)
         if bool(torch.isnan(score).any()):
             raise TicketlabError(f"N:M pruning: NaN in kept weights of {name}; the model has diverged")
         order = torch.sort(score, dim=1, descending=True, stable=True).indices
