@@ -86,7 +86,8 @@ def channel_rows(run_dirs: list[Path], sizes: list[int], repeats: int, threads: 
             facts[path, level] = (count_macs(small, x).remaining, count_macs(full, x).dense,
                                   sum(p.numel() for p in small.parameters()), tuple(x.shape))
         med = interleaved_medians(runners, repeats)
-        print(f"\nchannel tickets, input {'each run\'s own image' if size == 0 else f'{size}x{size}'}; "
+        shown = "each run's own image" if size == 0 else f"{size}x{size}"
+        print(f"\nchannel tickets, input {shown}; "
               f"median of {repeats} interleaved calls; speedup = the same seed's dense / compacted, mean over seeds")
         header = ("run config", "level", "channels removed", "metric", "mean ± std", "matching", "MACs kept",
                   "params", "torch dense ms", "torch compact ms", "torch speedup", "ORT dense ms",
