@@ -23,7 +23,7 @@ import yaml
 
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import DATA_FORMATS, MODEL_FAMILIES, STRATEGIES, TASKS, Registry, unknown_name
-from ticketlab.yaml_file import read_yaml_mapping
+from ticketlab.yaml_file import read_yaml_mapping, safe_load
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -233,10 +233,10 @@ class PruneConfig:
                               "counts in channels; exports compacted to a smaller dense model); N:M such as 2:4 "
                               "(the N largest of every M consecutive weights of a row kept, reached at level 1 "
                               "and then held; docs: README 'Granularity')")
-    channel_score: str = option("l1", "granularity channel: how a channel is ranked. l1 = mean |w| of its filters "
-                                "(the magnitude weight IMP ranks, defined for every conv and linear layer, so one "
-                                "global ranking covers the whole scope); bn_gamma = mean |γ| of the BatchNorms "
-                                "after it (You et al. 2020's early-bird channels; every pruned channel needs a BN)",
+    channel_score: str = option("l1", "granularity channel: how a channel is ranked, relative to its layer's mean. "
+                                "l1 = the L1 norm of its filters (magnitude, the lottery-ticket rule; defined for "
+                                "every conv and linear layer); bn_gamma = |γ| of the BatchNorms after it (You et al. "
+                                "2020's early-bird channels; every pruned channel needs a BatchNorm)",
                                 choices=("l1", "bn_gamma"))
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
     rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
@@ -432,7 +432,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise TicketlabError(f"--set {item!r}: expected key=value, e.g. --set train.seed=1")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise TicketlabError(f"--set {key}: value {raw!r} is not valid YAML ({e.__class__.__name__})")
         node = data

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from safetensors.torch import load_file
@@ -72,7 +72,7 @@ class Experiment:
     def scope_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: state[name] for name in self.scope}
 
-    def example_input(self):
+    def example_input(self) -> Any:
         """What the model is called with on one image (validation, else training): a batch of one."""
         split = self.data.val if len(self.data.val) else self.data.train
         return self.task.example_input(split[0][0].to(self.device))

@@ -42,11 +42,15 @@ def sparsity_metrics(exp: Experiment, mask: dict[str, torch.Tensor]) -> dict:
     report = sparsity_report(exp.model, mask, exp.built.groups)
     enforced = with_followers(mask, exp.built.followers)
     network = report if len(enforced) == len(mask) else sparsity_report(exp.model, enforced)
+    units = exp.granularity().units(mask)  # channel tickets: the channels left of the prunable groups
+    channels = {"channels_kept": sum(int(a.sum()) for a in units.values()),
+                "channels_scope": sum(a.numel() for a in units.values())} if units else {}
     return {
         "sparsity_scope": report.scope_sparsity,
         "sparsity_network": network.network_sparsity,
         "kept_scope": report.scope_kept,
         "scope_size": report.scope_numel,
+        **channels,
     }
 
 

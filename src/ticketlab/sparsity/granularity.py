@@ -35,8 +35,6 @@ from ticketlab.sparsity.strategies import Mask, Strategy, complement, perturb, r
 class WeightGranularity:
     """Single weights: the existing strategies, unchanged."""
 
-    label = "weight"
-
     def next_mask(self, strategy: str, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
                   rate: float, rates: Mapping[str, float], group_of: Mapping[str, Optional[str]],
                   generator: Optional[torch.Generator]) -> Mask:
@@ -70,7 +68,6 @@ class ChannelGranularity:
 
     groups: tuple[channels.ChannelGroup, ...]
     score: str = "l1"
-    label = "channel"
 
     def _rebuild(self, mask: Mapping[str, torch.Tensor], alive: Mapping[str, torch.Tensor]) -> Mask:
         base = dict(mask)
@@ -118,10 +115,6 @@ class NMGranularity:
 
     n: int
     m: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.n}:{self.m}"
 
     def next_mask(self, strategy: str, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
                   rate: float, rates: Mapping[str, float], group_of: Mapping[str, Optional[str]],
