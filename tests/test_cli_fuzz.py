@@ -222,14 +222,48 @@ def test_find_into_an_existing_file_is_one_line_naming_it(world, capsys):
     assert status == 2 and len(errors) == 1 and str(world["plain"]) in errors[0], stderr
 
 
-@pytest.mark.parametrize("command", [["eval"], ["info"], ["export", "--format", "state_dict"]])
-def test_commands_check_a_truncated_mask_like_info_does(world, tmp_path, capsys, command):
-    # `eval` used to score final.safetensors without checking the level's mask and exit 0
+def _truncate(path: Path, _run: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _from_dense(path: Path, run: Path) -> None:
+    """The dense level's file in place of level_01's: nonzero where level_01's mask prunes."""
+    shutil.copyfile(run / "level_00" / path.name, path)
+
+
+DAMAGE = {  # what a damaged level looks like: (file of level_01, how it is damaged)
+    "truncated mask": ("mask.safetensors", _truncate),
+    "truncated final": ("final.safetensors", _truncate),
+    "dense final": ("final.safetensors", _from_dense),
+    "dense rewind": ("rewind.safetensors", _from_dense),
+}
+
+# Every reader of a level, on RUN/level_01 (`{level}`) of the run RUN (`{run}`); `{new}` is a fresh dir.
+READERS = {
+    "eval": ["eval", "{level}"],
+    "info": ["info", "{level}"],
+    "export": ["export", "{level}", "--format", "state_dict", "--out", "{new}/ticket.safetensors"],
+    "branch": ["branch", "{level}", "reinit"],
+    "report": ["report", "{run}", "--out", "{new}", "--level", "1"],
+    "resume": ["find", str(DIGITS), *TINY, "--out", "{run}"],
+    "transfer": ["find", str(DIGITS), *TINY, "--set", "init.source={level}", "--set", "init.map=shared",
+                 "--out", "{new}"],
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("reader", READERS)
+def test_every_reader_of_a_level_refuses_a_damaged_one_naming_the_file(world, tmp_path, capsys, reader, damage):
+    # `eval` used to score final.safetensors without checking the level's mask and exit 0; report,
+    # transfer and a resumed find read masks and weights unchecked
     run = tmp_path / "run"
     shutil.copytree(world["run"], run, symlinks=True)
-    mask = run / "level_01" / "mask.safetensors"
-    mask.write_bytes(mask.read_bytes()[:-7])
-    argv = [command[0], str(run / "level_01"), *command[1:]]
-    status, stderr = _refused(argv, capsys)
+    name, spoil = DAMAGE[damage]
+    damaged = run / "level_01" / name
+    spoil(damaged, run)
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    fill = {"level": str(run / "level_01"), "run": str(run), "new": str(tmp_path / "new")}
+    status, stderr = _refused([a.format(**fill) for a in READERS[reader]], capsys)
     errors = _error_lines(stderr)
-    assert status == 2 and len(errors) == 1 and "mask.safetensors" in errors[0], stderr
+    assert status == 2 and len(errors) == 1 and str(damaged) in errors[0], stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files  # nothing overwritten or added
