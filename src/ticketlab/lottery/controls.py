@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ticketlab.config import check_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.branches import branch_dir_name, run_branch
 from ticketlab.registry import BRANCHES
@@ -70,6 +71,8 @@ def run_controls(run_dir: Path, *, levels: Optional[Sequence[int]] = None, names
     bad = [n for n in names if n not in choices()]
     if bad:
         raise TicketlabError(f"--only: {', '.join(bad)} not among {', '.join(choices())}")
+    if seed is not None:
+        check_seed("--seed", seed)
     if any(BRANCHES.get(n).fraction for n in names) and not 0.0 < fraction <= 1.0:  # checked before any training
         raise TicketlabError(f"--fraction: expected a number in (0, 1], got {fraction}")
     run = RunDir(run_dir)
