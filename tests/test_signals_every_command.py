@@ -42,6 +42,7 @@ SYNTH = ["--n-train", "4", "--n-val", "1", "--image-size", "64", "--classes", "[
          "--keypoints", "false"]
 LINE = re.compile(r"ticketlab: stopped by SIG(INT|TERM)(: [^\n]+)?; rerun the same command to resume\n")
 TRIES = 4
+LONGEST = 1.0  # s: the longest delay of a signal (the tiny commands here train for about a second)
 
 
 def _catches_sigterm(pid: int) -> bool:
@@ -115,13 +116,12 @@ def _same_cell(out: Path, reference: Path) -> None:
 
 @dataclass(frozen=True)
 class Case:
-    """One command: its argv ({out}: where it writes, {run}: the run dir it reads or branches), the
-    longest delay of its signal in seconds, a path that appears once it is into its real work, and,
+    """One command: its argv ({out}: where it writes, {run}: the run dir it reads or branches), a
+    path that appears once it is into its real work, and,
     if it resumes, how its rerun must match an uninterrupted run: check(rerun's dir, reference's dir),
     the reference being the module's finished run ("world") or one run here ("here")."""
 
     argv: list[str]
-    longest: float
     marker: Optional[str] = None
     check: Optional[Callable[[Path, Path], None]] = None
     reference: str = "here"
@@ -129,24 +129,24 @@ class Case:
 
 LEVEL = "{run}/level_01"
 COMMANDS = {
-    "find": Case(["find", str(DIGITS), *TINY, "--out", "{out}"], 2.0, "{out}/level_00/mask.safetensors",
+    "find": Case(["find", str(DIGITS), *TINY, "--out", "{out}"], "{out}/level_00/mask.safetensors",
                  lambda o, r: assert_same_run(o, r, 2), "world"),
-    "sweep": Case(["sweep", "{study}", "--out", "{out}"], 2.0, "{out}/cells", _same_cell, "world"),
-    "transfer-matrix": Case(["transfer-matrix", "{spec}", "--out", "{out}"], 2.0,
+    "sweep": Case(["sweep", "{study}", "--out", "{out}"], "{out}/cells", _same_cell, "world"),
+    "transfer-matrix": Case(["transfer-matrix", "{spec}", "--out", "{out}"],
                             "{out}/dense/digits/seed_0/level_00/mask.safetensors",
                             _same_tree("*/digits/seed_0/level_00/*.safetensors")),
-    "branch": Case(["branch", LEVEL, "reinit"], 2.0, LEVEL + "/branch_reinit/mask.safetensors",
+    "branch": Case(["branch", LEVEL, "reinit"], LEVEL + "/branch_reinit/mask.safetensors",
                    _same_tree("level_01/branch_reinit/*.safetensors")),
-    "controls": Case(["controls", "{run}", "--levels", "1", "--only", "complement"], 2.0,
+    "controls": Case(["controls", "{run}", "--levels", "1", "--only", "complement"],
                      LEVEL + "/branch_complement/mask.safetensors",
                      _same_tree("level_01/branch_complement/*.safetensors")),
-    "data synth": Case(["data", "synth", "--out", "{out}", *SYNTH], 1.5, "{out}/images", _same_tree("**/*")),
-    "data synth-crops": Case(["data", "synth-crops", "--out", "{out}", *SYNTH, "--min-area", "16"], 1.5,
+    "data synth": Case(["data", "synth", "--out", "{out}", *SYNTH], "{out}/images", _same_tree("**/*")),
+    "data synth-crops": Case(["data", "synth-crops", "--out", "{out}", *SYNTH, "--min-area", "16"],
                              "{out}/train", _same_tree("**/*")),
-    "eval": Case(["eval", LEVEL], 1.5),
-    "export": Case(["export", LEVEL, "--format", "state_dict", "--out", "{out}/ticket.safetensors"], 1.5),
-    "report": Case(["report", "{run}", "--out", "{out}"], 1.5, "{out}"),
-    "demo": Case(["demo", "--out", "{out}"], 2.0, "{out}/data/images"),
+    "eval": Case(["eval", LEVEL]),
+    "export": Case(["export", LEVEL, "--format", "state_dict", "--out", "{out}/ticket.safetensors"]),
+    "report": Case(["report", "{run}", "--out", "{out}"], "{out}"),
+    "demo": Case(["demo", "--out", "{out}"], "{out}/data/images"),
 }
 
 
@@ -164,7 +164,7 @@ def test_a_signal_at_a_random_moment_stops_in_one_line_and_the_rerun_matches(wor
     argv = [fill(a, out, run) for a in case.argv]
     marker = Path(fill(case.marker, out, run)) if case.marker else None
 
-    status, sig, err = _signalled(argv, rng, case.longest, marker)
+    status, sig, err = _signalled(argv, rng, LONGEST, marker)
     assert status == RESUMABLE, err
     assert LINE.fullmatch(err) and sig in err, err  # one line, naming the signal; no traceback
     assert not [p for root in (out, run) if root.exists() for p in root.rglob(".lock")]

@@ -84,6 +84,23 @@ def stop_on_signals(poll: bool = True) -> Iterator[StopFlag]:
             signal.signal(s, old)
 
 
+@contextlib.contextmanager
+def nothing_to_checkpoint(flag: Optional[StopFlag]) -> Iterator[None]:
+    """A stretch of a polling command that has nothing to checkpoint and that no step boundary ends
+    soon (`demo` writing its data set, which a rerun writes again): a signal in it, or one already
+    raised, ends the process at once, as in a command that never polls."""
+    if flag is None:
+        yield
+        return
+    if flag.requested:
+        exit_at_once(Stopped(flag.signame or "a signal"))
+    flag.poll = False
+    try:
+        yield
+    finally:
+        flag.poll = True
+
+
 def exit_at_once(stopped: Stopped) -> None:
     """Write the stopped line and end the process with `RESUMABLE`, unwinding nothing (see module doc);
     os.write and os._exit are safe inside a signal handler, where print may not be."""
