@@ -83,7 +83,8 @@ BAD_LEVEL = st.sampled_from(["-1", "2", "99", "1.5", "abc", "", "nan"])  # the r
 BAD_SET = st.sampled_from([
     "prune.rate=1.5", "prune.rate=-0.1", "prune.levels=-1", "train.batch_size=0", "train.lr=abc",
     "train.duration=10 parsecs", "data.format=tiff", "model.family=resnet5", "prune.strategy=biggest",
-    "train.seed=1.5", "train.seed=-1", "train.seed=99999999999999999999", "data.split_seed=-1", "nokey", "=1", "train.nokey=1", "model.width=0", "task=painting", "prune.rate",
+    "train.seed=1.5", "train.seed=-1", "train.seed=99999999999999999999", "data.split_seed=-1",
+    "nokey", "=1", "train.nokey=1", "model.width=0", "task=painting", "prune.rate",
 ])
 
 

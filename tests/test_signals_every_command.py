@@ -7,8 +7,11 @@ resume), exactly one line on stderr and no traceback, no `.lock` left anywhere u
 and the same command run again finishes (exit 0); where the command resumes (`find`, `branch`,
 `controls`, `sweep`, `transfer-matrix`, `data synth`, `data synth-crops`) the rerun's files are
 byte for byte those of a run never stopped. `demo` trains a Faster R-CNN for minutes, so it is only
-stopped (it is `data synth` + `find` + `report`, each covered here). `tests/test_preempt.py`
-covers several signals in a row on one `find`, a second signal while the first is handled included.
+stopped (it is `data synth` + `find` + `report`, each covered here), and so is `sweep --workers 2`,
+which runs its cell as a process of its own that the signal to `sweep` must reach (its rerun would
+resume the cell as `sweep`'s does, at the cost of the process start-ups again).
+`tests/test_preempt.py` covers several signals in a row on one `find`, a second signal while the
+first is handled included.
 
 The references run in this process through `cli.main` (no interpreter start-up); if a command ends
 before its signal lands, it is run again with a shorter delay.
@@ -117,7 +120,7 @@ def _same_cell(out: Path, reference: Path) -> None:
 @dataclass(frozen=True)
 class Case:
     """One command: its argv ({out}: where it writes, {run}: the run dir it reads or branches), a
-    path that appears once it is into its real work, and,
+    path that appears once it is into its real work, whether the test reruns it, and,
     if it resumes, how its rerun must match an uninterrupted run: check(rerun's dir, reference's dir),
     the reference being the module's finished run ("world") or one run here ("here")."""
 
@@ -125,6 +128,7 @@ class Case:
     marker: Optional[str] = None
     check: Optional[Callable[[Path, Path], None]] = None
     reference: str = "here"
+    rerun: bool = True
 
 
 LEVEL = "{run}/level_01"
@@ -132,6 +136,8 @@ COMMANDS = {
     "find": Case(["find", str(DIGITS), *TINY, "--out", "{out}"], "{out}/level_00/mask.safetensors",
                  lambda o, r: assert_same_run(o, r, 2), "world"),
     "sweep": Case(["sweep", "{study}", "--out", "{out}"], "{out}/cells", _same_cell, "world"),
+    "sweep --workers": Case(["sweep", "{study}", "--out", "{out}", "--workers", "2"], "{out}/cells",
+                            rerun=False),  # the cell is a process of its own, which the signal must reach
     "transfer-matrix": Case(["transfer-matrix", "{spec}", "--out", "{out}"],
                             "{out}/dense/digits/seed_0/level_00/mask.safetensors",
                             _same_tree("*/digits/seed_0/level_00/*.safetensors")),
@@ -146,7 +152,7 @@ COMMANDS = {
     "eval": Case(["eval", LEVEL]),
     "export": Case(["export", LEVEL, "--format", "state_dict", "--out", "{out}/ticket.safetensors"]),
     "report": Case(["report", "{run}", "--out", "{out}"], "{out}"),
-    "demo": Case(["demo", "--out", "{out}"], "{out}/data/images"),
+    "demo": Case(["demo", "--out", "{out}"], "{out}/data/images", rerun=False),
 }
 
 
@@ -167,9 +173,9 @@ def test_a_signal_at_a_random_moment_stops_in_one_line_and_the_rerun_matches(wor
     status, sig, err = _signalled(argv, rng, LONGEST, marker)
     assert status == RESUMABLE, err
     assert LINE.fullmatch(err) and sig in err, err  # one line, naming the signal; no traceback
-    assert not [p for root in (out, run) if root.exists() for p in root.rglob(".lock")]
+    assert not [p for root in (out, run) if root.exists() for p in [*root.rglob(".lock"), *root.rglob("*.pid")]]
 
-    if command == "demo":  # minutes of training: stopping is what is checked here
+    if not case.rerun:  # demo: minutes of training; sweep --workers: its cell resumes as `sweep`'s does
         return
     assert main(argv) == 0, f"the rerun of {command} failed"
     if case.check is None:

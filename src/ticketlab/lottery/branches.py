@@ -153,7 +153,8 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
     if branch.on_path:
         with run_lock(run.root):
             if name == INSTABILITY:
-                copy_seeds = list(seeds) if seeds is not None else [seed + i for i in range(2 if copies is None else copies)]
+                count = 2 if copies is None else copies  # 0 is refused by run_instability, not taken for 2
+                copy_seeds = list(seeds) if seeds is not None else [seed + i for i in range(count)]
                 return out, run_instability(exp, run, level, mask, out, seeds=copy_seeds, points=points or 11,
                                             bn_batches=bn_batches)
             return out, run_interpolate_next(exp, run, level, mask, out, points=points or 11, bn_batches=bn_batches)
