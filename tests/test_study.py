@@ -146,3 +146,19 @@ def test_module_group_table_end_to_end_on_synthetic_detection(tmp_path):
             assert float(r["network sparsity"]) == pytest.approx(0.8 * share, rel=1e-3)
     full = next(r for r in rows if all(r[g] == "✓" for g in ("base", "top", "rpn", "box_head")))
     assert float(full["Param %"]) == max(float(r["Param %"]) for r in rows)
+
+
+def test_a_study_names_the_paper_figure_it_reproduces_and_renaming_it_keeps_the_cells(study, tmp_path):
+    spec, out = study
+    named = write_study(spec.parent / "named.yaml", **{**yaml.safe_load(spec.read_text()),
+                                                        "paper": "001 Fig. 2c: global vs layer-wise"})
+    lines = []
+    run_study(named, out, log=lines.append)  # only the caption changed: the cells are the same
+    assert len(lines) == 4 and all(line.endswith("finished, skipped") for line in lines)
+    assert json.loads((out / "study.json").read_text())["spec"]["paper"] == "001 Fig. 2c: global vs layer-wise"
+    page = write_report([out], tmp_path / "r").index.read_text()
+    assert "Paper 001 Fig. 2c: global vs layer-wise — study out" in page
+    assert "Paper 001 Fig. 2c: global vs layer-wise — accuracy vs prune.strategy" in page
+    bad = write_study(spec.parent / "bad.yaml", **{**yaml.safe_load(spec.read_text()), "paper": ["Fig. 2c"]})
+    with pytest.raises(TicketlabError, match="bad.yaml: paper: expected the figure or table"):
+        load_study(bad)

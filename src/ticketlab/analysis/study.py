@@ -9,6 +9,7 @@ counts), `STUDY/cells/<name>/` (run dirs), `STUDY/aggregate.csv` (per series and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,8 +189,13 @@ def study_sections(out: Path, study: StudyDir, runs: Sequence[Run], written: lis
     what = ("paper 001 Table 3: each module group pruned or not (✓); Param % = the share of the network's "
             "parameters in the pruned groups" if study.spec.get("preset") == "module_groups"
             else "one row per setting; Param % = the share of the network's parameters in the pruning scope")
-    table = Block(heading=f"Study {study.path.name}", data=data, table=(header, body),
+    paper = study.spec.get("paper")
+    named = f"Paper {paper} — study {study.path.name}" if paper else f"Study {study.path.name}"
+    table = Block(heading=named, data=data, table=(header, body),
                   paragraphs=[f"{len(study.cells)} cells over axes {', '.join(study.axes)} ({what}). Metric and "
                               "network sparsity at the last level every seed finished; matching = mean ≥ dense "
                               "mean − 1 std of the same setting."])
-    return [table, *_sweep_blocks(out, study, rows, tag, data, written)]
+    sweeps = _sweep_blocks(out, study, rows, tag, data, written)
+    if paper:
+        sweeps = [dataclasses.replace(b, heading=f"Paper {paper} — {b.heading}") for b in sweeps]
+    return [table, *sweeps]

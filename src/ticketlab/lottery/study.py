@@ -62,6 +62,7 @@ def module_group_axis(cfg: Config) -> list[dict]:
 
 
 PRESETS: dict[str, tuple[str, Callable[[Config], list[dict]]]] = {"module_groups": ("modules", module_group_axis)}
+STUDY_KEYS = ("config", "set", "grid", "preset", "launch", "paper")
 
 
 def _fmt(value: Any) -> str:
@@ -91,9 +92,11 @@ class Study:
     axes: dict[str, list[Any]] = field(default_factory=dict)
     preset: str | None = None
     launch: LaunchConfig = field(default_factory=LaunchConfig)  # where cells run, not what they are
+    paper: str | None = None            # the figure or table it reproduces, e.g. "001 Fig. 2a: ..."
 
     def spec(self) -> dict:
-        return {"config": str(self.config), "set": self.common, "grid": self.axes, "preset": self.preset}
+        return {"config": str(self.config), "set": self.common, "grid": self.axes, "preset": self.preset,
+                "paper": self.paper}
 
     def cells(self) -> list[Cell]:
         names = list(self.axes)
@@ -114,10 +117,10 @@ class Study:
 
 def load_study(path: Path) -> Study:
     path = Path(path)
-    data = read_yaml_mapping(path, "study", "a mapping with keys config, set, grid, preset, launch")
-    unknown = sorted(set(data) - {"config", "set", "grid", "preset", "launch"})
+    data = read_yaml_mapping(path, "study", f"a mapping with keys {', '.join(STUDY_KEYS)}")
+    unknown = sorted(set(data) - set(STUDY_KEYS))
     if unknown:
-        raise TicketlabError(f"{path}: unknown study key {unknown[0]!r} (expected config, set, grid, preset, launch)")
+        raise TicketlabError(f"{path}: unknown study key {unknown[0]!r} (expected {', '.join(STUDY_KEYS)})")
     if not isinstance(data.get("config"), str):
         raise TicketlabError(f"{path}: config: expected the path of a YAML config, relative to the study file")
     common = data.get("set") or []
@@ -131,6 +134,10 @@ def load_study(path: Path) -> Study:
             raise TicketlabError(f"{path}: grid.{axis}: expected a non-empty list of values")
         if any(isinstance(v, dict) for v in values) and not all(isinstance(v, dict) for v in values):
             raise TicketlabError(f"{path}: grid.{axis}: mix of mappings and plain values; use one kind")
+    paper = data.get("paper")
+    if paper is not None and (not isinstance(paper, str) or not paper.strip()):
+        raise TicketlabError(f"{path}: paper: expected the figure or table the study reproduces, as text "
+                             "(e.g. \"001 Fig. 2a: mAP vs % of Base + Top pruned\")")
     preset = data.get("preset")
     if preset is not None:
         if preset not in PRESETS:
@@ -140,7 +147,8 @@ def load_study(path: Path) -> Study:
         axis, values = PRESETS[preset]
         grid = {axis: values(load_config(config, list(common))), **grid}
     launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
-    study = Study(path=path, config=config, common=list(common), axes=dict(grid), preset=preset, launch=launch)
+    study = Study(path=path, config=config, common=list(common), axes=dict(grid), preset=preset, launch=launch,
+                  paper=paper)
     for cell in study.cells():  # every cell's config is checked before anything trains
         cell_config(study, cell)
     return study
@@ -194,11 +202,16 @@ class StudyRun:
         return finished(self.configs[cell.name], self.root(cell.name))
 
 
+def _what_runs(spec: dict) -> dict:
+    """A spec without its caption: renaming the figure a study reproduces does not change its cells."""
+    return {k: v for k, v in spec.items() if k != "paper"}
+
+
 def open_study(path: Path, out: Path) -> StudyRun:
     study = load_study(path)
     out = Path(out)
     old = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).is_file() else {}
-    if old and old.get("spec") != json.loads(json.dumps(study.spec())):
+    if old and _what_runs(old.get("spec") or {}) != _what_runs(json.loads(json.dumps(study.spec()))):
         raise TicketlabError(f"{out} holds a study with a different spec; use a new --out, or restore {path}")
     cells = study.cells()
     configs = {c.name: cell_config(study, c) for c in cells}
