@@ -3,8 +3,9 @@
 Each command runs as a real `ticketlab` process on a tiny input; once it has installed its signal
 handlers (the kernel's SigCgt mask shows SIGTERM caught) it gets SIGINT or SIGTERM after a seeded
 random delay. What a user must see: exit status 75 (README "When things go wrong": stopped, rerun to
-resume), exactly one line on stderr and no traceback, no `.lock` left anywhere under what it wrote,
-and the same command run again finishes (exit 0); where the command resumes (`find`, `branch`,
+resume), exactly one line on stderr and no traceback, no `.lock` (nor temporary file) left anywhere
+under what it wrote, and the same command run again finishes (exit 0); where the command resumes
+(`find`, `branch`,
 `controls`, `sweep`, `transfer-matrix`, `data synth`, `data synth-crops`) the rerun's files are
 byte for byte those of a run never stopped. `demo` trains a Faster R-CNN for minutes, so it is only
 stopped (it is `data synth` + `find` + `report`, each covered here), and so is `sweep --workers 2`,
@@ -173,7 +174,8 @@ def test_a_signal_at_a_random_moment_stops_in_one_line_and_the_rerun_matches(wor
     status, sig, err = _signalled(argv, rng, LONGEST, marker)
     assert status == RESUMABLE, err
     assert LINE.fullmatch(err) and sig in err, err  # one line, naming the signal; no traceback
-    assert not [p for root in (out, run) if root.exists() for p in [*root.rglob(".lock"), *root.rglob("*.pid")]]
+    left = [".lock", "*.pid", ".tmp-*"]  # no lock, no launcher pid file, no temporary of an atomic write
+    assert not [p for root in (out, run) if root.exists() for pattern in left for p in root.rglob(pattern)]
 
     if not case.rerun:  # demo: minutes of training; sweep --workers: its cell resumes as `sweep`'s does
         return

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -102,8 +103,13 @@ def nothing_to_checkpoint(flag: Optional[StopFlag]) -> Iterator[None]:
 
 
 def exit_at_once(stopped: Stopped) -> None:
-    """Write the stopped line and end the process with `RESUMABLE`, unwinding nothing (see module doc);
-    os.write and os._exit are safe inside a signal handler, where print may not be."""
+    """Write the stopped line and end the process with `RESUMABLE`, unwinding nothing (see module doc)
+    but the temporaries of atomic writes in flight; os.write and os._exit are safe inside a signal
+    handler, where print may not be."""
+    atomic = sys.modules.get("ticketlab.atomic")  # not imported yet: no write can be in flight
+    remove_in_flight = getattr(atomic, "remove_in_flight", None)  # None while it is being imported
+    if remove_in_flight is not None:
+        remove_in_flight()
     os.write(2, (stopped.line() + "\n").encode())
     os._exit(RESUMABLE)
 
