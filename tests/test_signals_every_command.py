@@ -5,9 +5,8 @@ handlers (the kernel's SigCgt mask shows SIGTERM caught) it gets SIGINT or SIGTE
 random delay. What a user must see: exit status 75 (README "When things go wrong": stopped, rerun to
 resume), exactly one line on stderr and no traceback, no `.lock` (nor temporary file) left anywhere
 under what it wrote, and the same command run again finishes (exit 0); where the command resumes
-(`find`, `branch`,
-`controls`, `sweep`, `transfer-matrix`, `data synth`, `data synth-crops`) the rerun's files are
-byte for byte those of a run never stopped. `demo` trains a Faster R-CNN for minutes, so it is only
+(`find`, `branch`, `controls`, `sweep`, `transfer-matrix`, `data synth`, `data synth-crops`) the
+rerun's files are byte for byte those of a run never stopped. `demo` trains a Faster R-CNN for minutes, so it is only
 stopped (it is `data synth` + `find` + `report`, each covered here), and so is `sweep --workers 2`,
 which runs its cell as a process of its own that the signal to `sweep` must reach (its rerun would
 resume the cell as `sweep`'s does, at the cost of the process start-ups again).
