@@ -13,9 +13,9 @@ next step boundary and exits 75; the job is then requeued and resumes there. A s
 launching command itself (SIGTERM, Ctrl-C) on this machine starts no further unit and sends SIGTERM
 to each running unit (its `CellJob` keeps the unit's process id beside its log; submitit's own
 cancel would interrupt only its controller); once they have checkpointed, the command stops with
-`Stopped` (exit 75), and a rerun resumes every cell. A unit that fails is
-reported with its last stderr line and is not retried; one whose run dir another launcher holds
-fails on the lock, so no cell is trained twice.
+`Stopped` (exit 75), and a rerun resumes every cell. A unit that fails is reported with its last
+stderr line and is not retried; one whose run dir another launcher holds fails on the lock, so no
+cell is trained twice.
 """
 
 from __future__ import annotations
