@@ -187,3 +187,27 @@ def test_a_signal_at_a_random_moment_stops_in_one_line_and_the_rerun_matches(wor
     ref_out, ref_run = tmp_path / "reference", world["reference"]
     assert main([fill(a, ref_out, ref_run) for a in case.argv]) == 0
     case.check(run if writes_run else out, ref_run if writes_run else ref_out)
+
+
+def test_a_signal_mid_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    """The moment the random signals above only sometimes hit, made certain: a command with nothing to
+    checkpoint gets SIGTERM while an atomic write has its temporary written but not yet renamed (the
+    signal is sent from inside fsync). It ends at once with 75 and its line; the file keeps its old
+    content and the temporary is gone."""
+    target = tmp_path / "crops.json"
+    target.write_text("old\n")
+    code = "\n".join([
+        "import os, signal, sys",
+        "from ticketlab import atomic",
+        "from ticketlab.stop import stop_on_signals",
+        "fsync = os.fsync",
+        "os.fsync = lambda fd: (fsync(fd), os.kill(os.getpid(), signal.SIGTERM))",
+        "with stop_on_signals(poll=False):",
+        "    atomic.atomic_write_text(sys.argv[1], 'new')",
+        "    print('not stopped')",
+    ])
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert proc.returncode == RESUMABLE and LINE.fullmatch(proc.stderr), proc.stderr
+    assert proc.stdout == "" and target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["crops.json"]
