@@ -142,7 +142,7 @@ def cmd_info(args) -> int:
         report = level_report(target)
         rows = report.to_rows()
         _print_table([r for r in rows if r["kind"] == "tensor"],
-                     ["name", "group", "shape", "kept", "sparsity", "kernels", "zero_kernels"])
+                     ["name", "group", "shape", "kept", "sparsity", "out_channels", "kernels", "zero_kernels"])
         print()
         _print_table([r for r in rows if r["kind"] != "tensor"], ["name", "numel", "kept", "sparsity"])
         print(f"\nscope sparsity {report.scope_sparsity:.4f} ({report.scope_kept}/{report.scope_numel} kept), "

@@ -42,8 +42,7 @@ from ticketlab.lottery.opened import open_level
 from ticketlab.registry import BRANCHES
 from ticketlab.rundir import FINAL_FILE, MASK_FILE, METRICS_FILE, RunDir
 from ticketlab.stop import StopFlag
-from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
-from ticketlab.sparsity.ranking import keep_top, level_keep
+from ticketlab.sparsity import load_mask
 from ticketlab.sparsity.pruning_at_init import get_strategy
 from ticketlab.train.loop import LevelRun
 
@@ -102,11 +101,9 @@ def inverted_mask(exp: Experiment, run: RunDir, level: int, shapes: dict) -> dic
     if strategy.score != "magnitude":
         raise TicketlabError(f"branch invert: prune.strategy {strategy.name} ranks no weights; nothing to invert")
     prev = load_mask(run.level_dir(level - 1) / MASK_FILE, shapes)
-    weights = load_state(run.level_dir(level - 1) / FINAL_FILE, exp.model)
-    names = exp.prune_names
-    chosen = {n: prev[n] for n in names}
-    keep = level_keep(chosen, exp.cfg.prune.rate, 1, layerwise=strategy.layerwise)
-    return {**prev, **keep_top({n: weights[n].abs() for n in names}, chosen, keep, keep_high=False)}
+    state = load_state(run.level_dir(level - 1) / FINAL_FILE, exp.model)
+    chosen = {n: prev[n] for n in exp.prune_names}
+    return {**prev, **exp.granularity().inverted(state, chosen, exp.cfg.prune.rate, strategy.layerwise)}
 
 
 def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int],
@@ -165,7 +162,7 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
         start = {k: v.detach() for k, v in exp.fresh_model(seed).state_dict().items()}
         opt_state = None
     elif name in ("random_mask", "shuffle_layerwise"):
-        mask = random_mask_like(mask, generator)
+        mask = exp.granularity().random_like(mask, generator)
     elif name == "invert":
         mask = inverted_mask(exp, run, level, shapes)
     elif name == "early_bird":
@@ -173,9 +170,9 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
         mask = load_mask(path, shapes)
         extra = {"early_bird_step": step}
     elif name == "complement":
-        mask = complement(mask)
+        mask = exp.granularity().complement(mask)
     else:
-        mask = perturb(mask, fraction, generator)
+        mask = exp.granularity().perturb(mask, fraction, generator)
 
     with run_lock(run.root):  # one writer per run dir: not beside a `find` or another branch
         identity = {"level": level, "branch": name, "branch_seed": seed,

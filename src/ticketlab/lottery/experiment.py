@@ -8,9 +8,9 @@ model, data split and scope the run trained with. With a transfer (`init:`), the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -22,6 +22,8 @@ from ticketlab.lottery.level_files import read_weights
 from ticketlab.lottery.transfer import Transfer, plan_transfer
 from ticketlab.models.spec import BuiltModel
 from ticketlab.sparsity import group_of, resolve_scope
+from ticketlab.sparsity.enforce import with_followers
+from ticketlab.sparsity.granularity import Granularity, build_granularity
 from ticketlab.sparsity.group_rates import rate_pools
 from ticketlab.sparsity.scope import unknown_group
 from ticketlab.tasks import build_task_data, build_task_model, task_class
@@ -41,6 +43,7 @@ class Experiment:
     rewind_step: int  # 0 for `init` / `pretrained`, N for late resetting
     transfer: Optional[Transfer] = None  # `init:` — a mask (and values) from another run
     prunable: Optional[list[str]] = None  # what IMP levels prune (prune.scope); None = all of `scope`
+    _granularity: Optional[Granularity] = field(default=None, repr=False, compare=False)
 
     @property
     def prune_names(self) -> list[str]:
@@ -68,6 +71,24 @@ class Experiment:
 
     def scope_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: state[name] for name in self.scope}
+
+    def example_input(self) -> Any:
+        """What the model is called with on one image (validation, else training): a batch of one."""
+        split = self.data.val if len(self.data.val) else self.data.train
+        return self.task.example_input(split[0][0].to(self.device))
+
+    def granularity(self) -> Granularity:
+        """What one pruning decision removes (`prune.granularity`); channel groups are traced once."""
+        if self._granularity is None:
+            p = self.cfg.prune
+            self._granularity = build_granularity(p.granularity, p.channel_score, self.model, self.example_input(),
+                                                  self.prune_names)
+        return self._granularity
+
+    def enforced_mask(self, mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every tensor held at 0 with `mask`: the mask, its followers (MoCo's key encoder), and the
+        norm γ/β and biases of removed channels (granularity channel)."""
+        return {**with_followers(mask, self.built.followers), **self.granularity().held(mask)}
 
 
 def level_generator(seed: int, level: int) -> torch.Generator:

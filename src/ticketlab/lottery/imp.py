@@ -41,7 +41,6 @@ from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import (EARLY_BIRD_FILE, FINAL_FILE, INIT_FILE, MASK_FILE, REWIND_OPTIMIZER_FILE,
                               REWIND_POINT_FILE, START_FILE, RunDir)
 from ticketlab.sparsity import full_mask, load_mask
-from ticketlab.sparsity.group_rates import prune_by_groups
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
 from ticketlab.stop import StopFlag, Stopped
@@ -100,11 +99,11 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
         return at_init_mask(exp, load_mask(run.level_dir(0) / MASK_FILE, shapes),
                             rewind_source(exp, run)[0], level)
     prev_mask = load_mask(prev / MASK_FILE, shapes)
-    weights = exp.scope_weights(load_state(prev / FINAL_FILE, exp.model))
+    state = load_state(prev / FINAL_FILE, exp.model)
     p = exp.cfg.prune
     names = exp.prune_names  # transferred tensors outside prune.scope keep their mask as it is
-    pruned = prune_by_groups(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names},
-                             p.rate, p.rates, exp.group_map(), level_generator(exp.cfg.train.seed, level))
+    pruned = exp.granularity().next_mask(p.strategy, state, {n: prev_mask[n] for n in names}, p.rate, p.rates,
+                                         exp.group_map(), level_generator(exp.cfg.train.seed, level))
     return {**prev_mask, **pruned}
 
 
@@ -124,6 +123,7 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print, stop:
     with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
         exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
         check_at_init(exp)
+        exp.granularity()  # channel groups traced (and a bad channel_score refused) before any training
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
             dist.on_main(lambda: run.start(cfg, exp.task.record()))
