@@ -128,3 +128,11 @@ KILL_ARGS = ["--set", "train.duration=10ep", "--set", "train.checkpoint_every=1e
 @pytest.mark.slow
 def test_channel_run_killed_mid_level_resumes_bit_identically(tmp_path):
     assert_killed_in_level_1_resumes_like_reference(tmp_path, KILL_ARGS, levels=2)
+
+
+def test_bn_gamma_without_batchnorm_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["find", "configs/digits_lenet.yaml", "--set", "prune.granularity=channel",
+                 "--set", "prune.channel_score=bn_gamma", "--out", str(out)]) == 2
+    assert "prune.channel_score bn_gamma: the channels of layer1.weight have no BatchNorm" in capsys.readouterr().err
+    assert not (out / "level_00").exists()

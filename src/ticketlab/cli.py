@@ -117,7 +117,7 @@ def cmd_controls(args) -> int:
 
     rows = run_controls(Path(args.run_dir), levels=parse_list(args.levels, "levels", int),
                         names=parse_list(args.only, "only") or CONTROLS,
-                        fraction=args.fraction, seed=args.seed)
+                        fraction=args.fraction, seed=args.seed, stop=args.stop)
     columns = list(dict.fromkeys(k for r in rows for k in r if k not in ("kept_scope", "scope_size")))
     _print_table(rows, columns)
     return 0
@@ -257,7 +257,7 @@ def cmd_export(args) -> int:
 
 
 # Commands that train: a signal makes them checkpoint at the next step boundary (the others stop at once).
-CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_transfer_matrix, cmd_demo)
+CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_controls, cmd_transfer_matrix, cmd_demo)
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -439,7 +439,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return args.func(args)
     except Stopped as e:
         ignore_signals()  # the handlers are gone; another signal now must not kill the exit itself
-        print(f"ticketlab: {e}; rerun the same command to resume", file=sys.stderr)
+        print(e.line(), file=sys.stderr)
         return RESUMABLE
     except TicketlabError as e:
         if getattr(args, "debug", False):

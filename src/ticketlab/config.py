@@ -461,9 +461,21 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise TicketlabError(f"{path}: {e}" if path is not None else str(e)) from None
 
 
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's limit; torch takes any seed in this range too
+
+
+def check_seed(key: str, value: int) -> int:
+    """A seed (config key or --seed) in 0..SEED_MAX, which every library a seed reaches accepts."""
+    if not 0 <= value <= SEED_MAX:
+        raise TicketlabError(f"{key}: expected a seed in 0..{SEED_MAX}, got {value}")
+    return value
+
+
 def validate(cfg: Config) -> Config:
     """Range checks that types cannot express, done at load time so the error names the file;
     values torch or the DataLoader would otherwise reject with a traceback, much later."""
+    for key, seed in (("train.seed", cfg.train.seed), ("data.split_seed", cfg.data.split_seed)):
+        check_seed(f"config key {key}", seed)
     for key, rate in (("prune.rate", cfg.prune.rate), *((f"prune.rates.{g}", r) for g, r in cfg.prune.rates.items())):
         if not 0.0 < rate < 1.0:
             raise TicketlabError(f"config key {key}: expected a fraction in (0, 1), got {rate}")

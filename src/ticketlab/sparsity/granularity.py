@@ -162,4 +162,8 @@ def build_granularity(granularity: str, channel_score: str, model: torch.nn.Modu
     if not groups:
         raise TicketlabError("prune.granularity channel: no channel in prune.scope can be removed (every "
                              "conv/linear there feeds the model's outputs or is coupled to a layer outside it)")
+    no_norm = [g.name for g in groups if channel_score == "bn_gamma" and not g.gammas]
+    if no_norm:
+        raise TicketlabError(f"prune.channel_score bn_gamma: the channels of {no_norm[0]} have no BatchNorm after "
+                             "them; use channel_score l1 or keep the layer out of prune.scope")
     return ChannelGranularity(tuple(groups), channel_score)
