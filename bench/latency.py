@@ -40,12 +40,12 @@ import torchvision
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 
 from machine import describe
-from ticketlab.analysis.runs import load_runs
-from ticketlab.deploy import compact
+from ticketlab.analysis.runs import group_series, load_runs
+from ticketlab.deploy import compact, flat_outputs
 from ticketlab.deploy.flops import count_macs
 from ticketlab.deploy.latency import deployed_model, interleaved_medians, onnx_runner
-from ticketlab.rundir import level_name
 from ticketlab.deploy.sparse_linear import csr_box_head
+from ticketlab.rundir import level_name
 from ticketlab.sparsity import full_mask, prunable_parameter_names, prune_global
 
 
@@ -76,7 +76,7 @@ def channel_rows(run_dirs: list[Path], sizes: list[int], repeats: int, threads: 
             own = d.example[0].unsqueeze(0) if isinstance(d.example, list) else d.example
             x = own if size == 0 else torch.randn(1, own.shape[1], size, size)
             with torch.no_grad():
-                for a, b in zip(flatten(masked(x)), flatten(small(x))):  # compacted = the masked ticket
+                for a, b in zip(flat_outputs(masked(x)), flat_outputs(small(x))):  # compacted = the masked ticket
                     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
             runners[path, level, "torch"] = lambda m=small, x=x: m(x)
             runners[path, level, "ort"] = onnx_runner(small, x, threads)
@@ -115,19 +115,11 @@ def channel_rows(run_dirs: list[Path], sizes: list[int], repeats: int, threads: 
 
 def group_by_config(runs) -> list[list]:
     """Runs of one config (seed aside), in order of appearance."""
-    from ticketlab.analysis.runs import group_series
-
     return [list(s.runs) for s in group_series(runs)]
 
 
 def stdev(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def flatten(out) -> list[torch.Tensor]:
-    if torch.is_tensor(out):
-        return [out]
-    return [t for v in (out.values() if isinstance(out, dict) else out) for t in flatten(v)]
 
 
 def main() -> None:
