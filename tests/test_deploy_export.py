@@ -280,3 +280,16 @@ def test_deeplabv3plus_exports_every_format_and_each_runs_like_the_masked_model(
             close(scripted(other)["out"], expected_other)  # scripted, the padding still follows the size
     session = onnxruntime.InferenceSession(str(level / "ticket.onnx"), providers=["CPUExecutionProvider"])
     close(torch.from_numpy(session.run(None, {"images": image.numpy()})[0]), expected)
+
+
+def test_yolov4_exports_state_dict_and_onnx_and_refuses_torchscript_in_one_line(tmp_path, capsys):
+    generate_synthetic(tmp_path / "data", SynthConfig(n_train=2, n_val=2, image_size=64, seed=1))
+    cfg = load_config("configs/synth_yolov4_lite.yaml", [f"data.root={tmp_path / 'data'}", "data.image_size=64",
+                                                          "model.width=0.125", "model.yolo.neck_channels=16"])
+    level = make_level(cfg, tmp_path / "run", lambda model, mask: None)
+    assert main(["export", str(level), "--format", "torchscript"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "yolov4 does not compile with torch.jit.script" in err
+    assert not (level / "ticket.torchscript.pt").exists()
+    for fmt in ("state_dict", "onnx"):  # each checked against the masked model by export itself
+        assert main(["export", str(level), "--format", fmt]) == 0, fmt
