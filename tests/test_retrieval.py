@@ -82,7 +82,7 @@ def test_validation_pairs_are_fixed_and_differ_between_views():
 
 @torch.no_grad()
 def test_moco_retrieves_with_the_query_and_the_key_encoder():
-    exp = digits_experiment("configs/digits_moco.yaml", "ssl.moco_queue=64")
+    exp = digits_experiment("configs/digits_moco.yaml", "ssl.moco_queue=64", "ssl.moco_retrieval=key")
     model, task = exp.model.eval(), exp.task
     loader = torch.utils.data.DataLoader(exp.data.val, batch_size=256)
     first = task.evaluate(model, loader, exp.device)
