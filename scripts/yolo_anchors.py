@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("annotations", help="COCO json of the training split")
     parser.add_argument("--input-size", type=int, required=True, help="model.yolo.input_size (or data.image_size)")
     args = parser.parse_args()
-    coco = json.loads(open(args.annotations).read())
+    coco = json.loads(Path(args.annotations).read_text())
     scale = {im["id"]: args.input_size / max(im["width"], im["height"]) for im in coco["images"]}
     wh = torch.tensor([[a["bbox"][2] * scale[a["image_id"]], a["bbox"][3] * scale[a["image_id"]]]
                        for a in coco["annotations"] if not a.get("iscrowd") and min(a["bbox"][2:]) > 0])
