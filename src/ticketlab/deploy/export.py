@@ -99,7 +99,12 @@ def kept_channels_metadata(model: nn.Module, ticket: Ticket) -> dict[str, str]:
 def _torchscript_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # jit's deprecation notice; torchvision's "(Losses, Detections)" notice
-        scripted = torch.jit.script(model)
+        try:
+            scripted = torch.jit.script(model)
+        except (RuntimeError, torch.jit.frontend.NotSupportedError) as e:  # the compiler's own report
+            reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise TicketlabError(f"--format torchscript: {ticket.cfg.model.family} does not compile with "
+                                 f"torch.jit.script ({reason}); use --format onnx or state_dict") from None
         buf = io.BytesIO()
         torch.jit.save(scripted, buf)
         data = buf.getvalue()
