@@ -117,7 +117,7 @@ def cmd_controls(args) -> int:
 
     rows = run_controls(Path(args.run_dir), levels=parse_list(args.levels, "levels", int),
                         names=parse_list(args.only, "only") or CONTROLS,
-                        fraction=args.fraction, seed=args.seed)
+                        fraction=args.fraction, seed=args.seed, stop=args.stop)
     columns = list(dict.fromkeys(k for r in rows for k in r if k not in ("kept_scope", "scope_size")))
     _print_table(rows, columns)
     return 0
@@ -161,8 +161,10 @@ def cmd_info(args) -> int:
 
 def cmd_report(args) -> int:
     from ticketlab.analysis.report import write_report
+    from ticketlab.deploy.latency import report_timer
 
-    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level, metric=args.metric)
+    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level, metric=args.metric,
+                          latency=report_timer())
     print(f"mask figures: level {result.level} ({result.level_reason})")
     print(f"wrote {len(result.files)} files; open {result.index}")
     return 0
@@ -255,7 +257,7 @@ def cmd_export(args) -> int:
 
 
 # Commands that train: a signal makes them checkpoint at the next step boundary (the others stop at once).
-CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_transfer_matrix, cmd_demo)
+CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_controls, cmd_transfer_matrix, cmd_demo)
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -437,7 +439,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return args.func(args)
     except Stopped as e:
         ignore_signals()  # the handlers are gone; another signal now must not kill the exit itself
-        print(f"ticketlab: {e}; rerun the same command to resume", file=sys.stderr)
+        print(e.line(), file=sys.stderr)
         return RESUMABLE
     except TicketlabError as e:
         if getattr(args, "debug", False):

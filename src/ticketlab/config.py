@@ -265,6 +265,10 @@ class SSLConfig:
     moco_queue: int = option(65536, "moco: number of negative keys kept in the queue (MoCo: 65536)")
     retrieval_batch_size: int = option(256, "batch size n of top-1 retrieval accuracy (paper 002 Eq. 2, over the "
                                        "2n views of a batch); paper 002's pre-training batch: 256")
+    moco_retrieval: str = option("key", "moco: what Eq. 2 compares each query q(view 1) with: key = the momentum "
+                             "encoder's k(view 2), MoCo's second branch (paper 002 App. A.2); query = q(view 2), "
+                             "the query encoder on both views, for short runs whose key encoder still lags "
+                             "(docs/ssl.md)", choices=("key", "query"))
     knn_k: int = option(200, "neighbours of the weighted kNN evaluation (InstDisc/MoCo: 200)")
     knn_temperature: float = option(0.1, "temperature of the kNN neighbour weights exp(sim/t) (InstDisc/MoCo: 0.1)")
     linear_probe: bool = option(False, "also fit a logistic regression on frozen features (linear_probe_accuracy)")
@@ -461,9 +465,21 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise TicketlabError(f"{path}: {e}" if path is not None else str(e)) from None
 
 
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's limit; torch takes any seed in this range too
+
+
+def check_seed(key: str, value: int) -> int:
+    """A seed (config key or --seed) in 0..SEED_MAX, which every library a seed reaches accepts."""
+    if not 0 <= value <= SEED_MAX:
+        raise TicketlabError(f"{key}: expected a seed in 0..{SEED_MAX}, got {value}")
+    return value
+
+
 def validate(cfg: Config) -> Config:
     """Range checks that types cannot express, done at load time so the error names the file;
     values torch or the DataLoader would otherwise reject with a traceback, much later."""
+    for key, seed in (("train.seed", cfg.train.seed), ("data.split_seed", cfg.data.split_seed)):
+        check_seed(f"config key {key}", seed)
     for key, rate in (("prune.rate", cfg.prune.rate), *((f"prune.rates.{g}", r) for g, r in cfg.prune.rates.items())):
         if not 0.0 < rate < 1.0:
             raise TicketlabError(f"config key {key}: expected a fraction in (0, 1), got {rate}")

@@ -20,6 +20,7 @@ from ticketlab.analysis.control_sections import control_sections
 from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
 from ticketlab.analysis.instability import instability_sections
+from ticketlab.analysis.latency_sections import LatencyTimer, latency_section
 from ticketlab.analysis.methods import method_sections
 from ticketlab.analysis.early_stop import early_stop_section
 from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
@@ -141,11 +142,12 @@ def _tables_report(out: Path, matrices: Sequence[Path]) -> ReportResult:
 
 
 def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = None,
-                 metric: Optional[str] = None) -> ReportResult:
+                 metric: Optional[str] = None, latency: Optional[LatencyTimer] = None) -> ReportResult:
     """Read the runs (a study directory stands for its finished cells), write the tables, figures and
     index.html into `out`; return what was written. `metric`: the metric of the matching verdicts
-    (any metric the levels recorded; default each task's headline). A transfer-matrix directory with
-    `columns` stands for its paper-form table (`transfer_table.py`)."""
+    (any metric the levels recorded; default each task's headline). `latency`: how to time levels, for
+    the accuracy-vs-latency section of series that differ in prune.granularity (none without it). A
+    transfer-matrix directory with `columns` stands for its paper-form table (`transfer_table.py`)."""
     given = [Path(p) for p in run_dirs]
     matrices = [p for p in given if is_transfer_table(p)]
     out = Path(out)
@@ -171,6 +173,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats, metric)))
     blocks = _curve_blocks(out, series, stats, summary_csv, written, metric)
     blocks += method_sections(out, series, stats, written)
+    blocks += latency_section(out, series, stats, written, latency, metric)
     blocks.append(_summary_block(series, stats, summary_csv, metric))
     at = AtLevel(out=out, runs=runs, masks=[r.mask(level) for r in runs], level=level, reason=reason)
     blocks.append(kept_section(at, series, written))

@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ticketlab.config import check_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.at_init import at_init_mask
 from ticketlab.lottery.early_bird import draw_at
@@ -105,8 +106,11 @@ def inverted_mask(exp: Experiment, run: RunDir, level: int, shapes: dict) -> dic
     return {**prev, **exp.granularity().inverted(state, chosen, exp.cfg.prune.rate, strategy.layerwise)}
 
 
-def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int]) -> Branch:
+def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int],
+                seed: Optional[int]) -> Branch:
     branch = BRANCHES.get(name)
+    if seed is not None:
+        check_seed("--seed", seed)
     if branch.fraction:
         if fraction is None or not 0.0 < fraction <= 1.0:
             raise TicketlabError(f"branch {name}: --fraction must be given, in (0, 1]")
@@ -128,7 +132,7 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
                seeds: Optional[Sequence[int]] = None, stop: Optional[StopFlag] = None) -> tuple[Path, dict]:
     """Train branch `name` of a finished level; returns its directory and metrics. `seeds` (in
     code) gives the instability copies' data seeds; else they are `seed`, `seed`+1, …"""
-    branch = _check_args(name, fraction, copies, points)
+    branch = _check_args(name, fraction, copies, points, seed)
     if bn_batches < 1:
         raise TicketlabError(f"branch {name}: --bn-batches must be 1 or more")
     run, level = parse_level_dir(level_dir)
@@ -146,7 +150,8 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
     if branch.on_path:
         with run_lock(run.root):
             if name == INSTABILITY:
-                copy_seeds = list(seeds) if seeds is not None else [seed + i for i in range(copies or 2)]
+                count = 2 if copies is None else copies  # 0 is refused by run_instability, not taken for 2
+                copy_seeds = list(seeds) if seeds is not None else [seed + i for i in range(count)]
                 return out, run_instability(exp, run, level, mask, out, seeds=copy_seeds, points=points or 11,
                                             bn_batches=bn_batches)
             return out, run_interpolate_next(exp, run, level, mask, out, points=points or 11, bn_batches=bn_batches)

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ticketlab.config import Config, parse_steps, validate
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.level_files import read_weights
 from ticketlab.lottery.transfer import Transfer, plan_transfer
 from ticketlab.models.spec import BuiltModel
 from ticketlab.sparsity import group_of, resolve_scope
@@ -141,20 +141,4 @@ def build_experiment(cfg: Config) -> Experiment:
 
 def load_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
     """Read a weights file written by ticketlab and check it fits `model` (names and shapes)."""
-    if not path.is_file():
-        raise TicketlabError(f"{path}: missing (the run directory is incomplete)")
-    try:
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises several types for truncated/corrupt files
-        raise TicketlabError(f"{path}: not a readable safetensors file ({e})") from None
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-            if keys:
-                parts.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', …' if len(keys) > 3 else ''})")
-        raise TicketlabError(f"{path}: does not fit the model: {'; '.join(parts)}")
-    return state
+    return read_weights(path, model.state_dict())

@@ -36,6 +36,7 @@ from ticketlab.lottery.at_init import at_init_mask, check_at_init
 from ticketlab.lottery.early_bird import EarlyBird
 from ticketlab.lottery.experiment import Experiment, build_experiment, level_generator, load_state
 from ticketlab.lottery.level import TicketStart, train_ticket
+from ticketlab.lottery.level_files import check_level
 from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import (EARLY_BIRD_FILE, FINAL_FILE, INIT_FILE, MASK_FILE, REWIND_OPTIMIZER_FILE,
                               REWIND_POINT_FILE, START_FILE, RunDir)
@@ -189,12 +190,24 @@ def default_level0(exp: Experiment, run: RunDir, dist: Dist, early: Optional[Ear
     return metrics
 
 
+def check_finished(exp: Experiment, run: RunDir, level: int) -> None:
+    """A finished level a resumed run builds on is checked first (`level_files.check_level` against
+    this run's model): a damaged one stops the run, naming its file, and is never overwritten."""
+    level_dir = run.level_dir(level)
+    try:
+        check_level(level_dir, exp.model.state_dict(), exp.scope)
+    except TicketlabError as e:
+        raise TicketlabError(f"{e}; {level_dir} is finished, so find will not redo it: restore its files, or "
+                             f"move it (and the levels after it) away to train it again") from None
+
+
 def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None], dist: Dist,
                 early: Optional[EarlyBird], stop: Optional[StopFlag], level0: Level0) -> list[dict]:
     dist.on_main(lambda: write_init_record(exp, run))
     levels = range(cfg.prune.levels + 1)
     for level in levels:
         if run.is_done(level):
+            check_finished(exp, run, level)
             if level == 0 and early is not None and not (run.level_dir(0) / EARLY_BIRD_FILE).is_file():
                 dist.on_main(lambda: finish_early_bird(early, exp, run))  # cut off between level 0's files
             continue

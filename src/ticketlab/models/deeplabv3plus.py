@@ -73,8 +73,10 @@ class DeepLabV3Plus(nn.Module):
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.output_stride, (-w) % self.output_stride
         padded = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
-        features = self.backbone(padded)
-        fused = self.decoder([padded, *features.values()])
+        features = [padded]  # smp's decoder indexes the list by stride; a list built in a loop scripts
+        for feature in self.backbone(padded).values():
+            features.append(feature)
+        fused = self.decoder(features)
         return {"out": self.segmentation_head(fused)[..., :h, :w]}
 
 
