@@ -62,6 +62,7 @@ def ticket(module, tmp_path, name, convs):
     """A level dir holding an 80%-pruned ticket of `module`'s `convs` (mask + final weights)."""
     state = {k: v.contiguous() for k, v in module.state_dict().items()}
     mask = prune("global", {n: state[n] for n in convs}, full_mask({n: state[n] for n in convs}), 0.8)
+    state.update({n: state[n] * keep for n, keep in mask.items()})  # a finished ticket: pruned weights are 0
     level = tmp_path / name / "level_07"
     level.mkdir(parents=True)
     save_mask(level / "mask.safetensors", mask)
