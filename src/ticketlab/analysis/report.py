@@ -20,6 +20,7 @@ from ticketlab.analysis.control_sections import control_sections
 from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
 from ticketlab.analysis.instability import instability_sections
+from ticketlab.analysis.matrix_sections import matrix_sections, split_matrices
 from ticketlab.analysis.methods import method_sections
 from ticketlab.analysis.early_stop import early_stop_section
 from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
@@ -128,17 +129,33 @@ def _default_reason(level: int, common: Sequence[int], stats: Sequence[Sequence[
     return "the sparsest level every run finished at which every series still matches"
 
 
+def _matrix_report(out: Path, matrices: Sequence) -> ReportResult:
+    """The page of transfer-matrix directories alone: their curves, cells and universal verdicts."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    blocks = [b for m in matrices for b in matrix_sections(out, m, written)]
+    intro = [f"{len(matrices)} transfer matrix(es): {', '.join(str(m.path) for m in matrices)}."]
+    index = out / "index.html"
+    atomic_write_text(index, render_page("ticketlab report", intro, blocks))
+    written.append(index)
+    return ReportResult(index=index, files=written, level=0, level_reason="transfer matrices only: no mask figures")
+
+
 def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = None,
                  metric: Optional[str] = None) -> ReportResult:
     """Read the runs (a study directory stands for its finished cells), write the tables, figures and
     index.html into `out`; return what was written. `metric`: the metric of the matching verdicts
-    (any metric the levels recorded; default each task's headline)."""
-    paths, studies = expand_studies([Path(p) for p in run_dirs])
-    runs = load_runs(paths)
-    check_metric(runs, metric)
+    (any metric the levels recorded; default each task's headline). A transfer-matrix directory
+    stands for its tables and curves (`matrix_sections.py`), not for its cells."""
+    given, matrices = split_matrices([Path(p) for p in run_dirs])
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TicketlabError(f"--out {out}: exists and is not a directory")
+    if matrices and not given:
+        return _matrix_report(out, matrices)
+    paths, studies = expand_studies(given)
+    runs = load_runs(paths)
+    check_metric(runs, metric)
     out.mkdir(parents=True, exist_ok=True)
     series = group_series(runs)
     stats = [aggregate(s, metric) for s in series]
@@ -169,6 +186,8 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += early_stop_section(out, series, written)
     for study in studies:
         blocks += study_sections(out, study, runs, written, metric)
+    for m in matrices:
+        blocks += matrix_sections(out, m, written)
 
     runs_table = (["run", "directory", "series", "seed", "task", "headline", "finished levels"],
                   [[r.label, str(r.path), s.label, r.seed, r.task, r.headline or "—",

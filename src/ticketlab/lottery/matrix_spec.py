@@ -1,5 +1,6 @@
 """The transfer-matrix spec (YAML) and the rows it expands to.
 
+    paper: "002 Fig. 3: ..."               # optional: the figure or table it reproduces; heads its report
     out: runs/universality                 # optional; --out overrides
     seeds: [0, 1, 2]
     targets:                               # columns: a config plus overrides (+ the metric to judge)
@@ -71,6 +72,7 @@ class MatrixSpec:
     baselines: dict[str, list[str]] = field(default_factory=dict)
     path: Optional[Path] = None  # the spec file (cells launched as processes rerun it with --cell)
     launch: LaunchConfig = field(default_factory=LaunchConfig)  # where cells run (`launch.py`)
+    paper: Optional[str] = None  # the figure or table it reproduces, e.g. "002 Fig. 3: ..."
 
     def rows(self) -> list[Row]:
         """dense, the extra baselines (judged against dense), then every source row in spec order."""
@@ -132,8 +134,8 @@ def _run_source(path: Path, name: str, value: dict, baselines: dict) -> RunSourc
 
 def load_spec(path: Path) -> MatrixSpec:
     data = read_yaml_mapping(path, "transfer-matrix spec",
-                             "a mapping with keys targets, sources, baselines, seeds, out, launch")
-    keys = {"targets", "sources", "baselines", "seeds", "out", "launch"}
+                             "a mapping with keys targets, sources, baselines, seeds, out, launch, paper")
+    keys = {"targets", "sources", "baselines", "seeds", "out", "launch", "paper"}
     unknown = set(data) - keys
     if unknown:
         raise TicketlabError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (expected "
@@ -162,4 +164,8 @@ def load_spec(path: Path) -> MatrixSpec:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise TicketlabError(f"{path}: seeds: expected a list of integers, got {seeds!r}")
     launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
-    return MatrixSpec(targets, sources, seeds, data.get("out"), baselines, Path(path), launch)
+    paper = data.get("paper")
+    if paper is not None and (not isinstance(paper, str) or not paper.strip()):
+        raise TicketlabError(f"{path}: paper: expected the figure or table the matrix reproduces, as text "
+                             f"(e.g. \"002 Fig. 3: ...\"), got {paper!r}")
+    return MatrixSpec(targets, sources, seeds, data.get("out"), baselines, Path(path), launch, paper)
