@@ -6,7 +6,8 @@
 #
 # Stages (in this order; later ones read earlier ones' run dirs, all at the paths the study files name,
 # relative to the repository root):
-#   data     data/paper002/{crops,classify,detect,segment}: the synthetic pre-training crops and targets
+#   data     data/paper002/{crops,classify,detect}: the synthetic pre-training crops and targets (detect holds
+#            the scenes' COCO boxes and their semantic masks for segmentation; digits come with scikit-learn)
 #   theta    runs/paper002/theta/{supervised,simclr,moco,simclr_r34}: the dense pre-trainings θ_p
 #            (paper 002 uses the released ImageNet / SimCLR / MoCo v2 ResNet-50 weights; here they are trained
 #            for a few minutes on the crops, as scripts/paper002_cpu.py does)
@@ -70,7 +71,10 @@ fig5() {  # also Fig. 10 (AP50, AP75 columns) and Fig. 11's Faster R-CNN panel
 fig11() { matrix fig11_ssd fig11_ssd.yaml; }
 table1() { matrix table1 table1_universal.yaml; }
 table2() { sweep table2 table2_temperature.yaml; matrix table2_transfer table2_transfer.yaml; }
-fig12() { sweep fig12 fig12_deeper_resnet.yaml; }
+fig12() {  # with the ResNet-18 SimCLR run of fig2 beside it
+  $TL sweep $S/fig12_deeper_resnet.yaml --out $R/fig12
+  $TL report $R/fig2_simclr $R/fig12 --out $R/report/fig12
+}
 fig9() { fig12; matrix fig9 fig9_deeper_resnet_transfer.yaml; }
 fig8() {  # the controls m^c, m_r, m + Δm_10% of every level of fig3's target tickets (θ_Img, θ0, θ_5%)
   for cell in $R/fig3_target_tickets/cells/*/; do $TL controls "$cell"; done
