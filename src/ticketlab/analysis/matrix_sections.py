@@ -69,7 +69,7 @@ def _cells_table(m: MatrixDir) -> tuple[list[str], list[list]]:
               "source sparsity %", "source kept", "network sparsity %"]
     body = [[r["source"], r["baseline"], r["target"], r["metric"], float(r["mean"]), float(r["std"]), int(r["seeds"]),
              "yes" if r["matching"] == "True" else "no", r["source_level"], _pct(r["source_sparsity"]),
-             r.get("source_kept", ""), _pct(r["sparsity_network"])] for r in m.rows]
+             r["source_kept"], _pct(r["sparsity_network"])] for r in m.rows]
     return header, body
 
 
@@ -113,5 +113,8 @@ def split_matrices(paths: Sequence[Path]) -> tuple[list[Path], list[MatrixDir]]:
     """The given paths without the transfer-matrix directories, and those directories loaded."""
     rest, matrices = [], []
     for p in paths:
-        (matrices.append(load_matrix_dir(p)) if is_matrix(p) else rest.append(p))
+        if is_matrix(p):
+            matrices.append(load_matrix_dir(p))
+        else:
+            rest.append(p)
     return rest, matrices
