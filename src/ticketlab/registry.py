@@ -64,6 +64,11 @@ class Registry(Generic[T]):
         self._load()
         return list(self._entries.items())
 
+    def find(self, name: object) -> T | None:
+        """The entry named `name`, or None: for records that may name what this process does not know."""
+        self._load()
+        return self._entries.get(name) if isinstance(name, str) else None
+
     def get(self, name: str, key: str | None = None) -> T:
         """The entry named `name`, or a one-line error naming `key` (default: the registry's own
         key), the valid names and the closest one."""

@@ -270,7 +270,8 @@ def detection_sections(out: Path, runs: Sequence[Run], written: list[Path]) -> l
     """The COCO breakdown and error sections of every detection run given to the report."""
     blocks = []
     for run in runs:
-        if run.task not in TASKS or not task_class(run.task).iou_types:
+        known = TASKS.find(run.task)
+        if known is None or not known.iou_types:
             continue  # not a COCO task (or one this process does not know)
         d = load_detection_run(run)
         if 0 not in d.detections or len(d.levels) < 2:

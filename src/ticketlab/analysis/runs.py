@@ -80,7 +80,8 @@ def load_run(path: Path, label: Optional[str] = None) -> Run:
 
 def registered_record(task: str) -> Optional[TaskRecord]:
     """The task record of a run dir written before RUN_DIR/task.json: its registered task's."""
-    return TASKS.get(task).record() if task in TASKS else None
+    known = TASKS.find(task)
+    return known.record() if known is not None else None
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
