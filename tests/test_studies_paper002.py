@@ -17,6 +17,7 @@ import yaml
 
 from ticketlab.cli import main as ticketlab
 from ticketlab.config import load_config
+from ticketlab.errors import TicketlabError
 from ticketlab.lottery.info import model_for_info
 from ticketlab.lottery.matrix_spec import RunSource, load_spec
 from ticketlab.lottery.study import load_study
@@ -117,3 +118,12 @@ def test_fig2_and_fig3_run_and_report_under_their_paper_headings(tmp_path, monke
     page2 = html.unescape((tmp_path / "report2" / "index.html").read_text())
     assert "<h2>Paper 002 Fig. 2: pre-training task performance of (m_Img, θ_Img) vs sparsity — study" in page2
     assert f"<td>{source['accuracy']:.4f}</td>" in page2
+
+
+def test_matrix_spec_paper_must_be_text(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("paper: 3\ntargets: {t: {config: c.yaml}}\nsources: {s: [init.mode=mask]}\n")
+    with pytest.raises(TicketlabError, match=r"spec.yaml: paper: expected the figure or table"):
+        load_spec(spec)
+    spec.write_text("paper: \"002 Fig. 3: x\"\ntargets: {t: {config: c.yaml}}\nsources: {s: [init.mode=mask]}\n")
+    assert load_spec(spec).paper == "002 Fig. 3: x"
