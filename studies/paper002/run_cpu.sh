@@ -45,10 +45,9 @@ theta() {  # each pre-training from its own random init (seeds 0, 1, 2, 3), as i
     --set model.family=resnet34 --set train.seed=3
 }
 
-sweep() {  # sweep STAGE STUDY [report options]
-  local stage=$1 study=$2; shift 2
-  $TL sweep $S/$study --out $R/$stage
-  $TL report $R/$stage --out $R/report/$stage "$@"
+sweep() {  # sweep STAGE STUDY
+  $TL sweep $S/$2 --out $R/$1
+  $TL report $R/$1 --out $R/report/$1
 }
 
 matrix() {  # matrix STAGE SPEC
