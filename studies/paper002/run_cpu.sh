@@ -21,8 +21,8 @@
 # Each study's own header says what the paper ran and what the CPU-scale default changes.
 # Reports go to runs/paper002/report/<stage>/index.html.
 # Measured (2 shared cores at load 12-26, one thread; provisional): data 32 s, theta 203 s, fig2 347 s,
-# fig3 989 s, table2 1084 s, fig9 469 s, fig8 436 s, fig5's detection half about 1150 s; fig5's
-# segmentation half, fig4, fig11 and table1 not run yet.
+# fig3 989 s, table2 1084 s, fig9 469 s, fig8 436 s, fig5 1468 s; fig11 and table1 not run yet; fig4's
+# mask rows stop at conv1 (3-channel masks onto the 1-channel digits model are not adapted yet).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
