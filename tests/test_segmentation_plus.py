@@ -44,6 +44,8 @@ def test_decoder_on_layer1_groups_and_any_input_size(os_):
         assert not torch.allclose(model(x)["out"], out)
     for n, _ in model.named_parameters():  # base, top, decoder, classifier split the parameters exactly
         assert sum(in_group(n, built.groups[g]) for g in ("base", "top", "decoder", "classifier")) == 1, n
+        if n.startswith("backbone."):  # DESIGN.md: base = conv1 … layer3, top = layer4, as the R-CNNs
+            assert in_group(n, built.groups["top"]) == n.startswith("backbone.layer4."), n
     assert built.groups["classifier"] == ("segmentation_head",)
 
 

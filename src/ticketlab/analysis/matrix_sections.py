@@ -20,8 +20,7 @@ from ticketlab.analysis.page import Block
 from ticketlab.analysis.transfer_figures import plot_transfer_curves
 from ticketlab.atomic import atomic_write_bytes
 from ticketlab.errors import TicketlabError
-
-MATRIX_FILE = "matrix.json"
+from ticketlab.lottery.matrix_columns import MATRIX_FILE
 
 
 @dataclass(frozen=True)

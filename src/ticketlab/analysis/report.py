@@ -20,13 +20,15 @@ from ticketlab.analysis.control_sections import control_sections
 from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
 from ticketlab.analysis.instability import instability_sections
-from ticketlab.analysis.matrix_sections import matrix_sections, split_matrices
+from ticketlab.analysis.latency_sections import LatencyTimer, latency_section
+from ticketlab.analysis.matrix_sections import MatrixDir, matrix_sections, split_matrices
 from ticketlab.analysis.methods import method_sections
 from ticketlab.analysis.early_stop import early_stop_section
 from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
 from ticketlab.analysis.page import Block, render_page
-from ticketlab.analysis.study import expand_studies, study_sections
+from ticketlab.analysis.study import expand_studies, paper_headings, study_sections
+from ticketlab.analysis.transfer_table import is_transfer_table, transfer_table_block
 from ticketlab.analysis.runs import (
     LevelStats,
     Run,
@@ -129,11 +131,18 @@ def _default_reason(level: int, common: Sequence[int], stats: Sequence[Sequence[
     return "the sparsest level every run finished at which every series still matches"
 
 
-def _matrix_report(out: Path, matrices: Sequence) -> ReportResult:
-    """The page of transfer-matrix directories alone: their curves, cells and universal verdicts."""
+def _matrix_blocks(out: Path, m: MatrixDir, written: list[Path]) -> list[Block]:
+    """A transfer-matrix directory's blocks: paper 001's table form (targets with `columns`), then its
+    curves, cells and universal verdict (paper 002)."""
+    table = [transfer_table_block(out, m.path, written)] if is_transfer_table(m.path) else []
+    return table + matrix_sections(out, m, written)
+
+
+def _matrix_report(out: Path, matrices: Sequence[MatrixDir]) -> ReportResult:
+    """The page of transfer-matrix directories alone."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    blocks = [b for m in matrices for b in matrix_sections(out, m, written)]
+    blocks = [b for m in matrices for b in _matrix_blocks(out, m, written)]
     intro = [f"{len(matrices)} transfer matrix(es): {', '.join(str(m.path) for m in matrices)}."]
     index = out / "index.html"
     atomic_write_text(index, render_page("ticketlab report", intro, blocks))
@@ -142,11 +151,13 @@ def _matrix_report(out: Path, matrices: Sequence) -> ReportResult:
 
 
 def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = None,
-                 metric: Optional[str] = None) -> ReportResult:
+                 metric: Optional[str] = None, latency: Optional[LatencyTimer] = None) -> ReportResult:
     """Read the runs (a study directory stands for its finished cells), write the tables, figures and
     index.html into `out`; return what was written. `metric`: the metric of the matching verdicts
-    (any metric the levels recorded; default each task's headline). A transfer-matrix directory
-    stands for its tables and curves (`matrix_sections.py`), not for its cells."""
+    (any metric the levels recorded; default each task's headline). `latency`: how to time levels, for
+    the accuracy-vs-latency section of series that differ in prune.granularity (none without it). A
+    transfer-matrix directory stands for its tables and curves (`transfer_table.py`, `matrix_sections.py`),
+    not for its cells."""
     given, matrices = split_matrices([Path(p) for p in run_dirs])
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -171,6 +182,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats, metric)))
     blocks = _curve_blocks(out, series, stats, summary_csv, written, metric)
     blocks += method_sections(out, series, stats, written)
+    blocks += latency_section(out, series, stats, written, latency, metric)
     blocks.append(_summary_block(series, stats, summary_csv, metric))
     at = AtLevel(out=out, runs=runs, masks=[r.mask(level) for r in runs], level=level, reason=reason)
     blocks.append(kept_section(at, series, written))
@@ -179,15 +191,18 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += fig6_sections(out, series, written)     # paper 002 Fig. 6-8: masks across models, controls
     blocks += fig7_sections(at, series, written)
     blocks += control_sections(out, series, written)
-    blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
+    headings = paper_headings(studies)  # run-level sections of a named study's cells carry its figure
+    blocks += detection_sections(out, runs, written, headings)  # COCO breakdowns and errors of detection runs
     blocks += early_bird_sections(out, runs, written)
-    blocks += convergence_section(out, runs, level, written)
+    shared = {headings.get(r.path.resolve(), "") for r in runs}  # one figure over every run: headed when all agree
+    prefix = next(iter(shared)) if len(shared) == 1 else ""
+    blocks += [replace(b, heading=prefix + b.heading) for b in convergence_section(out, runs, level, written)]
     blocks += instability_sections(out, series, written)
     blocks += early_stop_section(out, series, written)
     for study in studies:
         blocks += study_sections(out, study, runs, written, metric)
     for m in matrices:
-        blocks += matrix_sections(out, m, written)
+        blocks += _matrix_blocks(out, m, written)
 
     runs_table = (["run", "directory", "series", "seed", "task", "headline", "finished levels"],
                   [[r.label, str(r.path), s.label, r.seed, r.task, r.headline or "—",

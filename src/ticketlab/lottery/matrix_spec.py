@@ -5,6 +5,7 @@
     seeds: [0, 1, 2]
     targets:                               # columns: a config plus overrides (+ the metric to judge)
       digits: {config: configs/digits_resnet.yaml, set: [train.duration=5ep]}
+      coco: {config: ..., columns: [bbox_AP, bbox_AP50]}   # optional: metrics of the paper-form table (report)
     baselines:                             # optional dense rows besides `dense`, e.g. one per θ_p
       dense SimCLR: [model.weights=runs/simclr/level_00/final.safetensors]
     sources:                               # rows
@@ -42,6 +43,7 @@ class Target:
     config: str
     overrides: list[str] = field(default_factory=list)
     metric: Optional[str] = None  # null = the task's headline metric
+    columns: list[str] = field(default_factory=list)  # metrics the report's paper-form table shows (analysis/transfer_table.py)
 
 
 @dataclass
@@ -142,9 +144,15 @@ def load_spec(path: Path) -> MatrixSpec:
                              f"{', '.join(sorted(keys))})")
     targets = {}
     for name, t in (data.get("targets") or {}).items():
-        if not isinstance(t, dict) or not isinstance(t.get("config"), str) or set(t) - {"config", "set", "metric"}:
-            raise TicketlabError(f"{path}: targets.{name}: expected {{config: FILE, set: [...], metric: NAME}}")
-        targets[str(name)] = Target(t["config"], _strings(t.get("set"), f"{path}: targets.{name}.set"), t.get("metric"))
+        if not isinstance(t, dict) or not isinstance(t.get("config"), str) or set(t) - {"config", "set", "metric", "columns"}:
+            raise TicketlabError(f"{path}: targets.{name}: expected {{config: FILE, set: [...], metric: NAME, "
+                                 f"columns: [METRIC, ...]}}")
+        columns = t.get("columns") or []
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise TicketlabError(f"{path}: targets.{name}.columns: expected a list of metric names "
+                                 f"(e.g. [bbox_AP, bbox_AP50]), got {columns!r}")
+        targets[str(name)] = Target(t["config"], _strings(t.get("set"), f"{path}: targets.{name}.set"), t.get("metric"),
+                                    columns)
     baselines = {str(k): _strings(v, f"{path}: baselines.{k}") for k, v in (data.get("baselines") or {}).items()}
     sources: dict[str, list[str] | RunSource] = {}
     for k, v in (data.get("sources") or {}).items():
