@@ -21,6 +21,7 @@ from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.early_bird import early_bird_sections
 from ticketlab.analysis.instability import instability_sections
 from ticketlab.analysis.latency_sections import LatencyTimer, latency_section
+from ticketlab.analysis.matrix_sections import MatrixDir, matrix_sections, split_matrices
 from ticketlab.analysis.methods import method_sections
 from ticketlab.analysis.early_stop import early_stop_section
 from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
@@ -130,13 +131,21 @@ def _default_reason(level: int, common: Sequence[int], stats: Sequence[Sequence[
     return "the sparsest level every run finished at which every series still matches"
 
 
-def _tables_report(out: Path, matrices: Sequence[Path]) -> ReportResult:
-    """The page of transfer-matrix directories alone: their paper-form tables."""
+def _matrix_blocks(out: Path, m: MatrixDir, written: list[Path]) -> list[Block]:
+    """A transfer-matrix directory's blocks: paper 001's table form (targets with `columns`), then its
+    curves, cells and universal verdict (paper 002)."""
+    table = [transfer_table_block(out, m.path, written)] if is_transfer_table(m.path) else []
+    return table + matrix_sections(out, m, written)
+
+
+def _matrix_report(out: Path, matrices: Sequence[MatrixDir]) -> ReportResult:
+    """The page of transfer-matrix directories alone."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    blocks = [transfer_table_block(out, m, written) for m in matrices]
+    blocks = [b for m in matrices for b in _matrix_blocks(out, m, written)]
+    intro = [f"{len(matrices)} transfer matrix(es): {', '.join(str(m.path) for m in matrices)}."]
     index = out / "index.html"
-    atomic_write_text(index, render_page("ticketlab report", [f"{len(matrices)} transfer matrix(es)."], blocks))
+    atomic_write_text(index, render_page("ticketlab report", intro, blocks))
     written.append(index)
     return ReportResult(index=index, files=written, level=0, level_reason="transfer matrices only: no mask figures")
 
@@ -147,15 +156,15 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     index.html into `out`; return what was written. `metric`: the metric of the matching verdicts
     (any metric the levels recorded; default each task's headline). `latency`: how to time levels, for
     the accuracy-vs-latency section of series that differ in prune.granularity (none without it). A
-    transfer-matrix directory with `columns` stands for its paper-form table (`transfer_table.py`)."""
-    given = [Path(p) for p in run_dirs]
-    matrices = [p for p in given if is_transfer_table(p)]
+    transfer-matrix directory stands for its tables and curves (`transfer_table.py`, `matrix_sections.py`),
+    not for its cells."""
+    given, matrices = split_matrices([Path(p) for p in run_dirs])
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TicketlabError(f"--out {out}: exists and is not a directory")
-    if matrices and len(matrices) == len(given):
-        return _tables_report(out, matrices)
-    paths, studies = expand_studies([p for p in given if p not in matrices])
+    if matrices and not given:
+        return _matrix_report(out, matrices)
+    paths, studies = expand_studies(given)
     runs = load_runs(paths)
     check_metric(runs, metric)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +201,8 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += early_stop_section(out, series, written)
     for study in studies:
         blocks += study_sections(out, study, runs, written, metric)
-    blocks += [transfer_table_block(out, m, written) for m in matrices]
+    for m in matrices:
+        blocks += _matrix_blocks(out, m, written)
 
     runs_table = (["run", "directory", "series", "seed", "task", "headline", "finished levels"],
                   [[r.label, str(r.path), s.label, r.seed, r.task, r.headline or "—",

@@ -12,7 +12,8 @@ target (paper 002 §3); for a run source, the sparsest universal level is what t
 
 Writes OUT/matrix.csv, OUT/matrix.md, OUT/matrix.png (heatmap), and with run sources
 OUT/universal.csv and OUT/transfer_curves.png (metric vs the source mask's sparsity, per target);
-with targets that list `columns`, OUT/columns.csv (`matrix_columns.py`, paper 001's table form).
+with targets that list `columns`, OUT/columns.csv (`matrix_columns.py`, paper 001's table form);
+OUT/matrix.json (the spec's `paper:`, targets and seeds) marks the directory for `ticketlab report`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ticketlab.analysis.runs import Stat, is_matching
+from ticketlab.analysis.transfer_figures import plot_transfer_curves
 from ticketlab.atomic import atomic_write_bytes, atomic_write_text
 from ticketlab.config import Config, load_config
 from ticketlab.errors import TicketlabError
@@ -59,15 +61,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _source_sparsity(row: Row) -> Optional[float]:
-    """The scope sparsity the source level itself reports (a run source's row), else None."""
+def _source_mask(row: Row) -> tuple[Optional[float], Optional[int]]:
+    """The scope sparsity and kept weights the source level itself reports (a run source's row), else None."""
     if row.level_dir is None:
-        return None
+        return None, None
     path = row.level_dir / "metrics.json"
     try:
-        return float(json.loads(path.read_text())["sparsity_scope"])
+        metrics = json.loads(path.read_text())
+        return float(metrics["sparsity_scope"]), int(metrics["kept_scope"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise TicketlabError(f"{path}: unreadable metrics file (expected sparsity_scope)") from None
+        raise TicketlabError(f"{path}: unreadable metrics file (expected sparsity_scope, kept_scope)") from None
 
 
 def matrix_cells(spec: MatrixSpec, out: Path) -> dict[str, tuple[Config, Path]]:
@@ -134,15 +137,16 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
                 sparsity = (last["sparsity_scope"], last["sparsity_network"])
             mean, std = _mean_std(values)
             stats[row.name] = Stat(mean, std, len(values))
+            source = _source_mask(row)
             matching = is_matching(mean, stats[row.baseline or row.name], record.higher_is_better_for(metric))
             rows.append({"source": row.name, "target": column, "metric": metric, "mean": mean, "std": std,
                          "seeds": len(values), "sparsity_scope": sparsity[0], "sparsity_network": sparsity[1],
                          "baseline": row.baseline or row.name, "matching": matching,
                          "run_source": row.source or "", "source_level": "" if row.level is None else row.level,
-                         "source_sparsity": _source_sparsity(row)})
+                         "source_sparsity": source[0], "source_kept": source[1]})
     universal = universal_levels(rows, spec)
     write_table(rows, out, universal)
-    write_columns(spec, column_rows(spec, cells, slug), Path(out))  # paper 001's table form (targets' columns:)
+    write_columns(spec, column_rows(spec, cells, slug), Path(out))  # matrix.json; paper 001's table form (columns:)
     return rows
 
 
@@ -209,7 +213,7 @@ def write_table(rows: list[dict], out: Path, universal: list[dict] = ()) -> None
     _heatmap(rows, sources, targets, out / "matrix.png")
     if universal:
         atomic_write_text(out / "universal.csv", _csv(list(universal)))
-        _curves(rows, targets, out / "transfer_curves.png")
+        plot_transfer_curves(rows, targets, out / "transfer_curves.png")
 
 
 def _figure_bytes(fig: Figure) -> bytes:
@@ -235,32 +239,5 @@ def _heatmap(rows: list[dict], sources: list[str], targets: list[str], path: Pat
             ax.text(j, i, f"{delta[i, j]:+.3f}{' ✓' if cell[(s, t)]['matching'] else ''}", ha="center", va="center")
     fig.colorbar(image, ax=ax, label="metric − baseline")
     ax.set_title("mask transfer: metric relative to each row's dense baseline")
-    fig.tight_layout()
-    atomic_write_bytes(path, _figure_bytes(fig))
-
-
-def _curves(rows: list[dict], targets: list[str], path: Path) -> None:
-    """Paper 002 Fig. 3–5: per target, each run source's metric against its mask's sparsity (band ±1
-    std), its baseline dashed, matching levels filled."""
-    fig = Figure(figsize=(5.0 * len(targets), 4.2))
-    axes = fig.subplots(1, len(targets), squeeze=False)[0]
-    for ax, t in zip(axes, targets):
-        mine = [r for r in rows if r["target"] == t]
-        for i, name in enumerate(dict.fromkeys(r["run_source"] for r in mine if r["run_source"])):
-            pts = sorted((r for r in mine if r["run_source"] == name), key=lambda r: r["source_sparsity"])
-            x = np.array([100 * r["source_sparsity"] for r in pts])
-            y, s = np.array([r["mean"] for r in pts]), np.array([r["std"] for r in pts])
-            color = f"C{i % 10}"
-            ax.plot(x, y, color=color, label=name)
-            ax.fill_between(x, y - s, y + s, color=color, alpha=0.2, linewidth=0)
-            ax.scatter(x, y, color=color, facecolors=[color if r["matching"] else "white" for r in pts], zorder=3)
-            base = next(r for r in mine if r["source"] == pts[0]["baseline"])
-            ax.axhline(base["mean"], color=color, linestyle="--", linewidth=0.9)
-        ax.set_title(t, fontsize=9)
-        ax.set_xlabel("source mask's scope sparsity (%)")
-        ax.set_ylabel(f"{mine[0]['metric']} (mean ± 1 std over seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("transfer curves: filled = matching its dense baseline (dashed)", fontsize=10)
     fig.tight_layout()
     atomic_write_bytes(path, _figure_bytes(fig))
