@@ -13,9 +13,10 @@
 # the ones the full study would have). Measured times: README, "Paper 001, figure by figure".
 #   OUT     where the study dirs and reports go (default runs/paper001_figures)
 #   PYTHON  the interpreter with ticketlab installed (default python3)
+#   STUDIES the folder of the study files (default: this script's)
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+HERE="${STUDIES:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
 OUT="${OUT:-runs/paper001_figures}"
 SEEDS="${SEEDS:-0 1 2}"
 PYTHON="${PYTHON:-python3}"
@@ -25,6 +26,7 @@ tl() { "$PYTHON" -m ticketlab "$@"; }
 
 [ -f data/synth64/train.json ] || tl data synth --out data/synth64 --image-size 64 --n-train 96 --n-val 32
 mkdir -p "$OUT/studies"
+failed=""
 
 study_file() {  # the study itself, or its copy with the seeds of $SEEDS
   local name="$1"
@@ -45,7 +47,9 @@ EOF
 for name in $ONLY; do
   start=$(date +%s)
   load=$(cut -d' ' -f1 /proc/loadavg)
-  tl sweep "$(study_file "$name")" --out "$OUT/$name"
+  if ! tl sweep "$(study_file "$name")" --out "$OUT/$name"; then  # the others still run; rerun resumes
+    echo "== $name: FAILED after $(( $(date +%s) - start )) s (see above)"; failed="$failed $name"; continue
+  fi
   if [ "$name" = fig2f_early_bird ]; then  # Fig. 2f's retrained early-bird ticket, mask drawn at 30%
     for cell in "$OUT/$name"/cells/*/; do
       ls "$cell"level_01/branch_early_bird_*/metrics.json >/dev/null 2>&1 || tl branch "${cell}level_01" early_bird --fraction 0.3
@@ -54,3 +58,4 @@ for name in $ONLY; do
   tl report "$OUT/$name" --out "$OUT/report_$name" >/dev/null
   echo "== $name: $(( $(date +%s) - start )) s wall (load average at start $load, now $(cut -d' ' -f1 /proc/loadavg)); report $OUT/report_$name/index.html"
 done
+[ -z "$failed" ] || { echo "failed:$failed"; exit 1; }
