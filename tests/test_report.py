@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from PIL import Image
 
 from ticketlab.analysis.report import write_report
@@ -55,7 +56,8 @@ def conv_model() -> CifarResNet:
 
 @pytest.fixture(scope="module")
 def conv_runs(tmp_path_factory) -> list[Path]:
-    """Two seeds of a conv run dir: masks from magnitude pruning of random CifarResNet weights (80% per level)."""
+    """Two seeds of a conv run dir: masks from magnitude pruning of random CifarResNet weights (80% per level),
+    and final weights zero where each mask prunes (report checks the levels whose masks it reads)."""
     root = tmp_path_factory.mktemp("conv")
     model = conv_model()
     scope = prunable_parameter_names(model)
@@ -73,6 +75,8 @@ def conv_runs(tmp_path_factory) -> list[Path]:
             d = run.level_dir(level)
             d.mkdir()
             save_mask(d / "mask.safetensors", mask)
+            final = {k: v * mask[k] if k in mask else v for k, v in model.state_dict().items()}  # a ticket
+            save_file({k: v.contiguous() for k, v in final.items()}, str(d / "final.safetensors"))
             kept = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
             write_metrics(d, {"level": level, "sparsity_scope": 1 - kept, "sparsity_network": 1 - kept,
                               "accuracy": 0.9 - 0.1 * level + 0.01 * seed})

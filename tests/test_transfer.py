@@ -95,7 +95,8 @@ def test_mask_rcnn_ticket_into_keypoint_rcnn_copies_every_shared_tensor(tmp_path
     level = tmp_path / "level_01"
     level.mkdir()
     save_mask(level / "mask.safetensors", mask)
-    save_file(state, str(level / "final.safetensors"))
+    save_file({k: (v * mask[k] if k in mask else v).contiguous() for k, v in state.items()},
+              str(level / "final.safetensors"))  # a ticket: pruned weights exactly 0
     (level / "metrics.json").write_text("{}")
     cfg = config(f"init.source={level}", "init.map=shared")
     dst = _detector("keypointrcnn", 2)

@@ -25,10 +25,26 @@ OUT_OF_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quo
                 errno.EFBIG: "file too large for this filesystem"}
 
 
+# The temporaries this process is writing now. A signal that ends the process without unwinding
+# (`stop.exit_at_once`) removes them, as the except clause below would; the set is process-wide, like
+# the signal handler that reads it.
+_IN_FLIGHT: set[str] = set()
+
+
+def remove_in_flight() -> None:
+    """Delete the temporaries of the writes in progress (the files they would replace stay as they were)."""
+    for tmp in list(_IN_FLIGHT):
+        try:
+            os.unlink(tmp)
+        except OSError:  # renamed onto its final name, or never created
+            pass
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    _IN_FLIGHT.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -42,6 +58,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             raise TicketlabError(f"{path}: {OUT_OF_SPACE[e.errno]} while writing {len(data)} bytes; files "
                                  "already written are intact: free space and rerun to resume") from None
         raise
+    finally:
+        _IN_FLIGHT.discard(tmp)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

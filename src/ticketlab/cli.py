@@ -117,7 +117,7 @@ def cmd_controls(args) -> int:
 
     rows = run_controls(Path(args.run_dir), levels=parse_list(args.levels, "levels", int),
                         names=parse_list(args.only, "only") or CONTROLS,
-                        fraction=args.fraction, seed=args.seed)
+                        fraction=args.fraction, seed=args.seed, stop=args.stop)
     columns = list(dict.fromkeys(k for r in rows for k in r if k not in ("kept_scope", "scope_size")))
     _print_table(rows, columns)
     return 0
@@ -142,7 +142,7 @@ def cmd_info(args) -> int:
         report = level_report(target)
         rows = report.to_rows()
         _print_table([r for r in rows if r["kind"] == "tensor"],
-                     ["name", "group", "shape", "kept", "sparsity", "kernels", "zero_kernels"])
+                     ["name", "group", "shape", "kept", "sparsity", "out_channels", "kernels", "zero_kernels"])
         print()
         _print_table([r for r in rows if r["kind"] != "tensor"], ["name", "numel", "kept", "sparsity"])
         print(f"\nscope sparsity {report.scope_sparsity:.4f} ({report.scope_kept}/{report.scope_numel} kept), "
@@ -255,7 +255,7 @@ def cmd_export(args) -> int:
 
 
 # Commands that train: a signal makes them checkpoint at the next step boundary (the others stop at once).
-CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_transfer_matrix, cmd_demo)
+CHECKPOINTING = (cmd_find, cmd_sweep, cmd_branch, cmd_controls, cmd_transfer_matrix, cmd_demo)
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -437,7 +437,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return args.func(args)
     except Stopped as e:
         ignore_signals()  # the handlers are gone; another signal now must not kill the exit itself
-        print(f"ticketlab: {e}; rerun the same command to resume", file=sys.stderr)
+        print(e.line(), file=sys.stderr)
         return RESUMABLE
     except TicketlabError as e:
         if getattr(args, "debug", False):

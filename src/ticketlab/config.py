@@ -23,7 +23,7 @@ import yaml
 
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import DATA_FORMATS, MODEL_FAMILIES, STRATEGIES, TASKS, Registry, unknown_name
-from ticketlab.yaml_file import read_yaml_mapping
+from ticketlab.yaml_file import read_yaml_mapping, safe_load
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -228,6 +228,16 @@ class PruneConfig:
                                      "round(rate × its remaining weights) per level (ranked within the group); "
                                      "the rest of the scope follows prune.rate")
     levels: int = option(8, "number of pruning levels after the dense level 0")
+    granularity: str = option("weight", "what a level removes: weight (single weights, the papers' IMP); channel "
+                              "(whole conv output channels / linear output units, coupled channels together, "
+                              "counts in channels; exports compacted to a smaller dense model); N:M such as 2:4 "
+                              "(the N largest of every M consecutive weights of a row kept, reached at level 1 "
+                              "and then held; docs: README 'Granularity')")
+    channel_score: str = option("l1", "granularity channel: how a channel is ranked, relative to its layer's mean. "
+                                "l1 = the L1 norm of its filters (magnitude, the lottery-ticket rule; defined for "
+                                "every conv and linear layer); bn_gamma = |γ| of the BatchNorms after it (You et al. "
+                                "2020's early-bird channels; every pruned channel needs a BatchNorm)",
+                                choices=("l1", "bn_gamma"))
     rewind: str = option("init", "weights each level restarts from: init, pretrained, Nit or Nep (late resetting)")
     rewind_optimizer: bool = option(False, "late resetting also restores the optimizer state of the rewind point")
     rewind_mode: str = option("weights", "weights: each level restarts from the rewind point ⊙ mask; lr: from the "
@@ -422,7 +432,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise TicketlabError(f"--set {item!r}: expected key=value, e.g. --set train.seed=1")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise TicketlabError(f"--set {key}: value {raw!r} is not valid YAML ({e.__class__.__name__})")
         node = data
@@ -451,9 +461,21 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise TicketlabError(f"{path}: {e}" if path is not None else str(e)) from None
 
 
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's limit; torch takes any seed in this range too
+
+
+def check_seed(key: str, value: int) -> int:
+    """A seed (config key or --seed) in 0..SEED_MAX, which every library a seed reaches accepts."""
+    if not 0 <= value <= SEED_MAX:
+        raise TicketlabError(f"{key}: expected a seed in 0..{SEED_MAX}, got {value}")
+    return value
+
+
 def validate(cfg: Config) -> Config:
     """Range checks that types cannot express, done at load time so the error names the file;
     values torch or the DataLoader would otherwise reject with a traceback, much later."""
+    for key, seed in (("train.seed", cfg.train.seed), ("data.split_seed", cfg.data.split_seed)):
+        check_seed(f"config key {key}", seed)
     for key, rate in (("prune.rate", cfg.prune.rate), *((f"prune.rates.{g}", r) for g, r in cfg.prune.rates.items())):
         if not 0.0 < rate < 1.0:
             raise TicketlabError(f"config key {key}: expected a fraction in (0, 1), got {rate}")
@@ -466,6 +488,7 @@ def validate(cfg: Config) -> Config:
                             ("data.max_image_pixels", cfg.data.max_image_pixels, 1)):
         if value is not None and value < low:
             raise TicketlabError(f"config key {key}: expected {low} or more, got {value}")
+    check_granularity(cfg.prune)
     if cfg.prune.rewind_mode == "lr" and cfg.prune.rewind_optimizer:
         raise TicketlabError("config key prune.rewind_optimizer: only applies with prune.rewind_mode: weights "
                              "(lr rewinding keeps the trained weights and starts a fresh optimizer)")
@@ -481,6 +504,36 @@ def validate(cfg: Config) -> Config:
         raise TicketlabError(f"config key model.width: expected a positive multiplier, got {cfg.model.width}")
     resolve_augment(cfg)
     return cfg
+
+
+NM_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+def parse_nm(text: str) -> Optional[tuple[int, int]]:
+    """'2:4' → (2, 4); None for 'weight' / 'channel'; TicketlabError for anything else."""
+    if text in ("weight", "channel"):
+        return None
+    m = NM_RE.match(text)
+    if m is None or not 0 < int(m.group(1)) < int(m.group(2)):
+        raise TicketlabError(f"config key prune.granularity: expected weight, channel or N:M with 0 < N < M "
+                             f"(e.g. 2:4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def check_granularity(p: PruneConfig) -> None:
+    """prune.granularity's value, and the settings that only exist for single weights."""
+    parse_nm(p.granularity)
+    if p.granularity == "weight":
+        return
+    strategy = STRATEGIES.get(p.strategy) if p.strategy in STRATEGIES else None
+    if strategy is not None and strategy.next_mask is None:
+        raise TicketlabError(f"config key prune.strategy: {p.strategy} scores single weights at initialisation; "
+                             f"prune.granularity {p.granularity} works with global, layerwise or random")
+    for key, value in (("prune.rates", p.rates), ("prune.early_bird", p.early_bird),
+                       ("prune.early_bird_stop", p.early_bird_stop)):
+        if value:
+            raise TicketlabError(f"config key {key}: applies to prune.granularity weight only, "
+                                 f"not {p.granularity}")
 
 
 def resolve_augment(cfg: Config) -> None:

@@ -5,15 +5,24 @@ asks for) some seconds before SIGKILL; Ctrl-C is SIGINT. Inside `stop_on_signals
 SIGTERM, SIGUSR1 or SIGINT only raises a flag (`StopFlag`): the training loop looks at it after
 every step, writes a checkpoint there and raises `Stopped`, and IMP looks at it between levels. A
 second signal raises `Stopped` at once, wherever the process is (a write in flight leaves the old
-file or the new one: every write is atomic). A command that does not poll the flag (`eval`,
-`report`, ...) sets `poll=False` and stops at the first signal. The CLI turns `Stopped` into one
-line on stderr and exit status `RESUMABLE` (75, sysexits' EX_TEMPFAIL: "try again later").
+file or the new one: every write is atomic), so that `run_lock` still removes the lock. The CLI
+turns `Stopped` into one line on stderr and exit status `RESUMABLE` (75, sysexits' EX_TEMPFAIL: "try
+again later").
+
+A command that does not poll the flag (`eval`, `report`, `data synth`, ...; every command while its
+arguments are parsed) sets `poll=False`: it holds no lock and has nothing to checkpoint, so the first
+signal writes the same line and exits with the same status from the handler itself. Raising there
+instead would unwind through whatever runs at that moment, and most of a short command's time is
+spent importing torch: an exception inside a half-done import can be swallowed by a library's bare
+`except:` and leave a half-imported module that fails later with a traceback (seen with numpy).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -33,11 +42,15 @@ class Stopped(BaseException):
     def __str__(self) -> str:
         return f"stopped by {self.signame}" + (f": {self.where}" if self.where else "")
 
+    def line(self) -> str:
+        """What the user sees on stderr."""
+        return f"ticketlab: {self}; rerun the same command to resume"
+
 
 @dataclass
 class StopFlag:
     """Set by the first signal; whoever polls it raises `Stopped`. With `poll` False (a command that
-    never looks at the flag) the first signal raises `Stopped` at once."""
+    never looks at the flag) the first signal ends the process at once (`exit_at_once`)."""
 
     signame: Optional[str] = None
     poll: bool = True
@@ -58,7 +71,9 @@ def stop_on_signals(poll: bool = True) -> Iterator[StopFlag]:
 
     def handler(signum: int, frame) -> None:
         name = signal.Signals(signum).name
-        if flag.requested or not flag.poll:
+        if not flag.poll:
+            exit_at_once(Stopped(name))
+        if flag.requested:
             raise Stopped(name)
         flag.signame = name
 
@@ -68,6 +83,35 @@ def stop_on_signals(poll: bool = True) -> Iterator[StopFlag]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+@contextlib.contextmanager
+def nothing_to_checkpoint(flag: Optional[StopFlag]) -> Iterator[None]:
+    """A stretch of a polling command that has nothing to checkpoint and that no step boundary ends
+    soon (`demo` writing its data set, which a rerun writes again): a signal in it, or one already
+    raised, ends the process at once, as in a command that never polls."""
+    if flag is None:
+        yield
+        return
+    if flag.requested:
+        exit_at_once(Stopped(flag.signame or "a signal"))
+    flag.poll = False
+    try:
+        yield
+    finally:
+        flag.poll = True
+
+
+def exit_at_once(stopped: Stopped) -> None:
+    """Write the stopped line and end the process with `RESUMABLE`, unwinding nothing (see module doc)
+    but the temporaries of atomic writes in flight; os.write and os._exit are safe inside a signal
+    handler, where print may not be."""
+    atomic = sys.modules.get("ticketlab.atomic")  # not imported yet: no write can be in flight
+    remove_in_flight = getattr(atomic, "remove_in_flight", None)  # None while it is being imported
+    if remove_in_flight is not None:
+        remove_in_flight()
+    os.write(2, (stopped.line() + "\n").encode())
+    os._exit(RESUMABLE)
 
 
 def ignore_signals() -> None:

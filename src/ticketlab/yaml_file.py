@@ -7,12 +7,29 @@ or not a mapping at the top level.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ticketlab.errors import TicketlabError
+
+
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that `2:4` stays the string "2:4" (prune.granularity's N:M):
+    YAML 1.1 reads it as the base-60 integer 124, YAML 1.2 (and every ticketlab key) has no base 60."""
+
+
+Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _digit in "0123456789":
+    Loader.yaml_implicit_resolvers.setdefault(_digit, []).insert(
+        0, ("tag:yaml.org,2002:str", re.compile(r"^[0-9]+(?::[0-9]+)+$")))
+
+
+def safe_load(text: str) -> Any:
+    """`yaml.safe_load` with `Loader`: plain data, never Python objects."""
+    return yaml.load(text, Loader=Loader)
 
 
 def read_yaml_mapping(path: Path, what: str, expected: str = "a mapping of keys") -> dict[str, Any]:
@@ -22,7 +39,7 @@ def read_yaml_mapping(path: Path, what: str, expected: str = "a mapping of keys"
     if not path.is_file():
         raise TicketlabError(f"{path}: {what} file not found" + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -5,7 +5,9 @@ as mean ± std over runs and call a sparse level *matching* when its mean is at 
 mean minus one standard deviation. Runs whose configs are equal except for `train.seed` (and the
 keys that only say how far or where a run went: `prune.levels`, `train.device`, `data.num_workers`)
 form one series. Reading goes through `RunDir` (DESIGN.md run-dir contract): a level counts when
-its `metrics.json` exists, and masks are read with `ticketlab.sparsity.load_mask`.
+its `metrics.json` exists, and a level's mask is read after the checks every reader of a level makes
+(`lottery.level_files.check_level`: a truncated or mismatched mask or weights file stops the report
+with one line naming it, rather than drawing figures from a level that cannot be trusted).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import torch
 from ticketlab.config import flatten, to_dict
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import TASKS
-from ticketlab.rundir import MASK_FILE, RESUMABLE_CHANGES, RunDir, TaskRecord, level_name
-from ticketlab.sparsity import load_mask
+from ticketlab.lottery.level_files import check_level
+from ticketlab.rundir import RESUMABLE_CHANGES, RunDir, TaskRecord, level_name
 
 SPARSITY_KEYS = ("sparsity_scope", "sparsity_network")
 NOT_METRICS = {"level", "kept_scope", "scope_size", "steps", "seconds"}
@@ -58,7 +60,7 @@ class Run:
         if level not in self.levels:
             raise TicketlabError(f"{self.path}: level {level} is not finished (finished: "
                                  f"{', '.join(map(str, sorted(self.levels)))})")
-        return load_mask(self.path / level_name(level) / MASK_FILE)
+        return check_level(self.path / level_name(level)).mask
 
 
 def load_run(path: Path, label: Optional[str] = None) -> Run:

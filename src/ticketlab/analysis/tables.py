@@ -17,6 +17,7 @@ import numpy as np
 from ticketlab.analysis.masks import kernel_map, kept_per_layer, zero_kernels
 from ticketlab.analysis.runs import LevelStats, Run, Series
 from ticketlab.atomic import atomic_write_text
+from ticketlab.sparsity.channels import kept_rows
 
 Table = tuple[list[str], list[list[object]]]
 
@@ -61,12 +62,14 @@ def series_summary(series: Sequence[Series], stats: Sequence[Sequence[LevelStats
 
 
 def kept_table(runs: Sequence[Run], masks: Sequence[Mapping], series_of: Mapping[str, str]) -> Table:
-    header = ["run", "series", "seed", "layer", "numel", "kept", "kept_fraction"]
+    """One row per (run, layer): weights kept, and output channels kept (a channel ticket's channel count)."""
+    header = ["run", "series", "seed", "layer", "numel", "kept", "kept_fraction", "channels_kept", "channels"]
     rows = []
     for run, mask in zip(runs, masks):
         for name, frac in kept_per_layer(mask):
             m = mask[name]
-            rows.append([run.label, series_of[run.label], run.seed, name, m.numel(), int(m.sum()), frac])
+            rows.append([run.label, series_of[run.label], run.seed, name, m.numel(), int(m.sum()), frac,
+                         *kept_rows(m)])
     return header, rows
 
 

@@ -16,11 +16,18 @@ A zero filter followed by BatchNorm is NOT a zero channel: it outputs β − γ�
 block outputs are never touched (the shortcut adds to every channel). Chains are found by module
 type: torchvision BasicBlock (conv1→conv2), Bottleneck (conv1→conv2, conv2→conv3), TwoMLPHead
 (fc6→fc7) and fc7→box predictor, LeNet-300-100 (layer1→layer2→fc). The model must be in eval mode.
+
+A channel ticket (`prune.granularity: channel`) says more: its removed channels — residual streams
+and their coupled layers included — output exactly 0 (filters pruned, norm γ/β held at 0;
+`sparsity/channels.py`), so `compact(model, units, example)` first removes every one of them with
+Torch-Pruning's dependency graph (`sparsity/coupling.py`), the model staying the same torchvision
+classes with fewer channels, and then applies the rules above to what is left.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
@@ -188,10 +195,30 @@ def _compact_chain(model: nn.Module, chain: Chain) -> ChainRow | None:
     return ChainRow(chain.producer, n, int(keep.sum()), int(unread.sum()), int(zero.sum()), int(folded.sum()))
 
 
-def compact(model: nn.Module) -> CompactionReport:
+def _remove_units(model: nn.Module, units: Mapping[str, torch.Tensor], example: Any) -> list[ChainRow]:
+    """A channel ticket's dead units removed with Torch-Pruning; one row per channel group."""
+    from ticketlab.sparsity.coupling import compact_channels  # Torch-Pruning, only for channel tickets
+
+    compact_channels(model, example, units)
+    rows = []
+    for name, alive in units.items():
+        total, kept = alive.numel(), max(1, int(alive.sum()))  # an emptied group keeps one inert channel
+        rows.append(ChainRow(name.removesuffix(".weight"), total, kept, 0, total - kept, 0))
+    return rows
+
+
+def compact(model: nn.Module, units: Optional[Mapping[str, torch.Tensor]] = None, example: Any = None, *,
+            rules: bool = True) -> CompactionReport:
     """Remove, in place, every hidden channel of `model` (eval mode) that provably cannot change
-    its outputs (see the module docstring); returns what was removed where."""
+    its outputs (see the module docstring): a channel ticket's removed `units` (alive channels per
+    group, traced on `example`) first, then (`rules`) the zero channels the chain rules find;
+    returns what was removed where."""
     report = CompactionReport(params_before=sum(p.numel() for p in model.parameters()))
+    if units:
+        report.rows += _remove_units(model, units, example)
+    if not rules:
+        report.params_after = sum(p.numel() for p in model.parameters())
+        return report
     for chain in find_chains(model):
         row = _compact_chain(model, chain)
         if row is not None:

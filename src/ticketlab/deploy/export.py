@@ -10,9 +10,11 @@
   handles torchvision's detectors (data-dependent NMS and RoI sampling) and runs offline in seconds;
   a detector graph is traced at the example image's size, so feed images of that size.
 
-`compact=True` (onnx/torchscript only: it changes layer shapes) first removes the hidden channels
-that provably cannot change the outputs (`deploy/compact.py`); `csr_box_head=True` (torchscript
-only) stores the box head's fc6/fc7 as CSR (`deploy/sparse_linear.py`).
+`compact=True` first removes the hidden channels that provably cannot change the outputs, and a
+channel ticket's removed channels (`deploy/compact.py`). It changes layer shapes, so for
+state_dict only a channel ticket compacts: its file loads (strict=True) into a freshly built model
+with the same channels removed, and its metadata `ticketlab_kept_channels` lists them per group.
+`csr_box_head=True` (torchscript only) stores the box head's fc6/fc7 as CSR (`deploy/sparse_linear.py`).
 
 Every file is checked before it is written: it is loaded back with the runtime that will run it
 (a fresh model + load_state_dict(strict=True), torch.jit.load, onnxruntime) and its outputs on a
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,13 +73,23 @@ def _state_dict_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[byte
         data = buf.getvalue()
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     else:
-        data = safetensors.torch.save(state, metadata={"format": "pt"})
+        data = safetensors.torch.save(state, metadata={"format": "pt", **kept_channels_metadata(model, ticket)})
         loaded = safetensors.torch.load(data)
     fresh = ticket.experiment.fresh_model(seed=0)
+    if model is not ticket.model:  # a compacted channel ticket: the same channels removed from a fresh model
+        compact_model(fresh.eval(), ticket.units(), ticket.example, rules=False)
     fresh.load_state_dict(loaded, strict=True)
     fresh.eval()
     with torch.no_grad():
         return data, flat_outputs(fresh(ticket.example)), "load_state_dict(strict=True) into a freshly built model"
+
+
+def kept_channels_metadata(model: nn.Module, ticket: Ticket) -> dict[str, str]:
+    """A compacted channel ticket's kept channels per group, as JSON, so the architecture can be rebuilt."""
+    if model is ticket.model or not ticket.units():
+        return {}
+    return {"ticketlab_kept_channels": json.dumps({name: alive.nonzero().squeeze(1).tolist()
+                                                   for name, alive in ticket.units().items()})}
 
 
 def _torchscript_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
@@ -121,12 +134,13 @@ def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compa
                  csr_box_head: bool = False) -> ExportResult:
     """Write level `level_dir` as `fmt`, after checking the file reproduces the masked model."""
     writer: Writer = EXPORT_FORMATS.get(fmt)
-    if fmt == "state_dict" and (compact or csr_box_head):
-        raise TicketlabError("--compact / --csr-box-head change layer shapes or types, so no stock model would "
-                             "load the state_dict: use --format onnx or torchscript")
     if csr_box_head and fmt != "torchscript":
         raise TicketlabError("--csr-box-head: sparse CSR weights run in PyTorch only; use --format torchscript")
     ticket = load_ticket(Path(level_dir))
+    if fmt == "state_dict" and compact and not ticket.units():
+        raise TicketlabError("--compact with --format state_dict: only a channel ticket (prune.granularity: channel) "
+                             "compacts into a state_dict its architecture can be rebuilt for; use --format onnx "
+                             "or torchscript")
     path = Path(out) if out is not None else default_path(level_dir, fmt, compact)
     with torch.no_grad():
         reference = flat_outputs(ticket.model(ticket.example))
@@ -134,7 +148,7 @@ def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compa
     if compact or csr_box_head:
         model = copy.deepcopy(ticket.model)
         if compact:
-            report = compact_model(model)
+            report = compact_model(model, ticket.units(), ticket.example, rules=fmt != "state_dict")
         if csr_box_head:
             swapped = use_csr_box_head(model)
             if not swapped:

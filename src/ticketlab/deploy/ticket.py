@@ -40,6 +40,10 @@ class Ticket:
     def task(self) -> Task:
         return self.experiment.task
 
+    def units(self) -> dict[str, torch.Tensor]:
+        """Alive channels per channel group (a channel ticket; empty for other granularities)."""
+        return self.experiment.granularity().units(self.mask)
+
 
 def load_ticket(level_dir: Path) -> Ticket:
     """The level opened and checked (`lottery.opened.open_level`), in eval mode, with one input."""

@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ticketlab.config import check_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.at_init import at_init_mask
 from ticketlab.lottery.early_bird import draw_at
@@ -41,8 +42,7 @@ from ticketlab.lottery.opened import open_level
 from ticketlab.registry import BRANCHES
 from ticketlab.rundir import FINAL_FILE, MASK_FILE, METRICS_FILE, RunDir
 from ticketlab.stop import StopFlag
-from ticketlab.sparsity import complement, load_mask, perturb, random_mask_like
-from ticketlab.sparsity.ranking import keep_top, level_keep
+from ticketlab.sparsity import load_mask
 from ticketlab.sparsity.pruning_at_init import get_strategy
 from ticketlab.train.loop import LevelRun
 
@@ -101,15 +101,16 @@ def inverted_mask(exp: Experiment, run: RunDir, level: int, shapes: dict) -> dic
     if strategy.score != "magnitude":
         raise TicketlabError(f"branch invert: prune.strategy {strategy.name} ranks no weights; nothing to invert")
     prev = load_mask(run.level_dir(level - 1) / MASK_FILE, shapes)
-    weights = load_state(run.level_dir(level - 1) / FINAL_FILE, exp.model)
-    names = exp.prune_names
-    chosen = {n: prev[n] for n in names}
-    keep = level_keep(chosen, exp.cfg.prune.rate, 1, layerwise=strategy.layerwise)
-    return {**prev, **keep_top({n: weights[n].abs() for n in names}, chosen, keep, keep_high=False)}
+    state = load_state(run.level_dir(level - 1) / FINAL_FILE, exp.model)
+    chosen = {n: prev[n] for n in exp.prune_names}
+    return {**prev, **exp.granularity().inverted(state, chosen, exp.cfg.prune.rate, strategy.layerwise)}
 
 
-def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int]) -> Branch:
+def _check_args(name: str, fraction: Optional[float], copies: Optional[int], points: Optional[int],
+                seed: Optional[int]) -> Branch:
     branch = BRANCHES.get(name)
+    if seed is not None:
+        check_seed("--seed", seed)
     if branch.fraction:
         if fraction is None or not 0.0 < fraction <= 1.0:
             raise TicketlabError(f"branch {name}: --fraction must be given, in (0, 1]")
@@ -131,7 +132,7 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
                seeds: Optional[Sequence[int]] = None, stop: Optional[StopFlag] = None) -> tuple[Path, dict]:
     """Train branch `name` of a finished level; returns its directory and metrics. `seeds` (in
     code) gives the instability copies' data seeds; else they are `seed`, `seed`+1, …"""
-    branch = _check_args(name, fraction, copies, points)
+    branch = _check_args(name, fraction, copies, points, seed)
     if bn_batches < 1:
         raise TicketlabError(f"branch {name}: --bn-batches must be 1 or more")
     run, level = parse_level_dir(level_dir)
@@ -149,7 +150,8 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
     if branch.on_path:
         with run_lock(run.root):
             if name == INSTABILITY:
-                copy_seeds = list(seeds) if seeds is not None else [seed + i for i in range(copies or 2)]
+                count = 2 if copies is None else copies  # 0 is refused by run_instability, not taken for 2
+                copy_seeds = list(seeds) if seeds is not None else [seed + i for i in range(count)]
                 return out, run_instability(exp, run, level, mask, out, seeds=copy_seeds, points=points or 11,
                                             bn_batches=bn_batches)
             return out, run_interpolate_next(exp, run, level, mask, out, points=points or 11, bn_batches=bn_batches)
@@ -160,7 +162,7 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
         start = {k: v.detach() for k, v in exp.fresh_model(seed).state_dict().items()}
         opt_state = None
     elif name in ("random_mask", "shuffle_layerwise"):
-        mask = random_mask_like(mask, generator)
+        mask = exp.granularity().random_like(mask, generator)
     elif name == "invert":
         mask = inverted_mask(exp, run, level, shapes)
     elif name == "early_bird":
@@ -168,9 +170,9 @@ def run_branch(level_dir: Path, name: str, *, fraction: Optional[float] = None, 
         mask = load_mask(path, shapes)
         extra = {"early_bird_step": step}
     elif name == "complement":
-        mask = complement(mask)
+        mask = exp.granularity().complement(mask)
     else:
-        mask = perturb(mask, fraction, generator)
+        mask = exp.granularity().perturb(mask, fraction, generator)
 
     with run_lock(run.root):  # one writer per run dir: not beside a `find` or another branch
         identity = {"level": level, "branch": name, "branch_seed": seed,

@@ -15,10 +15,12 @@ import json
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ticketlab.config import check_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.branches import branch_dir_name, run_branch
 from ticketlab.registry import BRANCHES
 from ticketlab.rundir import RunDir
+from ticketlab.stop import StopFlag
 
 CONTROLS = ("complement", "random_mask", "perturb")     # paper 002 Fig. 8
 
@@ -60,14 +62,17 @@ def control_levels(run: RunDir, levels: Optional[Sequence[int]]) -> list[int]:
 
 def run_controls(run_dir: Path, *, levels: Optional[Sequence[int]] = None, names: Sequence[str] = CONTROLS,
                  fraction: float = 0.1, seed: Optional[int] = None,
-                 log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) each control of each level; returns one metrics row per branch, in order."""
+                 log: Callable[[str], None] = print, stop: Optional[StopFlag] = None) -> list[dict]:
+    """Run (or resume) each control of each level; returns one metrics row per branch, in order.
+    `stop`: a signal checkpoints the branch in training at its next step (`ticketlab.stop`)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise TicketlabError(f"{run_dir}: not a ticketlab run directory (no config.yaml)")
     bad = [n for n in names if n not in choices()]
     if bad:
         raise TicketlabError(f"--only: {', '.join(bad)} not among {', '.join(choices())}")
+    if seed is not None:
+        check_seed("--seed", seed)
     if any(BRANCHES.get(n).fraction for n in names) and not 0.0 < fraction <= 1.0:  # checked before any training
         raise TicketlabError(f"--fraction: expected a number in (0, 1], got {fraction}")
     run = RunDir(run_dir)
@@ -85,6 +90,6 @@ def run_controls(run_dir: Path, *, levels: Optional[Sequence[int]] = None, names
                     raise TicketlabError(f"{done}: unreadable metrics file ({type(e).__name__})") from None
             else:
                 log(f"[level {level} {name}] {out}")
-                _, metrics = run_branch(run.level_dir(level), name, fraction=frac, seed=seed)
+                _, metrics = run_branch(run.level_dir(level), name, fraction=frac, seed=seed, stop=stop)
             rows.append(metrics)
     return rows

@@ -15,7 +15,7 @@ from ticketlab.analysis.report import write_report
 from ticketlab.config import load_config
 from ticketlab.data.synth import SynthConfig, generate_synthetic
 from ticketlab.lottery.imp import run_imp
-from ticketlab.stop import StopFlag
+from ticketlab.stop import StopFlag, nothing_to_checkpoint
 
 PRESET = "demo.yaml"
 COLUMNS = ["level", "sparsity_scope", "sparsity_network", "bbox_AP", "bbox_AP50", "seconds"]
@@ -30,7 +30,8 @@ def run_demo(out: Path, *, print_table, stop: Optional[StopFlag] = None) -> list
     data_dir, run_dir = out / "data", out / "run"
     if not (data_dir / "summary.json").is_file():  # written last: its presence means the set is complete
         print(f"generating synthetic scenes in {data_dir} …")
-        generate_synthetic(data_dir, SynthConfig())
+        with nothing_to_checkpoint(stop):  # a signal stops at once: the rerun writes the set again
+            generate_synthetic(data_dir, SynthConfig())
     cfg = load_config(demo_config_path(), [f"data.root={data_dir}"])
     print(f"run dir: {run_dir}")
     rows = run_imp(cfg, run_dir, stop=stop)

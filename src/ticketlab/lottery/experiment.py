@@ -8,20 +8,22 @@ model, data split and scope the run trained with. With a transfer (`init:`), the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ticketlab.config import Config, parse_steps, validate
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.level_files import read_weights
 from ticketlab.lottery.transfer import Transfer, plan_transfer
 from ticketlab.models.spec import BuiltModel
 from ticketlab.sparsity import group_of, resolve_scope
+from ticketlab.sparsity.enforce import with_followers
+from ticketlab.sparsity.granularity import Granularity, build_granularity
 from ticketlab.sparsity.group_rates import rate_pools
 from ticketlab.sparsity.scope import unknown_group
 from ticketlab.tasks import build_task_data, build_task_model, task_class
@@ -41,6 +43,7 @@ class Experiment:
     rewind_step: int  # 0 for `init` / `pretrained`, N for late resetting
     transfer: Optional[Transfer] = None  # `init:` — a mask (and values) from another run
     prunable: Optional[list[str]] = None  # what IMP levels prune (prune.scope); None = all of `scope`
+    _granularity: Optional[Granularity] = field(default=None, repr=False, compare=False)
 
     @property
     def prune_names(self) -> list[str]:
@@ -68,6 +71,24 @@ class Experiment:
 
     def scope_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: state[name] for name in self.scope}
+
+    def example_input(self) -> Any:
+        """What the model is called with on one image (validation, else training): a batch of one."""
+        split = self.data.val if len(self.data.val) else self.data.train
+        return self.task.example_input(split[0][0].to(self.device))
+
+    def granularity(self) -> Granularity:
+        """What one pruning decision removes (`prune.granularity`); channel groups are traced once."""
+        if self._granularity is None:
+            p = self.cfg.prune
+            self._granularity = build_granularity(p.granularity, p.channel_score, self.model, self.example_input(),
+                                                  self.prune_names)
+        return self._granularity
+
+    def enforced_mask(self, mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every tensor held at 0 with `mask`: the mask, its followers (MoCo's key encoder), and the
+        norm γ/β and biases of removed channels (granularity channel)."""
+        return {**with_followers(mask, self.built.followers), **self.granularity().held(mask)}
 
 
 def level_generator(seed: int, level: int) -> torch.Generator:
@@ -120,20 +141,4 @@ def build_experiment(cfg: Config) -> Experiment:
 
 def load_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
     """Read a weights file written by ticketlab and check it fits `model` (names and shapes)."""
-    if not path.is_file():
-        raise TicketlabError(f"{path}: missing (the run directory is incomplete)")
-    try:
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises several types for truncated/corrupt files
-        raise TicketlabError(f"{path}: not a readable safetensors file ({e})") from None
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-            if keys:
-                parts.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', …' if len(keys) > 3 else ''})")
-        raise TicketlabError(f"{path}: does not fit the model: {'; '.join(parts)}")
-    return state
+    return read_weights(path, model.state_dict())

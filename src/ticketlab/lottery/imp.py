@@ -36,11 +36,11 @@ from ticketlab.lottery.at_init import at_init_mask, check_at_init
 from ticketlab.lottery.early_bird import EarlyBird
 from ticketlab.lottery.experiment import Experiment, build_experiment, level_generator, load_state
 from ticketlab.lottery.level import TicketStart, train_ticket
+from ticketlab.lottery.level_files import check_level
 from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import (EARLY_BIRD_FILE, FINAL_FILE, INIT_FILE, MASK_FILE, REWIND_OPTIMIZER_FILE,
                               REWIND_POINT_FILE, START_FILE, RunDir)
 from ticketlab.sparsity import full_mask, load_mask
-from ticketlab.sparsity.group_rates import prune_by_groups
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
 from ticketlab.stop import StopFlag, Stopped
@@ -99,11 +99,11 @@ def next_mask(exp: Experiment, run: RunDir, level: int) -> dict[str, torch.Tenso
         return at_init_mask(exp, load_mask(run.level_dir(0) / MASK_FILE, shapes),
                             rewind_source(exp, run)[0], level)
     prev_mask = load_mask(prev / MASK_FILE, shapes)
-    weights = exp.scope_weights(load_state(prev / FINAL_FILE, exp.model))
+    state = load_state(prev / FINAL_FILE, exp.model)
     p = exp.cfg.prune
     names = exp.prune_names  # transferred tensors outside prune.scope keep their mask as it is
-    pruned = prune_by_groups(p.strategy, {n: weights[n] for n in names}, {n: prev_mask[n] for n in names},
-                             p.rate, p.rates, exp.group_map(), level_generator(exp.cfg.train.seed, level))
+    pruned = exp.granularity().next_mask(p.strategy, state, {n: prev_mask[n] for n in names}, p.rate, p.rates,
+                                         exp.group_map(), level_generator(exp.cfg.train.seed, level))
     return {**prev_mask, **pruned}
 
 
@@ -123,6 +123,7 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print, stop:
     with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
         exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
         check_at_init(exp)
+        exp.granularity()  # channel groups traced (and a bad channel_score refused) before any training
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
             dist.on_main(lambda: run.start(cfg, exp.task.record()))
@@ -189,12 +190,24 @@ def default_level0(exp: Experiment, run: RunDir, dist: Dist, early: Optional[Ear
     return metrics
 
 
+def check_finished(exp: Experiment, run: RunDir, level: int) -> None:
+    """A finished level a resumed run builds on is checked first (`level_files.check_level` against
+    this run's model): a damaged one stops the run, naming its file, and is never overwritten."""
+    level_dir = run.level_dir(level)
+    try:
+        check_level(level_dir, exp.model.state_dict(), exp.scope)
+    except TicketlabError as e:
+        raise TicketlabError(f"{e}; {level_dir} is finished, so find will not redo it: restore its files, or "
+                             f"move it (and the levels after it) away to train it again") from None
+
+
 def _run_levels(cfg: Config, exp: Experiment, run: RunDir, log: Callable[[str], None], dist: Dist,
                 early: Optional[EarlyBird], stop: Optional[StopFlag], level0: Level0) -> list[dict]:
     dist.on_main(lambda: write_init_record(exp, run))
     levels = range(cfg.prune.levels + 1)
     for level in levels:
         if run.is_done(level):
+            check_finished(exp, run, level)
             if level == 0 and early is not None and not (run.level_dir(0) / EARLY_BIRD_FILE).is_file():
                 dist.on_main(lambda: finish_early_bird(early, exp, run))  # cut off between level 0's files
             continue

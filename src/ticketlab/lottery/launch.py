@@ -9,13 +9,18 @@ jobs run at once, each seeing its own GPU(s) through CUDA_VISIBLE_DEVICES.
 
 Preemption and time limits: submitit catches the signal SLURM sends `signal_delay_s` before the end
 (USR2) and calls `CellJob.checkpoint`, which passes SIGTERM on to the unit: it checkpoints at the
-next step boundary and exits 75; the job is then requeued and resumes there. A unit that fails is
-reported with its last stderr line and is not retried; one whose run dir another launcher holds
-fails on the lock, so no cell is trained twice.
+next step boundary and exits 75; the job is then requeued and resumes there. A signal to the
+launching command itself (SIGTERM, Ctrl-C) on this machine starts no further unit and sends SIGTERM
+to each running unit (its `CellJob` keeps the unit's process id beside its log; submitit's own
+cancel would interrupt only its controller); once they have checkpointed, the command stops with
+`Stopped` (exit 75), and a rerun resumes every cell. A unit that fails is reported with its last
+stderr line and is not retried; one whose run dir another launcher holds fails on the lock, so no
+cell is trained twice.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -24,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ticketlab.atomic import atomic_write_text
 from ticketlab.config import option
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.shared import DenseGroup
 from ticketlab.rundir import RunDir
-from ticketlab.stop import RESUMABLE
+from ticketlab.stop import RESUMABLE, StopFlag, Stopped
 
 POLL_S = 0.5
 
@@ -89,7 +95,11 @@ class CellJob:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as err:
             self._child = subprocess.Popen(self.command, stdout=err, stderr=err)
-            status = self._wait()
+            atomic_write_text(pid_file(self.log), str(self._child.pid))  # for the launcher to stop it (module doc)
+            try:
+                status = self._wait()
+            finally:
+                pid_file(self.log).unlink(missing_ok=True)
         if status == 0:
             return "done"
         last = _last_line(self.log)
@@ -110,6 +120,24 @@ class CellJob:
             self._child.send_signal(signal.SIGTERM)  # checkpoint at the next step boundary, exit 75
             self._wait()
         return submitit.helpers.DelayedSubmission(CellJob(self.command, self.log))
+
+
+def pid_file(log: Path) -> Path:
+    """Where a running unit's `CellJob` keeps the unit's process id: beside its log."""
+    return log.with_suffix(".pid")
+
+
+def _stop_unit(unit: Unit) -> bool:
+    """SIGTERM to a running unit (it checkpoints and exits 75); False while it has no process id yet."""
+    try:
+        pid = int(pid_file(unit.log).read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # it has just ended
+        pass
+    return True
 
 
 def _last_line(path: Path) -> str:
@@ -152,8 +180,9 @@ def executor_for(settings: LaunchConfig, folder: Path):
 
 
 def run_units(units: list[Unit], settings: LaunchConfig, folder: Path, *,
-              log: Callable[[str], None] = print) -> dict[str, str]:
-    """Run every unit; returns name → "done" or the reason it failed."""
+              log: Callable[[str], None] = print, stop: Optional[StopFlag] = None) -> dict[str, str]:
+    """Run every unit; returns name → "done" or the reason it failed. `stop` (here, not on SLURM):
+    once a signal raised it, no unit starts and the running ones are stopped (module doc)."""
     if not units:
         return {}
     executor = executor_for(settings, folder)
@@ -164,10 +193,11 @@ def run_units(units: list[Unit], settings: LaunchConfig, folder: Path, *,
         for name, job in jobs.items():
             log(f"{name}: submitted as SLURM job {job.job_id}")
         return {name: _outcome(job) for name, job in jobs.items()}
-    return _run_local(units, settings, executor, log)
+    return _run_local(units, settings, executor, log, stop)
 
 
-def _run_local(units: list[Unit], settings: LaunchConfig, executor: Any, log: Callable[[str], None]) -> dict[str, str]:
+def _run_local(units: list[Unit], settings: LaunchConfig, executor: Any, log: Callable[[str], None],
+               stop: Optional[StopFlag]) -> dict[str, str]:
     """At most `workers` jobs at once; slot i gets GPUs [i·g, (i+1)·g) where there are GPUs."""
     available = _local_gpus()
     per_unit = settings.gpus_per_cell or (1 if available else 0)
@@ -176,15 +206,20 @@ def _run_local(units: list[Unit], settings: LaunchConfig, executor: Any, log: Ca
                              f"{per_unit * settings.workers} GPUs; this machine has {available}")
     pending, running, outcome = list(units), {}, {}
     free = list(range(settings.workers))
+    stopped: set[str] = set()
     while pending or running:
+        if stop is not None and stop.requested:  # start nothing more; stop what runs
+            pending = []
+            stopped |= {name for name, (_, _, unit) in running.items() if name not in stopped and _stop_unit(unit)}
         while pending and free:
             unit, slot = pending.pop(0), free.pop(0)
+            pid_file(unit.log).unlink(missing_ok=True)  # a stale one must not be taken for this unit's
             gpus = tuple(range(slot * per_unit, (slot + 1) * per_unit))
             executor.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
-            running[unit.name] = (executor.submit(CellJob(unit_command(unit.argv, per_unit), unit.log)), slot)
+            running[unit.name] = (executor.submit(CellJob(unit_command(unit.argv, per_unit), unit.log)), slot, unit)
             log(f"{unit.name}: started (worker {slot}{f', GPU {gpus}' if gpus else ''})")
         time.sleep(POLL_S)
-        for name, (job, slot) in list(running.items()):
+        for name, (job, slot, _) in list(running.items()):
             if job.done():
                 outcome[name] = _outcome(job)
                 log(f"{name}: {outcome[name]}")
@@ -205,18 +240,21 @@ def _outcome(job: Any) -> str:
 
 def launch_cells(cells: list[str], groups: dict[str, DenseGroup], finished: Callable[[str], bool],
                  argv: Callable[[str], list[str]], settings: LaunchConfig, out: Path, *,
-                 log: Callable[[str], None] = print) -> dict[str, str]:
+                 log: Callable[[str], None] = print, stop: Optional[StopFlag] = None) -> dict[str, str]:
     """Shared dense levels as one wave, then the unfinished cells as another; returns, for each cell
-    that did not finish, why. `argv(name)` is the ticketlab command that runs unit `name` alone."""
+    that did not finish, why. `argv(name)` is the ticketlab command that runs unit `name` alone.
+    Raises `Stopped` when a signal to this process stopped the units (`run_units`)."""
 
     def unit(name: str) -> Unit:
         return Unit(name, argv(name), out / "logs" / f"{name.replace('/', '__')}.log")
 
     dense = sorted({g.name for g in groups.values() if not RunDir(g.root).is_done(0)})
-    outcome = run_units([unit(n) for n in dense], settings, out / "submitit", log=log)
+    outcome = run_units([unit(n) for n in dense], settings, out / "submitit", log=log, stop=stop)
     failed = {n for n, o in outcome.items() if o != "done"}
     todo = [c for c in cells if not finished(c) and not (c in groups and groups[c].name in failed)]
-    outcome.update(run_units([unit(c) for c in todo], settings, out / "submitit", log=log))
+    outcome.update(run_units([unit(c) for c in todo], settings, out / "submitit", log=log, stop=stop))
+    if stop is not None and stop.requested and not settings.slurm:
+        raise Stopped(stop.signame or "a signal", f"{out}: the running cells checkpointed")
     errors = {}
     for cell in cells:
         group = groups.get(cell)

@@ -42,11 +42,15 @@ def sparsity_metrics(exp: Experiment, mask: dict[str, torch.Tensor]) -> dict:
     report = sparsity_report(exp.model, mask, exp.built.groups)
     enforced = with_followers(mask, exp.built.followers)
     network = report if len(enforced) == len(mask) else sparsity_report(exp.model, enforced)
+    units = exp.granularity().units(mask)  # channel tickets: the channels left of the prunable groups
+    channels = {"channels_kept": sum(int(a.sum()) for a in units.values()),
+                "channels_scope": sum(a.numel() for a in units.values())} if units else {}
     return {
         "sparsity_scope": report.scope_sparsity,
         "sparsity_network": network.network_sparsity,
         "kept_scope": report.scope_kept,
         "scope_size": report.scope_numel,
+        **channels,
     }
 
 
@@ -69,7 +73,7 @@ def train_ticket(exp: Experiment, ticket: TicketStart, run: Optional[LevelRun] =
     """
     run = run or LevelRun()
     out_dir, mask, dist = ticket.out_dir, ticket.mask, run.dist
-    enforced = with_followers(mask, exp.built.followers)
+    enforced = exp.enforced_mask(mask)
     dist.same_everywhere(content_digest(mask, ""), f"the mask of {out_dir}")
     start = masked_state(ticket.start_state, enforced)
 
@@ -81,7 +85,8 @@ def train_ticket(exp: Experiment, ticket: TicketStart, run: Optional[LevelRun] =
     dist.on_main(write_start)
     model = exp.model
     model.load_state_dict(start)
-    enforcer = MaskEnforcer(model, enforced)
+    params = dict(model.named_parameters())  # a frozen norm's held γ/β are buffers: zeroed once, above
+    enforcer = MaskEnforcer(model, {n: m for n, m in enforced.items() if n in params})
     t0 = time.time()
     result = train_level(LevelRequest(model, exp.task, exp.data, exp.cfg.train, out_dir, enforcer,
                                       exp.cfg.data.num_workers, run))

@@ -103,7 +103,7 @@ def _run_cells(spec: MatrixSpec, out: Path, log: Callable[[str], None], stop: Op
         raise TicketlabError("transfer-matrix: launching cells as processes needs the spec file's path")
     errors = launch_cells(list(cells), groups, lambda n: finished(*cells[n]),
                           lambda n: ["transfer-matrix", str(spec.path.resolve()), "--out", str(Path(out).resolve()),
-                                     "--cell", n], launch, Path(out), log=log)
+                                     "--cell", n], launch, Path(out), log=log, stop=stop)
     if errors:
         name, error = next(iter(errors.items()))
         raise TicketlabError(f"{len(errors)} of {len(cells)} cells did not finish ({name}: {error}); rerun to retry them")

@@ -2,9 +2,8 @@
 weights → check the mask" sequence that `eval`, `info`, `export` and `branch` share.
 
 The checks are those a level must pass to be trusted: its run dir's config builds the experiment,
-`final.safetensors` fits the model (names, shapes), `mask.safetensors` fits the masked parameters
-(names, shapes, dtype, readable bytes; `sparsity.load_mask`), and every weight the mask prunes is
-exactly 0 in the final weights.
+and the level's files pass `level_files.check_level` against that model (mask, final and rewind
+weights readable and fitting the model, every pruned weight exactly 0).
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ from pathlib import Path
 import torch
 
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.experiment import Experiment, build_experiment, load_state
-from ticketlab.rundir import CONFIG_FILE, FINAL_FILE, MASK_FILE, RunDir
-from ticketlab.sparsity import load_mask
+from ticketlab.lottery.experiment import Experiment, build_experiment
+from ticketlab.lottery.level_files import check_level
+from ticketlab.rundir import CONFIG_FILE, RunDir
 
 
 @dataclass
@@ -46,12 +45,6 @@ def open_level(level_dir: Path) -> OpenedLevel:
     level_dir = Path(level_dir)
     run = find_run(level_dir)
     exp = build_experiment(run.load_config())
-    model = exp.model
-    model.load_state_dict(load_state(level_dir / FINAL_FILE, model))
-    params = dict(model.named_parameters())
-    mask = load_mask(level_dir / MASK_FILE, {n: tuple(params[n].shape) for n in exp.scope})
-    for name, kept in mask.items():
-        if bool((params[name].detach()[~kept.to(params[name].device)] != 0).any()):
-            raise TicketlabError(f"{level_dir / FINAL_FILE}: {name} is nonzero where {level_dir / MASK_FILE} "
-                                 "prunes it (not a finished ticket)")
-    return OpenedLevel(level_dir, run, exp, mask)
+    files = check_level(level_dir, exp.model.state_dict(), exp.scope)
+    exp.model.load_state_dict(files.final)
+    return OpenedLevel(level_dir, run, exp, files.mask)

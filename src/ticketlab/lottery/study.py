@@ -235,7 +235,7 @@ def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print, stop
     launch = launch or sr.study.launch
     known = _known_params(sr.out)
     if launch.slurm or launch.workers > 1:
-        return _launch(sr, launch, known, log, metric)
+        return _launch(sr, launch, known, log, metric, stop)
     records: list[dict] = []
     for i, cell in enumerate(sr.cells):
         done = sr.finished(cell)
@@ -263,11 +263,11 @@ def _record(sr: StudyRun, cell: Cell, known: dict, *, finished: bool, error: str
 
 
 def _launch(sr: StudyRun, launch: LaunchConfig, known: dict, log: Callable[[str], None],
-            metric: Optional[str]) -> list[dict]:
+            metric: Optional[str], stop: Optional[StopFlag]) -> list[dict]:
     units = sr.units()
     errors = launch_cells(list(units), sr.groups, lambda n: finished(*units[n]),
                           lambda n: ["sweep", str(sr.study.path.resolve()), "--out", str(sr.out.resolve()), "--cell", n],
-                          launch, sr.out, log=log)
+                          launch, sr.out, log=log, stop=stop)
     records = [_record(sr, c, known, finished=sr.finished(c), error=errors.get(c.name, "")) for c in sr.cells]
     write_study_files(sr.out, sr.study, records, metric)
     return records

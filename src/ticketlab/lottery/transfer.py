@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import listing, map_resnet, pick_prefix
-from ticketlab.rundir import FINAL_FILE, MASK_FILE, METRICS_FILE, START_FILE
-from ticketlab.sparsity import full_mask, load_mask, prunable_parameter_names, prune, sparsity_report
+from ticketlab.lottery.level_files import check_level
+from ticketlab.rundir import METRICS_FILE, START_FILE
+from ticketlab.sparsity import full_mask, prunable_parameter_names, prune, sparsity_report
 
 
 @dataclass
@@ -51,17 +51,20 @@ class Transfer:
 
 
 def _read_source(source: Path, values: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The source level's mask and its trained (`final`) or start (`rewind`) weights."""
+    """The source level's mask and its trained (`final`) or start (`rewind`) weights, after the
+    checks every reader of a level makes (`level_files.check_level`; the source's model is not built)."""
     where = f"init.source={source}"
     if not (source / METRICS_FILE).is_file():
         raise TicketlabError(f"{where}: expected a finished level directory (RUN_DIR/level_NN holding "
                              "metrics.json)")
-    weights = source / (FINAL_FILE if values == "final" else START_FILE)
     try:
-        state = load_file(str(weights))
-    except Exception as e:  # missing or corrupt file: safetensors raises several types
-        raise TicketlabError(f"{where}: cannot read {weights.name} ({type(e).__name__})") from None
-    return load_mask(source / MASK_FILE), state
+        files = check_level(source)
+    except TicketlabError as e:
+        raise TicketlabError(f"{where}: {e}") from None
+    state = files.final if values == "final" else files.rewind
+    if state is None:
+        raise TicketlabError(f"{where}: init.values rewind needs {source / START_FILE}, which is missing")
+    return files.mask, state
 
 
 def _shared_pairs(source: dict[str, torch.Tensor], own: dict[str, torch.Tensor], where: str) -> dict[str, str]:

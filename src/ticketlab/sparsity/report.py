@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import TicketlabError
+from ticketlab.sparsity.channels import kept_rows
 from ticketlab.sparsity.scope import group_of
 
 
@@ -31,6 +32,8 @@ class TensorRow:
     kept: int
     kernels: int | None = None         # conv weights only: out × in kernels
     zero_kernels: int | None = None    # kernels with every weight pruned
+    channels: int | None = None        # conv/linear weights: output channels
+    channels_kept: int | None = None   # … with some weight kept (a channel ticket's channel count)
 
     @property
     def removed(self) -> int:
@@ -88,7 +91,8 @@ class SparsityReport:
         for t in self.tensors:
             d = asdict(t)
             d.update(kind="tensor", shape="x".join(map(str, t.shape)), removed=t.removed, sparsity=t.sparsity,
-                     fully_pruned=t.fully_pruned)
+                     fully_pruned=t.fully_pruned,
+                     out_channels=f"{t.channels_kept}/{t.channels}" if t.channels is not None else "")
             rows.append(d)
         for g in self.groups:
             rows.append({"kind": "group", "name": g.group if g.group is not None else "(no group)",
@@ -134,6 +138,8 @@ def sparsity_report(
                         kept=int(torch.count_nonzero(m)))
         if name in conv_weights and m.dim() >= 3:
             row.kernels, row.zero_kernels = _kernel_counts(m)
+        if m.dim() >= 2:
+            row.channels_kept, row.channels = kept_rows(m)
         tensors.append(row)
         gr = by_group.setdefault(g, GroupRow(group=g))
         gr.numel += row.numel

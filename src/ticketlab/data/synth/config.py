@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ticketlab.config import option
+from ticketlab.config import check_seed, option
 from ticketlab.errors import TicketlabError
 
 PERSON = "person"
@@ -42,6 +42,7 @@ class SynthConfig:
 
     def validate(self) -> None:
         """Raise TicketlabError naming the first field that cannot work."""
+        check_seed("synth.seed", self.seed)
         if self.image_size < 32:
             raise TicketlabError(f"synth.image_size: must be at least 32, got {self.image_size}")
         if self.n_train < 1 or self.n_val < 1:
