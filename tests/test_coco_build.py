@@ -38,7 +38,7 @@ def test_bundle_from_images_dir_layout(tmp_path):
     assert targets[0]["masks"].shape[0] == 2
     task = build_task("instance_segmentation", data)
     assert isinstance(task, DetectionTask) and task.headline == "segm_AP" and task.label_to_cat == {1: 5, 2: 9}
-    assert not task.voc_metrics
+    assert not task.scores_voc
 
 
 def test_keypoint_bundle_exposes_keypoint_meta(tmp_path):

@@ -243,3 +243,53 @@ def test_digits_cli_exports_every_format(tmp_path, capsys):
         state["layer1.weight"] = torch.ones_like(state["layer1.weight"])
         atomic_save_safetensors(level / "final.safetensors", state)
         load_ticket(level)
+
+
+@pytest.fixture(scope="module")
+def deeplabv3plus_level(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    generate_synthetic(root / "data", SynthConfig(n_train=2, n_val=2, image_size=64, seed=1))
+    cfg = load_config("configs/synth_deeplabv3plus_lite.yaml", [f"data.root={root / 'data'}", "data.image_size=64",
+                                                                 "model.width=0.125", "model.segmentation.head_channels=16"])
+
+    def edit(model, mask):  # two dead filters in layer1, which compaction must remove
+        zero_filters(model, mask, "backbone.layer1.0.conv1", "backbone.layer1.0.bn1", [0, 1], shift=-1)
+
+    return make_level(cfg, root / "run", edit)
+
+
+def test_deeplabv3plus_exports_every_format_and_each_runs_like_the_masked_model(deeplabv3plus_level, tmp_path,
+                                                                                 capsys):
+    level = deeplabv3plus_level
+    ticket = load_ticket(level)
+    for fmt in ("state_dict", "onnx", "torchscript"):
+        assert main(["export", str(level), "--format", fmt]) == 0, fmt
+    assert main(["export", str(level), "--format", "torchscript", "--compact", "--out", str(tmp_path / "c.pt")]) == 0
+    assert "2 hidden channels removed" in capsys.readouterr().out
+    image = ticket.example
+    other = torch.rand(1, 3, 50, 37, generator=torch.Generator().manual_seed(0))  # padded to stride 16, cropped
+    with torch.no_grad():
+        expected = ticket.model(image)["out"]
+        expected_other = ticket.model(other)["out"]
+        fresh = ticket.experiment.fresh_model(seed=1).eval()
+        fresh.load_state_dict(load_file(level / "ticket.safetensors"), strict=True)
+        close(fresh(image)["out"], expected)
+        for path in (level / "ticket.torchscript.pt", tmp_path / "c.pt"):
+            scripted = torch.jit.load(str(path))
+            close(scripted(image)["out"], expected)
+            close(scripted(other)["out"], expected_other)  # scripted, the padding still follows the size
+    session = onnxruntime.InferenceSession(str(level / "ticket.onnx"), providers=["CPUExecutionProvider"])
+    close(torch.from_numpy(session.run(None, {"images": image.numpy()})[0]), expected)
+
+
+def test_yolov4_exports_state_dict_and_onnx_and_refuses_torchscript_in_one_line(tmp_path, capsys):
+    generate_synthetic(tmp_path / "data", SynthConfig(n_train=2, n_val=2, image_size=64, seed=1))
+    cfg = load_config("configs/synth_yolov4_lite.yaml", [f"data.root={tmp_path / 'data'}", "data.image_size=64",
+                                                          "model.width=0.125", "model.yolo.neck_channels=16"])
+    level = make_level(cfg, tmp_path / "run", lambda model, mask: None)
+    assert main(["export", str(level), "--format", "torchscript"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "yolov4 does not compile with torch.jit.script" in err
+    assert not (level / "ticket.torchscript.pt").exists()
+    for fmt in ("state_dict", "onnx"):  # each checked against the masked model by export itself
+        assert main(["export", str(level), "--format", fmt]) == 0, fmt

@@ -36,10 +36,9 @@ def test_ssd_config_is_app_b2s_multistep_schedule():
 
 
 def test_voc_ap_coco_headlines_cocos_ap_and_keeps_vocs():
-    from ticketlab.tasks.detection import DetectionTask
     from ticketlab.tasks.voc_detection import voc_task
 
     task = voc_task("coco")({"images": [{"id": 1, "width": 10, "height": 10}], "annotations": [],
-                             "categories": [{"id": 1, "name": "cat"}]}, {1: 1}, voc_metrics=True)
-    assert type(task) is DetectionTask and task.headline == "bbox_AP" and task.voc_metrics
+                             "categories": [{"id": 1, "name": "cat"}]}, {1: 1})
+    assert task.headline == "bbox_AP" and task.scores_voc and task.record().metrics == ("bbox_AP", "voc07_mAP", "voc_mAP")
     assert load_config("configs/voc0712_ssd_r50.yaml").data.voc_ap == "coco"

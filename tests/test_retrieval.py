@@ -1,6 +1,7 @@
 """Top-1 retrieval accuracy (paper 002 App. A.2, Eq. 2): a hand-computed batch, a literal reference,
 and the SimCLR / MoCo evaluation on fixed validation view pairs."""
 
+import dataclasses
 import math
 
 import pytest
@@ -81,7 +82,7 @@ def test_validation_pairs_are_fixed_and_differ_between_views():
 
 @torch.no_grad()
 def test_moco_retrieves_with_the_query_and_the_key_encoder():
-    exp = digits_experiment("configs/digits_moco.yaml", "ssl.moco_queue=64")
+    exp = digits_experiment("configs/digits_moco.yaml", "ssl.moco_queue=64", "ssl.moco_retrieval=key")
     model, task = exp.model.eval(), exp.task
     loader = torch.utils.data.DataLoader(exp.data.val, batch_size=256)
     first = task.evaluate(model, loader, exp.device)
@@ -98,3 +99,23 @@ def test_moco_retrieves_with_the_query_and_the_key_encoder():
     second = task.evaluate(model, loader, exp.device)
     assert second["retrieval_accuracy"] != first["retrieval_accuracy"]
     assert second["knn_accuracy"] == first["knn_accuracy"]  # kNN reads the query backbone only
+
+
+@torch.no_grad()
+def test_moco_query_retrieval_ignores_a_key_branch_that_sits_apart():
+    """A key encoder whose embeddings point away from the queries (here exactly k = −q: its projection
+    negated) makes the literal two-branch Eq. 2 zero — each view's nearest is a view of its own branch —
+    whatever the query encoder has learned; `ssl.moco_retrieval: query` scores the query encoder alone."""
+    exp = digits_experiment("configs/digits_moco.yaml", "ssl.moco_queue=64", "ssl.moco_retrieval=key",
+                            "data.val_fraction=0.05", "ssl.retrieval_batch_size=30")  # 90 digits: 3 batches of 30
+    model, task = exp.model.eval(), exp.task
+    for p in model.key_encoder.projection[-1].parameters():
+        p.mul_(-1.0)
+    batches = list(torch.utils.data.DataLoader(exp.data.val_views, batch_size=30, drop_last=True))
+    (v1, v2), _ = batches[0]
+    torch.testing.assert_close(model.keys(v2), -model(v2))
+    assert task.retrieval(model, exp.device)["retrieval_accuracy"] == 0.0
+    hits = sum(retrieval_hits(model(a), model(b)) for (a, b), _ in batches)
+    assert hits > 0
+    task.cfg = dataclasses.replace(task.cfg, moco_retrieval="query")
+    assert task.retrieval(model, exp.device)["retrieval_accuracy"] == hits / (60 * len(batches))

@@ -46,6 +46,8 @@ def test_output_stride_groups_and_logits(backbone, os_, aux):
         assert sum(in_group(n, built.groups[g]) for g in parts) == 1, n
         if in_group(n, built.groups["stem"]):
             assert n.startswith(("backbone.conv1.", "backbone.bn1."))
+        if n.startswith("backbone."):  # DESIGN.md: base = conv1 … layer3, top = layer4, as the R-CNNs
+            assert in_group(n, built.groups["top"]) == n.startswith("backbone.layer4."), n
     assert all(n.startswith(("backbone.", "classifier.", "aux_classifier.")) for n in names)
 
 

@@ -44,6 +44,8 @@ def test_decoder_on_layer1_groups_and_any_input_size(os_):
         assert not torch.allclose(model(x)["out"], out)
     for n, _ in model.named_parameters():  # base, top, decoder, classifier split the parameters exactly
         assert sum(in_group(n, built.groups[g]) for g in ("base", "top", "decoder", "classifier")) == 1, n
+        if n.startswith("backbone."):  # DESIGN.md: base = conv1 … layer3, top = layer4, as the R-CNNs
+            assert in_group(n, built.groups["top"]) == n.startswith("backbone.layer4."), n
     assert built.groups["classifier"] == ("segmentation_head",)
 
 
@@ -60,6 +62,7 @@ def ticket(module, tmp_path, name, convs):
     """A level dir holding an 80%-pruned ticket of `module`'s `convs` (mask + final weights)."""
     state = {k: v.contiguous() for k, v in module.state_dict().items()}
     mask = prune("global", {n: state[n] for n in convs}, full_mask({n: state[n] for n in convs}), 0.8)
+    state.update({n: state[n] * keep for n, keep in mask.items()})  # a finished ticket: pruned weights are 0
     level = tmp_path / name / "level_07"
     level.mkdir(parents=True)
     save_mask(level / "mask.safetensors", mask)

@@ -80,7 +80,7 @@ def test_voc_bundle_and_task(tmp_path):
     assert image.shape == (3, 40, 50)
     assert target["boxes"].tolist() == [[0.0, 0.0, 10.0, 20.0]]  # the difficult person is not a target
     task = build_task("detection", data)
-    assert task.voc_metrics
+    assert task.scores_voc
     gt_box = [4.0, 4.0, 26.0, 21.0]
     metrics = task.evaluate_results([{"image_id": 7, "category_id": 7, "bbox": gt_box, "score": 0.9}])
     assert metrics["voc07_mAP"] == pytest.approx(1.0) and metrics["voc_mAP"] == pytest.approx(1.0)

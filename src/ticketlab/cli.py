@@ -161,8 +161,10 @@ def cmd_info(args) -> int:
 
 def cmd_report(args) -> int:
     from ticketlab.analysis.report import write_report
+    from ticketlab.deploy.latency import report_timer
 
-    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level, metric=args.metric)
+    result = write_report([Path(p) for p in args.run_dirs], Path(args.out), level=args.level, metric=args.metric,
+                          latency=report_timer())
     print(f"mask figures: level {result.level} ({result.level_reason})")
     print(f"wrote {len(result.files)} files; open {result.index}")
     return 0

@@ -265,6 +265,10 @@ class SSLConfig:
     moco_queue: int = option(65536, "moco: number of negative keys kept in the queue (MoCo: 65536)")
     retrieval_batch_size: int = option(256, "batch size n of top-1 retrieval accuracy (paper 002 Eq. 2, over the "
                                        "2n views of a batch); paper 002's pre-training batch: 256")
+    moco_retrieval: str = option("key", "moco: what Eq. 2 compares each query q(view 1) with: key = the momentum "
+                             "encoder's k(view 2), MoCo's second branch (paper 002 App. A.2); query = q(view 2), "
+                             "the query encoder on both views, for short runs whose key encoder still lags "
+                             "(docs/ssl.md)", choices=("key", "query"))
     knn_k: int = option(200, "neighbours of the weighted kNN evaluation (InstDisc/MoCo: 200)")
     knn_temperature: float = option(0.1, "temperature of the kNN neighbour weights exp(sim/t) (InstDisc/MoCo: 0.1)")
     linear_probe: bool = option(False, "also fit a logistic regression on frozen features (linear_probe_accuracy)")

@@ -119,3 +119,17 @@ def plot_early_stop(curves: Sequence[tuple[str, Sequence[float], Sequence[float]
     ax.set_xscale("log")
     ax.invert_xaxis()
     return save_band_axes(fig, ax, "% of the scope's weights left", "early-stopping step", title, out_png)
+
+
+def plot_metric_vs_latency(curves: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float],
+                                                  Sequence[float]]],
+                           out_png: Path, *, metric: str, xlabel: str, title: str) -> Path:
+    """Metric (mean, ±1 std error bars) against measured latency (mean, ±1 std error bars) per level,
+    one line per series: (label, latency mean, latency std, metric mean, metric std). Levels of one series
+    are joined in level order, so a line shows where each level's pruning moved both."""
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    for i, (label, x, xs, y, ys) in enumerate(curves):
+        ax.errorbar(np.asarray(x, dtype=float), np.asarray(y, dtype=float), xerr=np.asarray(xs, dtype=float),
+                    yerr=np.asarray(ys, dtype=float), marker="o", color=f"C{i % 10}", label=label, capsize=3)
+    return save_band_axes(fig, ax, xlabel, metric, title, out_png)

@@ -12,9 +12,10 @@ the report directory and returns the page block showing them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Sequence
 
 from ticketlab.analysis import tables
 from ticketlab.analysis.coco_breakdown import (
@@ -266,23 +267,24 @@ def keypoint_fix_section(d: DetectionRun, out: Path, written: list[Path]) -> Opt
                          f"The CSV adds AP@[.5:.95]. Compared: {d.compared}.{_missing_note(d)}")
 
 
-def detection_sections(out: Path, runs: Sequence[Run], written: list[Path]) -> list[Block]:
-    """The COCO breakdown and error sections of every detection run given to the report."""
-    blocks = []
-    for run in runs:
-        known = TASKS.find(run.task)
-        if known is None or not known.iou_types:
-            continue  # not a COCO task (or one this process does not know)
-        d = load_detection_run(run)
-        if 0 not in d.detections or len(d.levels) < 2:
-            blocks.append(Block(heading=f"COCO breakdowns: {run.label}",
-                                note="Needs the detections of level 0 and of at least one ticket level."
-                                     + _missing_note(d)))
-            continue
-        ap = {(lv, iou): ap_breakdown(d.gt, d.detections[lv], iou, d.cat_ids)
-              for lv in d.levels for iou in d.iou_types}
-        blocks.append(size_section(d, ap, out, written))
-        blocks += category_sections(d, ap, out, written)
-        blocks += [b for b in (tide_section(d, out, written), keypoint_section(d, out, written),
-                               keypoint_fix_section(d, out, written)) if b is not None]
-    return blocks
+def run_sections(out: Path, run: Run, written: list[Path]) -> list[Block]:
+    """The COCO breakdown and error sections of one run (none for a task COCO does not score)."""
+    known = TASKS.find(run.task)
+    if known is None or not known.iou_types:
+        return []  # not a COCO task (or one this process does not know)
+    d = load_detection_run(run)
+    if 0 not in d.detections or len(d.levels) < 2:
+        return [Block(heading=f"COCO breakdowns: {run.label}",
+                      note="Needs the detections of level 0 and of at least one ticket level." + _missing_note(d))]
+    ap = {(lv, iou): ap_breakdown(d.gt, d.detections[lv], iou, d.cat_ids) for lv in d.levels for iou in d.iou_types}
+    return [size_section(d, ap, out, written), *category_sections(d, ap, out, written),
+            *(b for b in (tide_section(d, out, written), keypoint_section(d, out, written),
+                          keypoint_fix_section(d, out, written)) if b is not None)]
+
+
+def detection_sections(out: Path, runs: Sequence[Run], written: list[Path],
+                       headings: Mapping[Path, str] = MappingProxyType({})) -> list[Block]:
+    """The COCO breakdown and error sections of every detection run given to the report; a run's
+    blocks are headed with `headings[its resolved path]` first (a study's "Paper 001 Figs. 4-5 — ")."""
+    return [replace(b, heading=headings.get(run.path.resolve(), "") + b.heading)
+            for run in runs for b in run_sections(out, run, written)]

@@ -21,12 +21,14 @@ from ticketlab.analysis.convergence import convergence_section
 from ticketlab.analysis.curve_sections import curve_blocks
 from ticketlab.analysis.early_bird import early_bird_sections
 from ticketlab.analysis.instability import instability_sections
+from ticketlab.analysis.latency_sections import LatencyTimer, latency_section
 from ticketlab.analysis.methods import method_sections
 from ticketlab.analysis.early_stop import early_stop_section
 from ticketlab.analysis.mask_curve_sections import fig6_sections, fig7_sections
 from ticketlab.analysis.mask_sections import AtLevel, kept_section, kernel_sections, series_text, similarity_sections
 from ticketlab.analysis.page import Block, render_page
-from ticketlab.analysis.study import expand_studies, study_sections
+from ticketlab.analysis.study import expand_studies, paper_headings, study_sections
+from ticketlab.analysis.transfer_table import is_transfer_table, transfer_table_block
 from ticketlab.analysis.runs import (
     LevelStats,
     Run,
@@ -87,17 +89,34 @@ def _default_reason(level: int, common: Sequence[int], stats: Sequence[Sequence[
     return "the sparsest level every run finished at which every series still matches"
 
 
+def _tables_report(out: Path, matrices: Sequence[Path]) -> ReportResult:
+    """The page of transfer-matrix directories alone: their paper-form tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    blocks = [transfer_table_block(out, m, written) for m in matrices]
+    index = out / "index.html"
+    atomic_write_text(index, render_page("ticketlab report", [f"{len(matrices)} transfer matrix(es)."], blocks))
+    written.append(index)
+    return ReportResult(index=index, files=written, level=0, level_reason="transfer matrices only: no mask figures")
+
+
 def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = None,
-                 metric: Optional[str] = None) -> ReportResult:
+                 metric: Optional[str] = None, latency: Optional[LatencyTimer] = None) -> ReportResult:
     """Read the runs (a study directory stands for its finished cells), write the tables, figures and
     index.html into `out`; return what was written. `metric`: the metric of the matching verdicts
-    (any metric the levels recorded; default each task's headline)."""
-    paths, studies = expand_studies([Path(p) for p in run_dirs])
-    runs = load_runs(paths)
-    check_metric(runs, metric)
+    (any metric the levels recorded; default each task's headline). `latency`: how to time levels, for
+    the accuracy-vs-latency section of series that differ in prune.granularity (none without it). A
+    transfer-matrix directory with `columns` stands for its paper-form table (`transfer_table.py`)."""
+    given = [Path(p) for p in run_dirs]
+    matrices = [p for p in given if is_transfer_table(p)]
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TicketlabError(f"--out {out}: exists and is not a directory")
+    if matrices and len(matrices) == len(given):
+        return _tables_report(out, matrices)
+    paths, studies = expand_studies([p for p in given if p not in matrices])
+    runs = load_runs(paths)
+    check_metric(runs, metric)
     out.mkdir(parents=True, exist_ok=True)
     series = group_series(runs)
     stats = [aggregate(s, metric) for s in series]
@@ -113,6 +132,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats, metric)))
     blocks = curve_blocks(out, series, stats, summary_csv, written, metric)
     blocks += method_sections(out, series, stats, written)
+    blocks += latency_section(out, series, stats, written, latency, metric)
     blocks.append(_summary_block(series, stats, summary_csv, metric))
     at = AtLevel(out=out, runs=runs, masks=[r.mask(level) for r in runs], level=level, reason=reason)
     blocks.append(kept_section(at, series, written))
@@ -121,13 +141,17 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     blocks += fig6_sections(out, series, written)     # paper 002 Fig. 6-8: masks across models, controls
     blocks += fig7_sections(at, series, written)
     blocks += control_sections(out, series, written)
-    blocks += detection_sections(out, runs, written)  # COCO breakdowns and errors of detection runs
+    headings = paper_headings(studies)  # run-level sections of a named study's cells carry its figure
+    blocks += detection_sections(out, runs, written, headings)  # COCO breakdowns and errors of detection runs
     blocks += early_bird_sections(out, runs, written)
-    blocks += convergence_section(out, runs, level, written)
+    shared = {headings.get(r.path.resolve(), "") for r in runs}  # one figure over every run: headed when all agree
+    prefix = next(iter(shared)) if len(shared) == 1 else ""
+    blocks += [replace(b, heading=prefix + b.heading) for b in convergence_section(out, runs, level, written)]
     blocks += instability_sections(out, series, written)
     blocks += early_stop_section(out, series, written)
     for study in studies:
         blocks += study_sections(out, study, runs, written, metric)
+    blocks += [transfer_table_block(out, m, written) for m in matrices]
 
     runs_table = (["run", "directory", "series", "seed", "task", "headline", "finished levels"],
                   [[r.label, str(r.path), s.label, r.seed, r.task, r.headline or "—",

@@ -60,6 +60,13 @@ def load_study_dir(path: Path) -> StudyDir:
     return study
 
 
+def paper_headings(studies: Sequence[StudyDir]) -> dict[Path, str]:
+    """Each finished cell (resolved path) of a study that names its figure → "Paper <paper> — ", the
+    prefix of the run-level sections (COCO breakdowns, errors, convergence) drawn from it."""
+    return {cell.resolve(): f"Paper {s.spec['paper']} — " for s in studies if s.spec.get("paper")
+            for cell in s.finished()}
+
+
 def expand_studies(paths: Sequence[Path]) -> tuple[list[Path], list[StudyDir]]:
     """Run directories with each study directory replaced by its finished cells, and the studies."""
     runs: list[Path] = []

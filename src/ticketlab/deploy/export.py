@@ -6,6 +6,8 @@
   torchvision's FasterRCNN/MaskRCNN/KeypointRCNN on `resnet_fpn_backbone`, both with strict=True.
   Any other width gives a state_dict for the same architecture at that width, not the stock one.
 - torchscript: `torch.jit.script` (detectors return torchvision's scripted (losses, detections)).
+- semi_structured: the state_dict plus the names of the 2:4 linear layers that PyTorch's
+  semi-structured sparse kernels run on CUDA (`deploy/semi_structured.py`); dense elsewhere.
 - onnx: `torch.onnx.export(..., dynamo=False)`. The TorchScript-based exporter is used because it
   handles torchvision's detectors (data-dependent NMS and RoI sampling) and runs offline in seconds;
   a detector graph is traced at the example image's size, so feed images of that size.
@@ -37,12 +39,14 @@ from torch import nn
 
 from ticketlab.atomic import atomic_write_bytes
 from ticketlab.deploy.compact import CompactionReport, compact as compact_model
+from ticketlab.deploy.semi_structured import convertible_layers, semi_structured_bytes
 from ticketlab.deploy.sparse_linear import csr_box_head as use_csr_box_head
 from ticketlab.deploy.ticket import Ticket, flat_outputs, load_ticket, max_difference
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import EXPORT_FORMATS, MODEL_FAMILIES
 
-SUFFIX = {"state_dict": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt"}
+SUFFIX = {"state_dict": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt",
+          "semi_structured": ".semi_structured.safetensors"}
 TORCH_SAVE_SUFFIXES = (".pt", ".pth")
 ONNX_OPSET = 17
 RTOL = ATOL = 1e-4  # float32 outputs after a different summation order (compaction, ONNX Runtime kernels)
@@ -95,7 +99,12 @@ def kept_channels_metadata(model: nn.Module, ticket: Ticket) -> dict[str, str]:
 def _torchscript_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # jit's deprecation notice; torchvision's "(Losses, Detections)" notice
-        scripted = torch.jit.script(model)
+        try:
+            scripted = torch.jit.script(model)
+        except (RuntimeError, torch.jit.frontend.NotSupportedError) as e:  # the compiler's own report
+            reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise TicketlabError(f"--format torchscript: {ticket.cfg.model.family} does not compile with "
+                                 f"torch.jit.script ({reason}); use --format onnx or state_dict") from None
         buf = io.BytesIO()
         torch.jit.save(scripted, buf)
         data = buf.getvalue()
@@ -120,10 +129,22 @@ def _onnx_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, lis
     return data, [torch.from_numpy(o) for o in outputs], f"onnxruntime {onnxruntime.__version__} (CPU)"
 
 
+def _semi_structured_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
+    """The state_dict with the 2:4 layers named in its metadata (`deploy/semi_structured.py`); checked
+    as the dense model it is on every device without the kernels."""
+    data = semi_structured_bytes(model)
+    fresh = ticket.experiment.fresh_model(seed=0)
+    fresh.load_state_dict(safetensors.torch.load(data), strict=True)
+    fresh.eval()
+    with torch.no_grad():
+        return data, flat_outputs(fresh(ticket.example)), "load_state_dict(strict=True), dense, into a freshly built model"
+
+
 Writer = Callable[[nn.Module, Ticket, Path], tuple[bytes, list[torch.Tensor], str]]
 EXPORT_FORMATS.register("state_dict", _state_dict_file)
 EXPORT_FORMATS.register("onnx", _onnx_file)
 EXPORT_FORMATS.register("torchscript", _torchscript_file)
+EXPORT_FORMATS.register("semi_structured", _semi_structured_file)
 
 
 def default_path(level_dir: Path, fmt: str, compact: bool) -> Path:
@@ -134,6 +155,9 @@ def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compa
                  csr_box_head: bool = False) -> ExportResult:
     """Write level `level_dir` as `fmt`, after checking the file reproduces the masked model."""
     writer: Writer = EXPORT_FORMATS.get(fmt)
+    if fmt == "semi_structured" and (compact or csr_box_head):
+        raise TicketlabError("--format semi_structured: the file is the ticket's own state_dict with 2:4 layers "
+                             "named; --compact / --csr-box-head change layer shapes or types")
     if csr_box_head and fmt != "torchscript":
         raise TicketlabError("--csr-box-head: sparse CSR weights run in PyTorch only; use --format torchscript")
     ticket = load_ticket(Path(level_dir))
@@ -160,7 +184,11 @@ def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compa
             raise TicketlabError(f"{path}: outputs differ from the masked model's by up to {diff:.3g} "
                                  f"(checked with {runtime}); nothing was written")
     atomic_write_bytes(path, data)
-    notes = [architecture_note(ticket)] if fmt == "state_dict" else []
+    notes = [architecture_note(ticket)] if fmt in ("state_dict", "semi_structured") else []
+    if fmt == "semi_structured":
+        layers = [p for p, v in convertible_layers(model).items() if v == "2:4"]
+        notes.append(f"2:4 layers for CUDA's semi-structured kernels (load_semi_structured): {', '.join(layers)}; "
+                     "the rest runs dense")
     if not ticket.task.batch_axis and fmt == "onnx":
         notes.append(f"traced at {tuple(ticket.example[0].shape)}: feed images of that size")
     return ExportResult(path, fmt, runtime, len(data), diff, report, swapped, notes)

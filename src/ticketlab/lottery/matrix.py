@@ -11,7 +11,8 @@ target (paper 002 §3); for a run source, the sparsest universal level is what t
 "universally transferable at 59.04%–96.48% sparsity".
 
 Writes OUT/matrix.csv, OUT/matrix.md, OUT/matrix.png (heatmap), and with run sources
-OUT/universal.csv and OUT/transfer_curves.png (metric vs the source mask's sparsity, per target).
+OUT/universal.csv and OUT/transfer_curves.png (metric vs the source mask's sparsity, per target);
+with targets that list `columns`, OUT/columns.csv (`matrix_columns.py`, paper 001's table form).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from ticketlab.atomic import atomic_write_bytes, atomic_write_text
 from ticketlab.config import Config, load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.launch import LaunchConfig, launch_cells
+from ticketlab.lottery.matrix_columns import column_rows, write_columns
 from ticketlab.lottery.matrix_spec import DENSE, MatrixSpec, Row, RunSource, load_spec
 from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, finished, plan_groups, run_member, run_named
-from ticketlab.rundir import RunDir
+from ticketlab.rundir import RunDir, TaskRecord
 from ticketlab.stop import StopFlag
 from ticketlab.tasks import task_class
 
@@ -118,7 +120,7 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
     rows = []
     plan = spec.rows()
     for column, target in spec.targets.items():
-        record = task_class(cell_config(spec, plan[0], column, spec.seeds[0]).task).record()
+        record = _column_record(cells, plan[0], column, spec.seeds[0])
         metric = target.metric or record.headline
         stats: dict[str, Stat] = {}
         for row in plan:
@@ -140,7 +142,15 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
                          "source_sparsity": _source_sparsity(row)})
     universal = universal_levels(rows, spec)
     write_table(rows, out, universal)
+    write_columns(spec, column_rows(spec, cells, slug), Path(out))  # paper 001's table form (targets' columns:)
     return rows
+
+
+def _column_record(cells: dict[str, tuple[Config, Path]], dense: Row, column: str, seed: int) -> TaskRecord:
+    """What the column's task recorded in its dense cell (task.json): the class the data chose, so a
+    VOC-format target is judged by VOC07 mAP, not by the task name's default headline."""
+    cfg, run_dir = cells[f"{slug(dense.name)}/{slug(column)}/seed_{seed}"]
+    return RunDir(run_dir).task_record() or task_class(cfg.task).record()
 
 
 def universal_levels(rows: list[dict], spec: MatrixSpec) -> list[dict]:

@@ -1,9 +1,11 @@
 """The transfer-matrix spec (YAML) and the rows it expands to.
 
+    paper: "002 Fig. 3: ..."               # optional: the figure or table it reproduces; heads its report
     out: runs/universality                 # optional; --out overrides
     seeds: [0, 1, 2]
     targets:                               # columns: a config plus overrides (+ the metric to judge)
       digits: {config: configs/digits_resnet.yaml, set: [train.duration=5ep]}
+      coco: {config: ..., columns: [bbox_AP, bbox_AP50]}   # optional: metrics of the paper-form table (report)
     baselines:                             # optional dense rows besides `dense`, e.g. one per θ_p
       dense SimCLR: [model.weights=runs/simclr/level_00/final.safetensors]
     sources:                               # rows
@@ -41,6 +43,7 @@ class Target:
     config: str
     overrides: list[str] = field(default_factory=list)
     metric: Optional[str] = None  # null = the task's headline metric
+    columns: list[str] = field(default_factory=list)  # metrics the report's paper-form table shows (analysis/transfer_table.py)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class MatrixSpec:
     baselines: dict[str, list[str]] = field(default_factory=dict)
     path: Optional[Path] = None  # the spec file (cells launched as processes rerun it with --cell)
     launch: LaunchConfig = field(default_factory=LaunchConfig)  # where cells run (`launch.py`)
+    paper: Optional[str] = None  # the figure or table it reproduces, e.g. "002 Fig. 3: ..."
 
     def rows(self) -> list[Row]:
         """dense, the extra baselines (judged against dense), then every source row in spec order."""
@@ -132,17 +136,23 @@ def _run_source(path: Path, name: str, value: dict, baselines: dict) -> RunSourc
 
 def load_spec(path: Path) -> MatrixSpec:
     data = read_yaml_mapping(path, "transfer-matrix spec",
-                             "a mapping with keys targets, sources, baselines, seeds, out, launch")
-    keys = {"targets", "sources", "baselines", "seeds", "out", "launch"}
+                             "a mapping with keys targets, sources, baselines, seeds, out, launch, paper")
+    keys = {"targets", "sources", "baselines", "seeds", "out", "launch", "paper"}
     unknown = set(data) - keys
     if unknown:
         raise TicketlabError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (expected "
                              f"{', '.join(sorted(keys))})")
     targets = {}
     for name, t in (data.get("targets") or {}).items():
-        if not isinstance(t, dict) or not isinstance(t.get("config"), str) or set(t) - {"config", "set", "metric"}:
-            raise TicketlabError(f"{path}: targets.{name}: expected {{config: FILE, set: [...], metric: NAME}}")
-        targets[str(name)] = Target(t["config"], _strings(t.get("set"), f"{path}: targets.{name}.set"), t.get("metric"))
+        if not isinstance(t, dict) or not isinstance(t.get("config"), str) or set(t) - {"config", "set", "metric", "columns"}:
+            raise TicketlabError(f"{path}: targets.{name}: expected {{config: FILE, set: [...], metric: NAME, "
+                                 f"columns: [METRIC, ...]}}")
+        columns = t.get("columns") or []
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise TicketlabError(f"{path}: targets.{name}.columns: expected a list of metric names "
+                                 f"(e.g. [bbox_AP, bbox_AP50]), got {columns!r}")
+        targets[str(name)] = Target(t["config"], _strings(t.get("set"), f"{path}: targets.{name}.set"), t.get("metric"),
+                                    columns)
     baselines = {str(k): _strings(v, f"{path}: baselines.{k}") for k, v in (data.get("baselines") or {}).items()}
     sources: dict[str, list[str] | RunSource] = {}
     for k, v in (data.get("sources") or {}).items():
@@ -162,4 +172,8 @@ def load_spec(path: Path) -> MatrixSpec:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise TicketlabError(f"{path}: seeds: expected a list of integers, got {seeds!r}")
     launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
-    return MatrixSpec(targets, sources, seeds, data.get("out"), baselines, Path(path), launch)
+    paper = data.get("paper")
+    if paper is not None and (not isinstance(paper, str) or not paper.strip()):
+        raise TicketlabError(f"{path}: paper: expected the figure or table the matrix reproduces, as text "
+                             f"(e.g. \"002 Fig. 3: ...\"), got {paper!r}")
+    return MatrixSpec(targets, sources, seeds, data.get("out"), baselines, Path(path), launch, paper)

@@ -12,8 +12,8 @@ models and detectors are width-scaled at CPU scale, which smp's fixed-width enco
 
 Module names: `backbone.*` (an IntermediateLayerGetter over the ResNet: backbone.conv1,
 backbone.layer1 …, the names of `deeplabv3`, so the same checkpoints and tickets fit), `decoder.*`
-(ASPP + low-level fusion), `segmentation_head.*` (1×1 class conv). Groups: base = stem + layer1–2,
-top = layer3–4, decoder, classifier = segmentation_head, stem. Paper 002 prunes the ResNet minus
+(ASPP + low-level fusion), `segmentation_head.*` (1×1 class conv). Groups: base = stem + layer1–3,
+top = layer4, decoder, classifier = segmentation_head, stem. Paper 002 prunes the ResNet minus
 its first conv; the decoder and the head stay dense.
 
 smp's decoder upsamples by a fixed ×4, so the input sides must be multiples of the output stride:
@@ -73,8 +73,10 @@ class DeepLabV3Plus(nn.Module):
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.output_stride, (-w) % self.output_stride
         padded = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
-        features = self.backbone(padded)
-        fused = self.decoder([padded, *features.values()])
+        features = [padded]  # smp's decoder indexes the list by stride; a list built in a loop scripts
+        for feature in self.backbone(padded).values():
+            features.append(feature)
+        fused = self.decoder(features)
         return {"out": self.segmentation_head(fused)[..., :h, :w]}
 
 

@@ -15,8 +15,8 @@ Output stride: ResNet-50/101 replace the stride of layer3-4 (OS 8, torchvision's
 layer4 (OS 16) with dilation. torchvision's BasicBlock raises on dilation, so ResNet-18/34 run
 at output stride 32 (no dilation); asking them for 8 or 16 is an error rather than a silent change.
 
-Module groups (DESIGN.md; the same names as the R-CNN family):
-  base = backbone.{conv1, bn1, layer1, layer2}   top = backbone.{layer3, layer4}
+Module groups (DESIGN.md; the same names, and the same stages, as the R-CNN family's C4 and FPN layouts):
+  base = backbone.{conv1, bn1, layer1, layer2, layer3}   top = backbone.layer4
   classifier = classifier (ASPP head)   aux_classifier = aux_classifier (when aux_loss is on)
   stem = backbone.{conv1, bn1} (inside base; paper 002 never prunes the first conv nor the heads)
 """
@@ -52,8 +52,8 @@ HEADS = ("classifier.4", "aux_classifier.4")  # the 1×1 convs whose size is the
 
 def segmentation_groups(aux: bool) -> dict[str, tuple[str, ...]]:
     groups = {
-        "base": (*STEM, f"{BODY}.layer1", f"{BODY}.layer2"),
-        "top": (f"{BODY}.layer3", f"{BODY}.layer4"),
+        "base": (*STEM, f"{BODY}.layer1", f"{BODY}.layer2", f"{BODY}.layer3"),
+        "top": (f"{BODY}.layer4",),
         "classifier": ("classifier",),
     }
     if aux:

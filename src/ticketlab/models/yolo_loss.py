@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou, complete_box_iou_loss
 
 from ticketlab.config import YoloConfig
+from ticketlab.models.yolo_anchors import shape_iou
 from ticketlab.models.yolo_boxes import YoloBoxCoder, cell_grid
 
 
@@ -38,10 +39,6 @@ class Assigned:
     labels: torch.Tensor  # (P,) 1 … K
 
 
-def _centred(wh: torch.Tensor) -> torch.Tensor:
-    return torch.cat((-wh / 2, wh / 2), dim=-1)
-
-
 def assign(targets: Sequence[dict[str, torch.Tensor]], anchors: torch.Tensor, strides: Sequence[int],
            shapes: Sequence[tuple[int, int]], iou_thresh: float) -> list[Assigned]:
     """Positives per stride. anchors: (L strides, A, 2); shapes: each stride's (H, W)."""
@@ -51,10 +48,10 @@ def assign(targets: Sequence[dict[str, torch.Tensor]], anchors: torch.Tensor, st
     labels = torch.cat([t["labels"] for t in targets]) if targets else torch.zeros(0, dtype=torch.long, device=device)
     owner = torch.cat([torch.full((len(t["boxes"]),), i, dtype=torch.long, device=device)
                        for i, t in enumerate(targets)]) if targets else labels
-    shape_iou = box_iou(_centred(boxes[:, 2:] - boxes[:, :2]), _centred(anchors.reshape(-1, 2)))
-    chosen = shape_iou > iou_thresh
+    overlap = shape_iou(boxes[:, 2:] - boxes[:, :2], anchors.reshape(-1, 2))
+    chosen = overlap > iou_thresh
     if len(boxes):
-        chosen[torch.arange(len(boxes), device=device), shape_iou.argmax(dim=1)] = True
+        chosen[torch.arange(len(boxes), device=device), overlap.argmax(dim=1)] = True
     box_idx, flat = chosen.nonzero(as_tuple=True)
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     out = []

@@ -8,7 +8,8 @@ validation split as fixed pairs of augmented views (`DataBundle.val_views`, samp
 by i), cut in split order into batches of `ssl.retrieval_batch_size` samples; in each batch every
 one of the 2n views retrieves its most cosine-similar other view, the two branches' embeddings
 being SimCLR's projections of both views, or MoCo's query q(view 1) and key k(view 2) (query and
-momentum encoder, the two branches of MoCo). The number is the correct retrievals over all views of
+momentum encoder, the two branches of MoCo; `ssl.moco_retrieval: query` scores q(view 2) instead,
+for runs too short for the momentum encoder to catch up, docs/ssl.md). The number is the correct retrievals over all views of
 all batches. Only full batches count (a smaller batch has fewer distractors and would score higher),
 unless the split is smaller than one batch, which is then one batch. Second metric: weighted kNN
 accuracy of the backbone features with the labelled training split as the memory bank
@@ -175,7 +176,7 @@ class MoCoTask(ContrastiveTask):
     model_class = MoCoModel
 
     def branches(self, model: nn.Module, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return model(v1), model.keys(v2)
+        return model(v1), model.keys(v2) if self.cfg.moco_retrieval == "key" else model(v2)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         v1, v2 = self._views(batch, device)

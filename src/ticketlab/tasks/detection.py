@@ -5,16 +5,19 @@ differ from it only in which COCO iou types are scored and which annotations the
   detection → bbox;  instance_segmentation → bbox + segm;  keypoints → bbox + keypoints,
 with the headline `bbox_AP`, `segm_AP` or `keypoints_AP`. The loss is torchvision's own loss dict
 (the model computes it in train mode), summed into 'loss'; evaluation also reports the same terms on
-the validation images (`val_loss`, `val_loss_*`; `tasks/rcnn_val_loss.py`). Data converted from
-VOC XML also gets VOC's metric, `voc07_mAP` (11-point, VOC2007 test protocol) and `voc_mAP` (area,
-VOC2010+), and there the task is `tasks/voc_detection.py`'s, whose headline is VOC's; box-only
-detection on other data (the synthetic scenes) reports them too, beside the COCO headline.
+the validation images (`val_loss`, `val_loss_*`; `tasks/rcnn_val_loss.py`).
+
+The data's format picks the class, and so what is headlined and drawn: on VOC-format data `build`
+returns a class of `tasks/voc_detection.py` (headline VOC07 mAP by default, `data.voc_ap`); elsewhere
+this one, headlined and drawn by COCO's metrics. Box-only detection also scores VOC's `voc07_mAP`
+(11-point) and `voc_mAP` (area) on any data (`scores_voc`; paper 002 scores its detectors by VOC07
+mAP), recorded in metrics.json beside the COCO numbers; the mask and keypoint tasks do not.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -31,19 +34,18 @@ from ticketlab.tasks.voc_eval import voc_map
 class DetectionTask(Task):
     name = "detection"
     iou_types = ("bbox",)
-    metrics = ("bbox_AP", "voc07_mAP")
+    metrics = ("bbox_AP",)
     headline = "bbox_AP"
+    scores_voc: ClassVar[bool] = True  # box-only: VOC's mAPs are computed too (the subclasses set False)
     higher_is_better = True
     data_needs = frozenset({BOXES})
     model_kinds = (BOX_DETECTOR,)
     shards_evaluation = True
     saves_detections = True
 
-    def __init__(self, coco_gt: Mapping[str, Any], label_to_cat: Mapping[int, int], *,
-                 voc_metrics: bool = False) -> None:
+    def __init__(self, coco_gt: Mapping[str, Any], label_to_cat: Mapping[int, int]) -> None:
         self.coco_gt = coco_gt
         self.label_to_cat = dict(label_to_cat)
-        self.voc_metrics = voc_metrics
         self.last_results: list[dict[str, Any]] = []
 
     @classmethod
@@ -51,12 +53,11 @@ class DetectionTask(Task):
         """From a DataBundle made by `data.detection.build_detection_data` (reads `data.val`)."""
         val = data.val
         meta = val.meta
-        if meta.source_format == "voc":  # VOC data is scored, and judged, with VOC's own metric
+        if meta.source_format == "voc":  # judged with VOC's own metric (data.voc_ap)
             from ticketlab.tasks.voc_detection import voc_task
 
-            return voc_task(cfg.data.voc_ap)(val.coco_gt, meta.label_to_cat, voc_metrics=True)
-        # other data: COCO's metrics, plus VOC's for a box-only task (paper 002 scores its detectors by VOC07 mAP)
-        return cls(val.coco_gt, meta.label_to_cat, voc_metrics=cls.iou_types == ("bbox",))
+            return voc_task(cfg.data.voc_ap)(val.coco_gt, meta.label_to_cat)
+        return cls(val.coco_gt, meta.label_to_cat)
 
     def example_input(self, image: torch.Tensor) -> Any:
         return [image]  # torchvision detectors take a list of images
@@ -125,7 +126,7 @@ class DetectionTask(Task):
         cat_ids = list(self.label_to_cat.values())
         for iou_type in self.iou_types:
             metrics.update(evaluate_coco(self.coco_gt, results, iou_type, cat_ids).stats)
-        if self.voc_metrics:
+        if self.scores_voc:
             boxes = results_for("bbox", results)
             metrics["voc07_mAP"], _ = voc_map(self.coco_gt, boxes, cat_ids, use_07_metric=True)
             metrics["voc_mAP"], _ = voc_map(self.coco_gt, boxes, cat_ids, use_07_metric=False)

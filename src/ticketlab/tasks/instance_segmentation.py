@@ -17,6 +17,7 @@ class InstanceSegmentationTask(DetectionTask):
     iou_types = ("bbox", "segm")
     metrics = ("segm_AP", "bbox_AP")
     headline = "segm_AP"
+    scores_voc = False  # VOC's box mAPs are for box-only detection (tasks/detection.py)
     data_needs = frozenset({BOXES, INSTANCE_MASKS})
     model_kinds = (MASK_DETECTOR,)
 

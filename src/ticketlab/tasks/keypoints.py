@@ -17,6 +17,7 @@ class KeypointsTask(DetectionTask):
     iou_types = ("bbox", "keypoints")
     metrics = ("keypoints_AP", "bbox_AP")
     headline = "keypoints_AP"
+    scores_voc = False  # VOC's box mAPs are for box-only detection (tasks/detection.py)
     data_needs = frozenset({BOXES, KEYPOINT_COORDS})
     model_kinds = (KEYPOINT_DETECTOR,)
 

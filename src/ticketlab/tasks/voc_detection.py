@@ -25,9 +25,13 @@ class VocAreaDetectionTask(DetectionTask):
     headline = "voc_mAP"
 
 
-# coco: COCO's AP@[.5:.95] headlines (paper 002 reports AP, AP50, AP75 on VOC07 test), VOC's mAPs beside it
+class VocCocoApDetectionTask(DetectionTask):
+    """COCO's AP@[.5:.95] headlines (paper 002 reports AP, AP50, AP75 on VOC07 test), VOC's mAPs drawn beside it."""
+    metrics = ("bbox_AP", "voc07_mAP", "voc_mAP")
+
+
 VOC_TASKS: dict[str, type[DetectionTask]] = {"11point": Voc07DetectionTask, "area": VocAreaDetectionTask,
-                                             "coco": DetectionTask}
+                                             "coco": VocCocoApDetectionTask}
 
 
 def voc_task(voc_ap: str) -> type[DetectionTask]:
