@@ -15,7 +15,6 @@ import yaml
 
 from ticketlab.analysis.report import write_report
 from ticketlab.cli import main
-from ticketlab.data.synth import SynthConfig, generate_synthetic
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.study import load_study, run_study
 
@@ -123,29 +122,6 @@ def test_module_group_preset_is_every_subset_of_the_four_groups(tmp_path):
                       preset="table3")
     with pytest.raises(TicketlabError, match="preset"):
         load_study(bad)
-
-
-@pytest.mark.slow
-def test_module_group_table_end_to_end_on_synthetic_detection(tmp_path):
-    generate_synthetic(tmp_path / "synth", SynthConfig(n_train=4, n_val=2, seed=3))
-    spec = write_study(tmp_path / "t3.yaml", config=str(ROOT / "configs/synth_fasterrcnn_lite.yaml"),
-                       preset="module_groups",
-                       set=[f"data.root={tmp_path / 'synth'}", "train.duration=2it", "train.eval_every=2it",
-                            "train.batch_size=2", "model.width=0.25", "prune.levels=1", "prune.rate=0.8",
-                            "model.detection.box_score_thresh=0.0"])
-    out = tmp_path / "out"
-    run_study(spec, out, log=lambda s: None)
-    result = write_report([out], tmp_path / "r")
-    rows = list(csv.DictReader(open(tmp_path / "r" / "out_cells.csv")))
-    assert len(rows) == 16 and result.index.is_file()
-    for r in rows:
-        marks = [r[g] == "✓" for g in ("base", "top", "rpn", "box_head")]
-        share = float(r["Param %"])
-        assert (share == 0) == (not any(marks))
-        if any(marks):  # one-shot 80% of the scope: network sparsity = 0.8 × the scope's share
-            assert float(r["network sparsity"]) == pytest.approx(0.8 * share, rel=1e-3)
-    full = next(r for r in rows if all(r[g] == "✓" for g in ("base", "top", "rpn", "box_head")))
-    assert float(full["Param %"]) == max(float(r["Param %"]) for r in rows)
 
 
 def test_a_study_names_the_paper_figure_it_reproduces_and_renaming_it_keeps_the_cells(study, tmp_path):

@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ticketlab.analysis import figures, tables
+from ticketlab.analysis import tables
 from ticketlab.analysis.detection_sections import detection_sections
 from ticketlab.analysis.control_sections import control_sections
 from ticketlab.analysis.convergence import convergence_section
+from ticketlab.analysis.curve_sections import curve_blocks
 from ticketlab.analysis.early_bird import early_bird_sections
 from ticketlab.analysis.instability import instability_sections
 from ticketlab.analysis.latency_sections import LatencyTimer, latency_section
@@ -36,7 +37,6 @@ from ticketlab.analysis.runs import (
     aggregate,
     check_metric,
     common_levels,
-    curve_metrics,
     default_level,
     group_series,
     load_runs,
@@ -52,47 +52,6 @@ class ReportResult:
     files: list[Path]          # every file written, index.html last
     level: int                 # the level of the mask figures
     level_reason: str
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def _curve(s: Series, st: Sequence[LevelStats], metric: str) -> figures.Curve:
-    levels = [ls for ls in st if metric in ls.values and "sparsity_scope" in ls.values]
-    dense = next((ls.values[metric].mean for ls in levels if ls.level == 0), None)
-    return figures.Curve(label=s.label, sparsity=[ls.values["sparsity_scope"].mean for ls in levels],
-                         mean=[ls.values[metric].mean for ls in levels],
-                         std=[ls.values[metric].std or 0.0 for ls in levels], dense=dense)
-
-
-def _matching_text(s: Series, st: Sequence[LevelStats], metric: str) -> str:
-    rule = "≥ dense mean − 1 std" if s.higher_is_better(metric) else "≤ dense mean + 1 std (lower is better)"
-    yes = [str(ls.level) for ls in st if ls.matching]
-    no = [str(ls.level) for ls in st if ls.matching is False]
-    return (f"{s.label}: matching ({rule}) at level(s) {', '.join(yes) or 'none'}"
-            + (f", not at {', '.join(no)}" if no else ""))
-
-
-def _curve_blocks(out: Path, series: Sequence[Series], stats: Sequence[Sequence[LevelStats]],
-                  summary_csv: str, written: list[Path], metric: Optional[str]) -> list[Block]:
-    """One figure per metric drawn: each series' verdict metric and the others its task reports."""
-    blocks = []
-    drawn = {s.label: curve_metrics(s, metric) for s in series}
-    for name_ in dict.fromkeys(m for ms in drawn.values() for m in ms):
-        chosen = [(s, st) for s, st in zip(series, stats) if name_ in drawn[s.label]]
-        judged = [(s, st) for s, st in chosen if name_ == (metric or s.headline)]
-        curves = [_curve(s, st, name_) for s, st in chosen]
-        name = f"{_safe(name_)}_vs_sparsity.png"
-        written.append(figures.plot_metric_bands(curves, name_, out / name,
-                                                 title=f"{name_} vs scope sparsity"))
-        role = "the metric of the matching verdicts" if judged else "also reported by the task; no verdict"
-        caption = (f"{name_} ({role}) against scope sparsity: mean over seeds, band ±1 sample std, dashed "
-                   f"line the dense (level 0) mean of each series. Series: {series_text([s for s, _ in chosen])}."
-                   + (" Matching: " + "; ".join(_matching_text(s, st, name_) for s, st in judged) + "."
-                      if judged else ""))
-        blocks.append(Block(heading=f"{name_} vs sparsity", image=name, caption=caption, data=[summary_csv]))
-    return blocks
 
 
 def _summary_block(series: Sequence[Series], stats: Sequence[Sequence[LevelStats]], summary_csv: str,
@@ -180,7 +139,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, level: Optional[int] = Non
     written: list[Path] = []
     summary_csv = "summary_by_series.csv"
     written.append(tables.write_csv(out / summary_csv, tables.series_summary(series, stats, metric)))
-    blocks = _curve_blocks(out, series, stats, summary_csv, written, metric)
+    blocks = curve_blocks(out, series, stats, summary_csv, written, metric)
     blocks += method_sections(out, series, stats, written)
     blocks += latency_section(out, series, stats, written, latency, metric)
     blocks.append(_summary_block(series, stats, summary_csv, metric))

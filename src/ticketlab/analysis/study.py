@@ -17,8 +17,9 @@ from typing import Optional, Sequence
 
 from ticketlab.analysis import tables
 from ticketlab.analysis.curve_figures import plot_sweep
+from ticketlab.analysis.curve_sections import curve_blocks
 from ticketlab.analysis.page import Block
-from ticketlab.analysis.runs import Run, Stat, is_matching, mean_std
+from ticketlab.analysis.runs import Run, Stat, aggregate, group_series, is_matching, mean_std
 from ticketlab.atomic import atomic_write_bytes
 from ticketlab.errors import TicketlabError
 
@@ -205,4 +206,17 @@ def study_sections(out: Path, study: StudyDir, runs: Sequence[Run], written: lis
     sweeps = _sweep_blocks(out, study, rows, tag, data, written)
     if paper:
         sweeps = [dataclasses.replace(b, heading=f"Paper {paper} — {b.heading}") for b in sweeps]
-    return [table, *sweeps]
+    return [table, *_ticket_curves(out, study, rows, tag, data[-1], written, metric), *sweeps]
+
+
+def _ticket_curves(out: Path, study: StudyDir, rows: Sequence[Row], tag: str, data: str, written: list[Path],
+                   metric: Optional[str]) -> list[Block]:
+    """A named study whose cells prune in rounds (paper 001 Fig. 1, 2a, 2e) draws its own ticket curves
+    — metric vs sparsity per setting — under its figure's heading."""
+    paper = study.spec.get("paper")
+    runs = [r for row in rows for r in row.runs]
+    if not paper or max(row.level for row in rows) < 2:
+        return []
+    series = group_series(runs)
+    return curve_blocks(out, series, [aggregate(s, metric) for s in series], data, written, metric,
+                        tag=tag, heading=f"Paper {paper} — ")
