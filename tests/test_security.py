@@ -48,7 +48,8 @@ def source_files() -> list[Path]:
 
 # `ticketlab export --format torchscript` loads back the bytes it has just serialised itself (never a
 # user's file) to check the exported module's outputs before writing it.
-ALLOWED_CALLS = {("deploy/export.py", "torch.jit.load")}
+ALLOWED_CALLS = {("deploy/export.py", "torch.jit.load"),
+                 ("yaml_file.py", "yaml.load")}  # with yaml_file.Loader, a SafeLoader (tested below)
 
 
 def test_source_never_unpickles_unrestricted():
@@ -168,3 +169,14 @@ def test_coco_file_name_outside_the_image_root_rejected(tmp_path, corpus_file):
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith(f"{tmp_path / 'train.json'}: image id 1: 'file_name' {name!r} must be a path inside")
+
+
+def test_the_yaml_loader_builds_plain_data_only():
+    import yaml
+
+    from ticketlab.yaml_file import Loader, safe_load
+
+    assert issubclass(Loader, yaml.SafeLoader)
+    assert safe_load("prune: {granularity: 2:4, rate: 0.5}") == {"prune": {"granularity": "2:4", "rate": 0.5}}
+    with pytest.raises(yaml.constructor.ConstructorError):
+        safe_load("!!python/object/apply:os.getcwd []")

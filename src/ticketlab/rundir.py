@@ -63,6 +63,9 @@ EARLY_BIRD_FILE = "early_bird.json"  # with prune.early_bird (lottery/early_bird
 SHARED_FILE = "shared.json"  # a study cell whose level 0 is a shared dense run's (lottery/shared.py)
 REWIND_POINTS_DIR = "rewind_points"  # a shared dense run: every member's rewind point
 DRAWS_DIR = "draws"  # a shared dense run: every member's early-bird draws
+# A transfer-matrix directory (lottery/matrix.py): beside matrix.csv and universal.csv
+MATRIX_COLUMNS_FILE = "columns.csv"  # the numbers paper 001's transfer tables show (lottery/matrix_columns.py)
+MATRIX_FILE = "matrix.json"  # the spec's `paper:`, targets and seeds: what the report heads the table with
 LEADING_COLUMNS = ["level", "sparsity_scope", "sparsity_network", "kept_scope", "scope_size"]
 
 

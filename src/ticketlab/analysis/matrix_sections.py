@@ -20,7 +20,7 @@ from ticketlab.analysis.page import Block
 from ticketlab.analysis.transfer_figures import plot_transfer_curves
 from ticketlab.atomic import atomic_write_bytes
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.matrix_columns import MATRIX_FILE
+from ticketlab.rundir import MATRIX_FILE
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ mean minus one standard deviation. Runs whose configs are equal except for `trai
 keys that only say how far or where a run went: `prune.levels`, `train.device`, `data.num_workers`)
 form one series. Reading goes through `RunDir` (DESIGN.md run-dir contract): a level counts when
 its `metrics.json` exists, and a level's mask is read after the checks every reader of a level makes
-(`lottery.level_files.check_level`: a truncated or mismatched mask or weights file stops the report
+(`sparsity.level_files.check_level`: a truncated or mismatched mask or weights file stops the report
 with one line naming it, rather than drawing figures from a level that cannot be trusted).
 """
 
@@ -23,7 +23,7 @@ import torch
 from ticketlab.config import flatten, to_dict
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import TASKS
-from ticketlab.lottery.level_files import check_level
+from ticketlab.sparsity.level_files import check_level
 from ticketlab.rundir import RESUMABLE_CHANGES, RunDir, TaskRecord, level_name
 
 SPARSITY_KEYS = ("sparsity_scope", "sparsity_network")

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from ticketlab.analysis import tables
 from ticketlab.analysis.page import Block
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.matrix_columns import COLUMNS_FILE, MATRIX_FILE
+from ticketlab.rundir import MATRIX_COLUMNS_FILE as COLUMNS_FILE, MATRIX_FILE
 
 
 def is_transfer_table(path: Path) -> bool:

@@ -18,7 +18,7 @@ from torch import nn
 from ticketlab.config import Config, parse_steps, validate
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.level_files import read_weights
+from ticketlab.sparsity.level_files import read_weights
 from ticketlab.lottery.transfer import Transfer, plan_transfer
 from ticketlab.models.spec import BuiltModel
 from ticketlab.sparsity import group_of, resolve_scope

@@ -36,7 +36,7 @@ from ticketlab.lottery.at_init import at_init_mask, check_at_init
 from ticketlab.lottery.early_bird import EarlyBird
 from ticketlab.lottery.experiment import Experiment, build_experiment, level_generator, load_state
 from ticketlab.lottery.level import TicketStart, train_ticket
-from ticketlab.lottery.level_files import check_level
+from ticketlab.sparsity.level_files import check_level
 from ticketlab.lottery.lock import run_lock
 from ticketlab.rundir import (EARLY_BIRD_FILE, FINAL_FILE, INIT_FILE, MASK_FILE, REWIND_OPTIMIZER_FILE,
                               REWIND_POINT_FILE, START_FILE, RunDir)

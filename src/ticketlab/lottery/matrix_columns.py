@@ -22,10 +22,8 @@ from ticketlab.atomic import atomic_write_json, atomic_write_text
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.matrix_spec import MatrixSpec
-from ticketlab.rundir import INIT_FILE, RunDir
+from ticketlab.rundir import INIT_FILE, MATRIX_COLUMNS_FILE as COLUMNS_FILE, MATRIX_FILE, RunDir
 
-COLUMNS_FILE = "columns.csv"
-MATRIX_FILE = "matrix.json"  # the spec's `paper:`, targets and seeds: what the report heads the table with
 FIELDS = ["source", "target", "metric", "mean", "std", "seeds", "sparsity_network", "sparsity_transferred"]
 
 

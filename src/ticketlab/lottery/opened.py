@@ -15,7 +15,7 @@ import torch
 
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.experiment import Experiment, build_experiment
-from ticketlab.lottery.level_files import check_level
+from ticketlab.sparsity.level_files import check_level
 from ticketlab.rundir import CONFIG_FILE, RunDir
 
 

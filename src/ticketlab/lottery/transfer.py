@@ -31,7 +31,7 @@ from torch import nn
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import listing, map_resnet, pick_prefix
-from ticketlab.lottery.level_files import check_level
+from ticketlab.sparsity.level_files import check_level
 from ticketlab.rundir import METRICS_FILE, START_FILE
 from ticketlab.sparsity import full_mask, prunable_parameter_names, prune, sparsity_report
 

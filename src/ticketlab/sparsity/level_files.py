@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from ticketlab.errors import TicketlabError
 from ticketlab.rundir import FINAL_FILE, MASK_FILE, START_FILE
-from ticketlab.sparsity import load_mask
+from ticketlab.sparsity.mask_io import load_mask
 
 
 @dataclass
