@@ -12,7 +12,8 @@ every later IMP level (which prunes only among still-kept weights of `prune.scop
   mode ticket     mask + values of the source level (`values: final` trained, `rewind` its start)
   mode mask       mask only, on this model's own weights (`model.weights`, or its random init)
   mode magnitude  no source: keep the (1 - sparsity) largest of this model's own ResNet conv weights
-  map backbone    the source's ResNet → this model's ResNet, whatever their prefixes (resnet_keys.py)
+  map backbone    the source's ResNet → this model's ResNet, whatever their prefixes (resnet_keys.py); an
+                  RGB conv1 onto a 1-channel model: kept where kept in any channel, values summed (stem_channels.py)
   map shared      every tensor with the same name and shape (task → task, e.g. Mask → Keypoint R-CNN)
 
 `record()` is what `RUN_DIR/init.json` holds: source, mode, map, what matched and what was dropped,
@@ -31,6 +32,7 @@ from torch import nn
 from ticketlab.config import Config
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import listing, map_resnet, pick_prefix
+from ticketlab.models.stem_channels import ADAPTED_MASK, adapt_stem_ticket
 from ticketlab.sparsity.level_files import check_level
 from ticketlab.rundir import METRICS_FILE, START_FILE
 from ticketlab.sparsity import full_mask, prunable_parameter_names, prune, sparsity_report
@@ -81,9 +83,10 @@ def _from_source(cfg: Config, model: nn.Module) -> Transfer:
     src_mask, src_state = _read_source(source, init.values)
     own = model.state_dict()
     info: dict = {"source": str(source), "mode": init.mode, "map": init.map}
+    adapted: list[str] = []
     if init.map == "backbone":
-        keymap = map_resnet(src_state, own, where)
-        pairs = keymap.pairs
+        keymap = map_resnet(src_state, own, where, adapt_input=True)
+        pairs, adapted = keymap.pairs, keymap.adapted
         info.update(source_prefix=keymap.source_prefix, target_prefix=keymap.target_prefix)
     else:
         pairs = _shared_pairs(src_state, own, where)
@@ -94,6 +97,14 @@ def _from_source(cfg: Config, model: nn.Module) -> Transfer:
         raise TicketlabError(f"{where}: none of the source's masked tensors ({listing(sorted(src_mask))}) "
                              f"maps into this model (map: {init.map})")
     values = {t: src_state[s] for t, s in pairs.items()} if init.mode == "ticket" else {}
+    for t in adapted:  # an RGB conv1 onto a 1-channel model (stem_channels.py)
+        summed, kept = adapt_stem_ticket(src_state[pairs[t]], src_mask.get(pairs[t]), tuple(own[t].shape), where)
+        if init.mode == "ticket":
+            values[t] = summed
+        if kept is not None:
+            mask[t] = kept
+        if init.mode == "ticket" or kept is not None:  # a mask alone of a source that masks no conv1 adapts nothing
+            info.setdefault("adapted", {})[t] = ADAPTED_MASK
     if init.mode == "ticket":
         info["values"] = init.values
     info.update(matched=len(pairs), dropped=len(dropped), dropped_examples=dropped[:6],

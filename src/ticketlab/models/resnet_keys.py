@@ -10,7 +10,7 @@ except the classifier `P + "fc.*"`. Mapping trunk to trunk by the key suffix the
 of wrappings, and the report says what was matched and what was dropped (heads, the momentum
 encoder, the queue). A checkpoint of another depth or width fails with the mismatched keys listed.
 A 3-channel (RGB) conv1 loads into a 1-channel model as its sum over the channels
-(`models/stem_channels.py`) when loading `model.weights`; a ticket transfer keeps shapes exact.
+(`models/stem_channels.py`), for `model.weights` and for a ticket or mask transfer (`adapt_input`).
 """
 
 from __future__ import annotations
@@ -127,8 +127,10 @@ def map_resnet(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Te
     if missing or unexpected or shapes:
         parts = [f"{label} {len(keys)}: {listing(keys)}" for label, keys in
                  (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)) if keys]
+        stem = adapt_input and any(x.startswith(PROBES[0] + " ") for x in shapes)
         raise TicketlabError(f"{where}: ResNet under {sp!r} does not fit the model's under {tp!r} "
-                             f"(other depth or width?) — " + "; ".join(parts))
+                             f"(other depth or width?) — " + "; ".join(parts)
+                             + (" (an RGB conv1 adapts only to a 1-channel one)" if stem else ""))
     pairs = {tp + s: sp + s for s in src if s in tgt}
     used = set(pairs.values())
     return KeyMap(sp, tp, pairs, dropped=[k for k in source if k not in used], adapted=adapted)
