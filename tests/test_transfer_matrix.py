@@ -110,8 +110,10 @@ def test_run_source_rows_each_level_against_its_own_baseline(run_source_matrix):
     assert (out / "transfer_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_universal_is_the_sparsest_level_matching_on_every_target():
-    from ticketlab.lottery.matrix import universal_levels
+def test_universal_stops_at_the_first_level_failing_on_some_target():
+    """Paper 002 §4 A1: "transfers by sparsity X" claims every level up to X; a middle level failing
+    on one target ends the universal range even when a sparser level matches everywhere again."""
+    from ticketlab.lottery.matrix import universal_levels, universal_note
     from ticketlab.lottery.matrix_spec import MatrixSpec, RunSource, Target
 
     spec = MatrixSpec(targets={"a": Target("x"), "b": Target("x")}, seeds=[0],
@@ -121,8 +123,20 @@ def test_universal_is_the_sparsest_level_matching_on_every_target():
     rows = [{"run_source": "m", "source_level": lv, "target": t, "matching": ok, "source_sparsity": 1 - 0.8 ** lv}
             for (lv, t), ok in verdicts.items()]
     [u] = universal_levels(rows, spec)
-    assert (u["universal_levels"], u["sparsest_universal_level"]) == ("1 3", 3)   # level 2 fails b, 4 fails a
-    assert u["sparsest_universal_sparsity"] == pytest.approx(0.488)
+    assert u["universal_levels"] == "1 3"   # each level on its own: 2 fails b, 4 fails a
+    assert (u["sparsest_universal_level"], u["first_failing_level"], u["first_failing_targets"]) == (1, 2, "b")
+    assert u["sparsest_universal_sparsity"] == pytest.approx(0.2)
+    assert universal_note(u) == ("- m (vs dense): universal at every level up to 1 (20.00% of the source's scope "
+                                 "pruned); level 2 fails on b; each level's own verdict, universal at: 1 3")
+    rows[0]["matching"] = False                 # level 1 fails a as well: universal at no level
+    [u] = universal_levels(rows, spec)
+    assert (u["sparsest_universal_level"], u["sparsest_universal_sparsity"], u["first_failing_targets"]) == (None, None, "a")
+    assert universal_note(u).startswith("- m (vs dense): universal at no level (level 1 fails on a)")
+    for r in rows:
+        r["matching"] = True
+    del rows[3]                                 # level 2 has no cell on b (not finished): it fails b
+    [u] = universal_levels(rows, spec)
+    assert (u["universal_levels"], u["sparsest_universal_level"], u["first_failing_targets"]) == ("1 3 4", 1, "b")
 
 
 def test_run_source_spec_errors_are_one_line(tmp_path, capsys):

@@ -73,10 +73,12 @@ def _cells_table(m: MatrixDir) -> tuple[list[str], list[list]]:
 
 
 def _universal_table(m: MatrixDir) -> tuple[list[str], list[list]]:
-    header = ["source", "baseline", "levels", "universal levels", "sparsest universal level",
-              "its scope sparsity %"]
+    header = ["source", "baseline", "levels", "universal levels", "universal up to level",
+              "its scope sparsity %", "first failing level (targets)"]
     body = [[u["source"], u["baseline"], u["levels"], u["universal_levels"] or "none",
-             u["sparsest_universal_level"] or "—", _pct(u["sparsest_universal_sparsity"])] for u in m.universal]
+             u["sparsest_universal_level"] or "—", _pct(u["sparsest_universal_sparsity"]),
+             f"{u['first_failing_level']} ({u['first_failing_targets']})" if u.get("first_failing_level") else "—"]
+            for u in m.universal]
     return header, body
 
 
@@ -103,8 +105,9 @@ def matrix_sections(out: Path, m: MatrixDir, written: list[Path]) -> list[Block]
                                     "at the cell's last level over seeds; matching against the row's baseline."]))
     if m.universal:
         blocks.append(Block(heading=f"{head}universal verdict", table=_universal_table(m), paragraphs=[
-            "A source level is universal when it matches on every target (paper 002 §3); the sparsest such "
-            "level is the sparsity the paper quotes as universally transferable (59.04%–96.48%)."]))
+            "A source level is universal when it matches on every target (paper 002 §3); a source is universal "
+            "up to the sparsest level at which it and every less sparse level are, the sparsity the paper quotes "
+            "as universally transferable (59.04%–96.48%; §4 A1 reads each task's curve up to its first failure)."]))
     return blocks
 
 
