@@ -1,5 +1,5 @@
 """The ready studies of paper 002 (studies/paper002/*.yaml): each loads with every cell's config built and
-names its figure; a shrunken Fig. 2 sweep and Fig. 3 transfer matrix run through the CLI, and the report
+names its figure; a shrunken Fig. 2 sweep and Fig. 3 and Fig. 4 (RGB masks onto 1-channel digits) transfer matrices run through the CLI, and the report
 shows them under their "Paper 002 …" headings with the values the cells' metrics hold."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.lottery.info import model_for_info
 from ticketlab.lottery.matrix_spec import RunSource, load_spec
 from ticketlab.lottery.study import load_study
+from ticketlab.sparsity import load_mask
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "studies" / "paper002"
@@ -72,7 +73,7 @@ def _shrunk(name: str, out: Path, edit) -> Path:
 
 
 @pytest.mark.slow
-def test_fig2_and_fig3_run_and_report_under_their_paper_headings(tmp_path, monkeypatch):
+def test_fig2_fig3_fig4_run_and_report_under_their_paper_headings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     os.symlink(REPO / "configs", tmp_path / "configs")
     _tl("data", "synth-crops", "--seed", "0", "--n-train", "24", "--n-val", "6", "--imbalance", "1.0",
@@ -118,6 +119,25 @@ def test_fig2_and_fig3_run_and_report_under_their_paper_headings(tmp_path, monke
     page2 = html.unescape((tmp_path / "report2" / "index.html").read_text())
     assert "<h2>Paper 002 Fig. 2: pre-training task performance of (m_Img, θ_Img) vs sparsity — study" in page2
     assert f"<td>{source['accuracy']:.4f}</td>" in page2
+
+    def fig4(d):  # the RGB pre-training masks onto the 1-channel digits model (conv1 summed over RGB)
+        d["seeds"] = [0]
+        d["targets"]["digits"]["set"] += TINY
+        d.pop("baselines")
+        d["sources"] = {"m_Img": d["sources"]["m_Img"]}
+
+    _tl("transfer-matrix", str(_shrunk("fig4_domain_gap", tmp_path, fig4)), "--out", "runs/paper002/fig4")
+    _tl("report", "runs/paper002/fig4", "--out", "report4")
+    page4 = html.unescape((tmp_path / "report4" / "index.html").read_text())
+    assert "<h2>Paper 002 Fig. 4: transfer to a domain-gap classification task — accuracy vs sparsity — cells</h2>" in page4
+    for row in ("m_Img_L01", "m_Img_L02"):
+        cell = tmp_path / "runs/paper002/fig4" / row / "digits" / "seed_0"
+        init = json.loads((cell / "init.json").read_text())
+        assert init["weights"]["adapted"] == {"conv1.weight": "summed over 3 input channels (RGB) into 1"}
+        level = tmp_path / "runs/paper002/fig2_supervised/cells/seed=0" / f"level_{row[-2:]}"
+        assert init["transfer"]["source"] == "runs/paper002/fig2_supervised/cells/seed=0/" + level.name
+        assert init["transfer"]["tensors"] == len(load_mask(level / "mask.safetensors"))   # every masked tensor landed
+        assert f"<td>{json.loads((cell / 'level_00' / 'metrics.json').read_text())['accuracy']:.4f}</td>" in page4
 
 
 def test_matrix_spec_paper_must_be_text(tmp_path):
