@@ -1,6 +1,7 @@
 """The ready studies of paper 002 (studies/paper002/*.yaml): each loads with every cell's config built and
-names its figure; a shrunken Fig. 2 sweep and Fig. 3 and Fig. 4 (RGB masks onto 1-channel digits) transfer matrices run through the CLI, and the report
-shows them under their "Paper 002 …" headings with the values the cells' metrics hold."""
+names its figure; a shrunken Fig. 2 sweep, Fig. 3 transfer matrix and Fig. 4 one (RGB masks onto the
+1-channel digits model) run through the CLI, and the report shows them under their "Paper 002 …"
+headings with the values the cells' metrics hold."""
 
 from __future__ import annotations
 
