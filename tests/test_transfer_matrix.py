@@ -116,27 +116,31 @@ def test_universal_stops_at_the_first_level_failing_on_some_target():
     from ticketlab.lottery.matrix import universal_levels, universal_note
     from ticketlab.lottery.matrix_spec import MatrixSpec, RunSource, Target
 
-    spec = MatrixSpec(targets={"a": Target("x"), "b": Target("x")}, seeds=[0],
+    spec = MatrixSpec(targets={"a": Target("x"), "b c": Target("x")}, seeds=[0],
                       sources={"m": RunSource("r"), "single": ["k=v"]})
-    verdicts = {(1, "a"): True, (1, "b"): True, (2, "a"): True, (2, "b"): False, (3, "a"): True, (3, "b"): True,
-                (4, "a"): False, (4, "b"): True}
+    verdicts = {(1, "a"): True, (1, "b c"): True, (2, "a"): True, (2, "b c"): False, (3, "a"): True,
+                (3, "b c"): True, (4, "a"): False, (4, "b c"): True}
     rows = [{"run_source": "m", "source_level": lv, "target": t, "matching": ok, "source_sparsity": 1 - 0.8 ** lv}
             for (lv, t), ok in verdicts.items()]
     [u] = universal_levels(rows, spec)
-    assert u["universal_levels"] == "1 3"   # each level on its own: 2 fails b, 4 fails a
-    assert (u["sparsest_universal_level"], u["first_failing_level"], u["first_failing_targets"]) == (1, 2, "b")
+    assert u["universal_levels"] == "1 3"   # each level on its own: 2 fails "b c", 4 fails a
+    assert (u["sparsest_universal_level"], u["first_failing_level"], u["first_failing_targets"]) == (1, 2, "b c")
     assert u["sparsest_universal_sparsity"] == pytest.approx(0.2)
     assert universal_note(u) == ("- m (vs dense): universal at every level up to 1 (20.00% of the source's scope "
-                                 "pruned); level 2 fails on b; each level's own verdict, universal at: 1 3")
-    rows[0]["matching"] = False                 # level 1 fails a as well: universal at no level
+                                 "pruned); level 2 fails on b c; each level's own verdict, universal at: 1 3")
+    rows[0]["matching"] = False                 # level 1 fails a: universal at no level
     [u] = universal_levels(rows, spec)
     assert (u["sparsest_universal_level"], u["sparsest_universal_sparsity"], u["first_failing_targets"]) == (None, None, "a")
     assert universal_note(u).startswith("- m (vs dense): universal at no level (level 1 fails on a)")
     for r in rows:
         r["matching"] = True
-    del rows[3]                                 # level 2 has no cell on b (not finished): it fails b
+    rows[0]["matching"] = False                 # level 1 fails both: every failing target is named
+    rows[1]["matching"] = False
+    assert universal_levels(rows, spec)[0]["first_failing_targets"] == "a, b c"
+    rows[0]["matching"] = rows[1]["matching"] = True
+    del rows[3]                                 # level 2 has no cell on "b c" (not finished): it fails there
     [u] = universal_levels(rows, spec)
-    assert (u["universal_levels"], u["sparsest_universal_level"], u["first_failing_targets"]) == ("1 3 4", 1, "b")
+    assert (u["universal_levels"], u["sparsest_universal_level"], u["first_failing_targets"]) == ("1 3 4", 1, "b c")
 
 
 def test_run_source_spec_errors_are_one_line(tmp_path, capsys):

@@ -184,14 +184,14 @@ def universal_levels(rows: list[dict], spec: MatrixSpec) -> list[dict]:
         out.append({"source": name, "baseline": src.baseline, "levels": " ".join(map(str, levels)),
                     "universal_levels": " ".join(map(str, ok)), "sparsest_universal_level": best,
                     "sparsest_universal_sparsity": sparsity, "first_failing_level": broken,
-                    "first_failing_targets": " ".join(failing[broken]) if broken is not None else ""})
+                    "first_failing_targets": ", ".join(failing[broken]) if broken is not None else ""})
     return out
 
 
 def universal_note(u: dict) -> str:
     """One line of `matrix.md` for a run source's verdict (`universal_levels`)."""
     best, broken = u["sparsest_universal_level"], u["first_failing_level"]
-    fails = f"level {broken} fails on {', '.join(u['first_failing_targets'].split())}" if broken is not None else ""
+    fails = f"level {broken} fails on {u['first_failing_targets']}" if broken is not None else ""
     if best is None:
         head = f"universal at no level ({fails})"
     else:
