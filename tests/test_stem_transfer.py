@@ -4,7 +4,6 @@ digits): kept where kept in any RGB channel, values summed over the kept ones (`
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 from ticketlab.config import ModelConfig, load_config
 from ticketlab.data.bundle import DataBundle
@@ -13,6 +12,8 @@ from ticketlab.lottery.transfer import plan_transfer
 from ticketlab.models import build_model
 from ticketlab.models.stem_channels import adapt_stem_ticket
 from ticketlab.sparsity import full_mask, prune, save_mask
+
+from hand_levels import write_ticket_level
 
 
 def test_hand_built_mask_keeps_a_position_kept_in_any_channel_and_sums_the_kept_values():
@@ -53,11 +54,7 @@ def _rgb_level(tmp_path):
     weights = {n: state[n] for n in state if n == "conv1.weight" or (n.startswith("layer1.") and state[n].dim() == 4)}
     mask = prune("global", weights, full_mask(weights), 0.8)
     level = tmp_path / "rgb" / "level_01"
-    level.mkdir(parents=True)
-    save_mask(level / "mask.safetensors", mask)
-    save_file({k: (v * mask[k] if k in mask else v).contiguous() for k, v in state.items()},
-              str(level / "final.safetensors"))
-    (level / "metrics.json").write_text("{}")
+    write_ticket_level(level, state, mask)
     return level, state, mask
 
 

@@ -13,8 +13,10 @@ from ticketlab.errors import TicketlabError
 from ticketlab.lottery.imp import run_imp
 from ticketlab.lottery.transfer import plan_transfer
 from ticketlab.models import build_model
-from ticketlab.sparsity import full_mask, load_mask, prune, save_mask
+from ticketlab.sparsity import full_mask, load_mask, prune
 from ticketlab.tasks import build_task_data
+
+from hand_levels import write_ticket_level
 
 SMALL = ["model.family=cifar_resnet20", "model.width=0.5", "train.duration=6it", "train.eval_every=6it",
          "train.checkpoint_every=6it", "prune.rate=0.5", "prune.levels=1"]
@@ -93,11 +95,7 @@ def test_mask_rcnn_ticket_into_keypoint_rcnn_copies_every_shared_tensor(tmp_path
     weights = {n: state[n] for n, p in src.named_parameters() if n.endswith("weight") and p.dim() > 1}
     mask = prune("global", weights, full_mask(weights), 0.8)
     level = tmp_path / "level_01"
-    level.mkdir()
-    save_mask(level / "mask.safetensors", mask)
-    save_file({k: (v * mask[k] if k in mask else v).contiguous() for k, v in state.items()},
-              str(level / "final.safetensors"))  # a ticket: pruned weights exactly 0
-    (level / "metrics.json").write_text("{}")
+    write_ticket_level(level, state, mask)  # a ticket: pruned weights exactly 0
     cfg = config(f"init.source={level}", "init.map=shared")
     dst = _detector("keypointrcnn", 2)
     t = plan_transfer(cfg, dst)
@@ -153,11 +151,7 @@ def test_classifier_ticket_in_a_faster_rcnn_backbone(tmp_path):
     weights = {n: state[n] for n, p in src.named_parameters() if p.dim() == 4}
     mask = prune("global", weights, full_mask(weights), 0.9)
     level = tmp_path / "imagenet" / "level_10"
-    level.mkdir(parents=True)
-    save_mask(level / "mask.safetensors", mask)
-    save_file({k: (v * mask[k] if k in mask else v).contiguous() for k, v in state.items()},
-              str(level / "final.safetensors"))
-    (level / "metrics.json").write_text("{}")
+    write_ticket_level(level, state, mask)
     cfg = load_config("configs/synth_fasterrcnn_lite.yaml", [
         f"data.root={synth}", "train.duration=2it", "train.eval_every=2it", "train.batch_size=2",
         "model.width=0.25", "prune.levels=0", "prune.scope=[base, top]", "prune.exclude=[]",
