@@ -156,3 +156,23 @@ def test_run_source_spec_errors_are_one_line(tmp_path, capsys):
         assert main(["transfer-matrix", str(path), "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_universal_table_shows_the_range_and_where_it_ends(tmp_path):
+    """What the report's "universal verdict" table shows, read back from universal.csv as written."""
+    from ticketlab.analysis.matrix_sections import MatrixDir, _csv as read_csv, _universal_table
+    from ticketlab.lottery.matrix import _csv as write_csv, universal_levels
+    from ticketlab.lottery.matrix_spec import MatrixSpec, RunSource, Target
+
+    spec = MatrixSpec(targets={"a": Target("x"), "b c": Target("x")}, seeds=[0],
+                      sources={"broken": RunSource("r"), "whole": RunSource("r")})
+    verdicts = {1: (True, True), 2: (True, False), 3: (True, True)}
+    rows = [{"run_source": src, "source_level": lv, "target": t, "matching": ok or src == "whole",
+             "source_sparsity": 1 - 0.5 ** lv}
+            for src in ("broken", "whole") for lv, oks in verdicts.items() for t, ok in zip(("a", "b c"), oks)]
+    (tmp_path / "universal.csv").write_text(write_csv(universal_levels(rows, spec)))
+    header, body = _universal_table(MatrixDir(tmp_path, None, [], read_csv(tmp_path / "universal.csv")))
+    table = [dict(zip(header, line)) for line in body]
+    assert [(t["universal levels"], t["universal up to level"], t["its scope sparsity %"],
+             t["first failing level (targets)"]) for t in table] == [("1 3", "1", 50.0, "2 (b c)"),
+                                                                     ("1 2 3", "3", 87.5, "—")]
