@@ -1,16 +1,21 @@
 """Early-bird tickets on the real digits data: the draws are IMP's level-1 pruning of the dense weights
 at that step (checked against torch.nn.utils.prune on a separate, shorter dense run), the record's IoUs
 equal set arithmetic on the mask files, the automatic mode really ends dense training where the
-detector fires, and a branch retrains from an early mask."""
+detector fires, a branch retrains from an early mask, and the report's Fig. 2f table is each draw's
+mean ± std over the seeds' records."""
 
+import csv
 import itertools
 import json
+import statistics
 
 import pytest
 import torch
 import torch.nn.utils.prune as tprune
 from safetensors.torch import load_file
 
+from ticketlab.analysis.early_bird import early_bird_sections
+from ticketlab.analysis.runs import load_runs
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.branches import run_branch
@@ -143,12 +148,6 @@ def test_stop_without_draws_is_rejected(tmp_path):
 def test_report_gives_each_draw_its_mean_and_std_over_seeds(full, auto, tmp_path_factory):
     """Paper 001 Fig. 2f is a mean over seeds with an error band: the report's per-series table holds,
     per draw, the mean and sample std of the seeds' IoUs and retrained metrics, read back from the files."""
-    import csv
-    import statistics
-
-    from ticketlab.analysis.early_bird import early_bird_sections
-    from ticketlab.analysis.runs import load_runs
-
     second = tmp_path_factory.mktemp("eb") / "seed1"
     run_imp(config("train.seed=1"), second, log=lambda s: None)
     for run in (full, second):  # both seeds retrain the 50% mask; only seed 1 the 20% one

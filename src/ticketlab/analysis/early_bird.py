@@ -150,14 +150,14 @@ def early_bird_sections(out: Path, runs: Sequence[Run], written: list[Path]) -> 
     records = {run.path: rec for run, rec in found}
     gathered = [series_draws(s, records) for s in group_series([run for run, _ in found])]
     by_series_header = ["series", "step", "fraction", "runs", "iou_with_final_mean", "iou_with_final_std",
-                        "pruned_iou_with_final_runs", "pruned_iou_with_final_mean", "pruned_iou_with_final_std",
+                        "pruned_iou_with_final_mean", "pruned_iou_with_final_std",
                         "retrained_runs", "retrained_mean", "retrained_std", "ticket_runs", "ticket_mean",
                         "ticket_std"]
     by_series, shown = [], []
     for s in gathered:
         for step, kept in s.iou_kept.items():
             fraction = step / s.total_steps
-            by_series.append([s.label, step, fraction, *_stat_cells(kept), *_stat_cells(s.iou_pruned[step]),
+            by_series.append([s.label, step, fraction, *_stat_cells(kept), *_stat_cells(s.iou_pruned[step])[1:],
                               *_stat_cells(s.retrained.get(step, [])), *_stat_cells(s.ticket)])
             shown.append([s.label, f"{100 * fraction:.0f}%", _shown(kept), _shown(s.iou_pruned[step]),
                           _shown(s.retrained.get(step, [])), _shown(s.ticket)])
