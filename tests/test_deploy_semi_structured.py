@@ -18,6 +18,7 @@ from ticketlab.deploy.semi_structured import (META_KEY, convertible_layers, has_
                                               load_semi_structured, read_layers, to_semi_structured_)
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.imp import run_imp
+from ticketlab.registry import EXPORT_FORMATS
 
 # Conv-2 at full width on the 8×8 digits: hidden layers 1024 → 256 → 256 (kernel shapes), fc 256 → 10 (not)
 SET = ["model.family=conv2", "model.width=1", "data.augment=false", "train.duration=3it", "train.eval_every=3it",
@@ -58,6 +59,18 @@ def test_export_layout_and_dense_cpu_run(nm_level, tmp_path):
     assert load_semi_structured(fresh, out, "cpu") == []  # no kernels on a CPU: dense, as exported
     with torch.no_grad():
         torch.testing.assert_close(fresh(ticket.example), ticket.model(ticket.example), rtol=1e-5, atol=1e-5)
+
+
+def test_the_format_declares_what_it_takes_and_export_refuses_the_rest(nm_level, tmp_path, capsys):
+    declared = EXPORT_FORMATS.get("semi_structured")
+    assert declared.granularities == ("2:4", "1:4") and declared.refusal("2:4") is None
+    assert "not prune.granularity channel" in declared.refusal("channel")
+    for flag in ("--compact", "--csr-box-head"):  # the file keeps the ticket's own layers
+        out = tmp_path / f"t{flag}.safetensors"
+        assert main(["export", str(nm_level), "--format", "semi_structured", flag, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} with --format semi_structured" in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
 
 
 def test_a_weight_ticket_is_refused_with_the_reason(tmp_path):

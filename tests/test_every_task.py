@@ -123,13 +123,15 @@ def test_task_end_to_end(tmp_path, synth, capsys, task):
         cells = {r["source"]: r for r in csv.DictReader(f)}
     assert cells["m"]["metric"] == headline and cells["m"]["matching"] in ("True", "False")
 
-    # export: every registered format checks its file against the masked model
-    # (semi_structured takes 2:4 tickets only: this weight ticket is refused in one line, nothing written)
-    for fmt in EXPORT_FORMATS.names():
+    # export: every registered format checks its file against the masked model; a format whose
+    # declaration does not take this ticket's granularity refuses it in one line, nothing written
+    granularity = yaml.safe_load((run / "config.yaml").read_text())["prune"]["granularity"]
+    for fmt, declared in EXPORT_FORMATS.items():
         status, out, err = _run(["export", str(run / "level_01"), "--format", fmt,
                                  "--out", str(tmp_path / f"ticket_{fmt}")], capsys)
-        if fmt == "semi_structured":
-            assert status == 2 and "prune.granularity 2:4" in err and len(err.strip().splitlines()) == 1, err
+        if declared.granularities is not None and granularity not in declared.granularities:
+            assert status == 2 and len(err.strip().splitlines()) == 1, err
+            assert f"prune.granularity {granularity}" in err and all(g in err for g in declared.granularities), err
             assert not (tmp_path / f"ticket_{fmt}").exists()
             continue
         assert status == 0, err

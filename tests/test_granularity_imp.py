@@ -121,7 +121,7 @@ def test_nm_levels_keep_exactly_n_and_stop(tmp_path):
     assert metrics["sparsity_scope"] == pytest.approx(0.5)
 
 
-KILL_ARGS = ["--set", "train.duration=10ep", "--set", "train.checkpoint_every=1ep", "--set", "train.eval_every=5ep",
+KILL_ARGS = ["--set", "train.duration=6ep", "--set", "train.checkpoint_every=1ep", "--set", "train.eval_every=3ep",
              "--set", "prune.levels=1", "--set", "prune.granularity=channel"]
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["--set", "train.duration=60ep", "--set", "train.checkpoint_every=5ep",
-        "--set", "train.eval_every=20ep", "--set", "prune.levels=2"]
+# level 1 checkpoints after 5 of its 30 epochs, and the kill lands in the 25 left
+ARGS = ["--set", "train.duration=30ep", "--set", "train.checkpoint_every=5ep",
+        "--set", "train.eval_every=10ep", "--set", "prune.levels=2"]
 
 
 def find(out: Path, args: list[str] = ARGS) -> subprocess.Popen:
@@ -64,8 +65,8 @@ def assert_killed_in_level_1_resumes_like_reference(tmp_path: Path, args: list[s
     assert_same_run(killed, reference, levels=levels)
 
 
-RANDOM_ARGS = ["--set", "train.duration=24ep", "--set", "train.checkpoint_every=2ep",
-               "--set", "train.eval_every=8ep", "--set", "prune.levels=4"]
+RANDOM_ARGS = ["--set", "train.duration=12ep", "--set", "train.checkpoint_every=1ep",
+               "--set", "train.eval_every=4ep", "--set", "prune.levels=4"]
 KILLS = 10
 
 

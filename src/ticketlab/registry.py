@@ -91,4 +91,4 @@ MODEL_FAMILIES: Registry = Registry("model family", "ticketlab.models", "model.f
 DATA_FORMATS: Registry = Registry("data format", "ticketlab.data", "data.format")  # → data.bundle.DataFormat
 STRATEGIES: Registry = Registry("pruning strategy", "ticketlab.sparsity.strategies", "prune.strategy")  # → prune fn
 BRANCHES: Registry = Registry("branch", "ticketlab.lottery.branches", "branch")  # → branches.Branch
-EXPORT_FORMATS: Registry = Registry("export format", "ticketlab.deploy.export", "--format")  # → export writer
+EXPORT_FORMATS: Registry = Registry("export format", "ticketlab.deploy", "--format")  # → deploy.formats.ExportFormat

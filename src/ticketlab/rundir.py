@@ -15,6 +15,12 @@ optimizer state), `level_NN/checkpoint.safetensors` while a level trains, for de
 `ticketlab eval --save-detections` writes), read by the report's COCO breakdowns, and
 `config_changes.jsonl` when a rerun changed the learning rate or warmup (see RECOVERY_CHANGES).
 
+`config.yaml` records where the run's data is: a relative `data.root` is written as the absolute path
+it named in the directory `find` ran in (`recorded_data_root`), so `eval`, `report`, `branch` and
+`export` read the same data from any directory. A run dir written before that holds the relative
+path; it is read from the current directory, with one line naming the key and both paths when the
+data is not there (`locate_data`).
+
 `task.json` (added with the task registry) lets `report`, `sweep` and `transfer-matrix` read a run
 without importing its task: {"task": "detection", "headline": "bbox_AP", "higher_is_better": true,
 "metrics": ["bbox_AP", …]}. Run dirs written before it existed fall back to the registered task.
@@ -25,7 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -122,11 +128,12 @@ class RunDir:
 
     def start(self, cfg: Config, task: Optional[TaskRecord] = None) -> None:
         """Create the run dir, or check that an existing one was made with the same config; write
-        the task record."""
+        the config (its data.root absolute) and the task record."""
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.root)
+        cfg = recorded_data_root(cfg)
         if self.config_path.is_file():
-            old = flatten(to_dict(self.load_config()))
+            old = flatten(to_dict(recorded_data_root(self.load_config())))  # an older run dir's relative root too
             new = flatten(to_dict(cfg))
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             differ = [k for k in changed if k not in RESUMABLE_CHANGES | RECOVERY_CHANGES]
@@ -140,6 +147,10 @@ class RunDir:
         atomic_write_text(self.config_path, dump_config(cfg))
         if task is not None:
             atomic_write_json(self.root / TASK_FILE, {**asdict(task), "metrics": list(task.metrics)})
+
+    def data_config(self) -> Config:
+        """The run's config for a command that reads its data again (`locate_data`)."""
+        return locate_data(self.load_config(), self.config_path)
 
     def task_record(self) -> Optional[TaskRecord]:
         """RUN_DIR/task.json, or None for a run dir written before it existed."""
@@ -187,6 +198,34 @@ class RunDir:
             writer.writerow({c: row.get(c, "") for c in columns})
         atomic_write_text(self.root / SUMMARY_FILE, buf.getvalue())
         return rows
+
+
+def recorded_data_root(cfg: Config) -> Config:
+    """`cfg` with a relative data.root made absolute against the current directory, where the run
+    reads it: what config.yaml records, so the data is found again from anywhere."""
+    if not cfg.data.root or Path(cfg.data.root).expanduser().is_absolute():
+        return cfg
+    return replace(cfg, data=replace(cfg.data, root=str(Path(cfg.data.root).resolve())))
+
+
+def locate_data(cfg: Config, config_path: Path) -> Config:
+    """A run's config with its data.root found: the absolute path it records, or (a run dir written
+    before roots were recorded absolute) its relative path from the current directory. One line
+    naming the key and the path(s) when the data is in neither place."""
+    root = cfg.data.root
+    if not root:
+        return cfg
+    recorded = Path(root).expanduser()
+    found = recorded_data_root(cfg)
+    if Path(found.data.root).expanduser().exists():
+        return found
+    if recorded.is_absolute():
+        raise TicketlabError(f"{config_path}: data.root={root}: not found (the run's data has moved or is gone; "
+                             "put it back there or write its new path into data.root)")
+    raise TicketlabError(f"{config_path}: data.root={root}: a relative path (the run dir predates recorded "
+                         f"absolute data roots) and not found from the current directory as {found.data.root}; "
+                         "run the command from the directory the run was started in, or write the data's "
+                         "absolute path into data.root")
 
 
 def write_metrics(level_dir: Path, metrics: dict) -> None:

@@ -2,7 +2,8 @@
 
 Every command that takes a YAML file reads it here, so each refuses the same bad files the same way:
 missing, a directory, not UTF-8, not valid YAML (with the line), nested too deeply for the parser,
-or not a mapping at the top level.
+or not a mapping at the top level. Keys that several kinds of file share (a study's and a
+transfer-matrix spec's `paper:`) are read here too, so each is checked, and refused, one way.
 """
 
 from __future__ import annotations
@@ -51,3 +52,13 @@ def read_yaml_mapping(path: Path, what: str, expected: str = "a mapping of keys"
     if not isinstance(data, dict):
         raise TicketlabError(f"{path}: expected {expected} at the top level")
     return data
+
+
+def read_paper(data: dict[str, Any], path: Path, what: str) -> str | None:
+    """The optional `paper:` key of a study or transfer-matrix spec (`what`): the figure or table it
+    reproduces, as non-empty text, or None when absent."""
+    paper = data.get("paper")
+    if paper is not None and (not isinstance(paper, str) or not paper.strip()):
+        raise TicketlabError(f"{path}: paper: expected the figure or table the {what} reproduces, as text "
+                             f"(e.g. \"001 Fig. 2a: mAP vs % of Base + Top pruned\"), got {paper!r}")
+    return paper

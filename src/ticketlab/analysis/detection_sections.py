@@ -89,7 +89,7 @@ def read_detections(path: Path) -> list[dict[str, Any]]:
 
 
 def load_detection_run(run: Run) -> DetectionRun:
-    cfg = RunDir(run.path).load_config()
+    cfg = RunDir(run.path).data_config()
     try:
         data = build_task_data(cfg)
     except TicketlabError as e:

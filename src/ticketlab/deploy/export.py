@@ -1,4 +1,4 @@
-"""`ticketlab export LEVEL --format state_dict|onnx|torchscript`: a level as a file to deploy.
+"""`ticketlab export LEVEL --format state_dict|onnx|torchscript|semi_structured`: a level as a file to deploy.
 
 - state_dict: the trained weights with the pruned ones exactly 0, under torchvision's own names, as
   safetensors (or torch.save format for a `.pt`/`.pth` path). A width-1 ResNet loads into
@@ -17,6 +17,9 @@ channel ticket's removed channels (`deploy/compact.py`). It changes layer shapes
 state_dict only a channel ticket compacts: its file loads (strict=True) into a freshly built model
 with the same channels removed, and its metadata `ticketlab_kept_channels` lists them per group.
 `csr_box_head=True` (torchscript only) stores the box head's fc6/fc7 as CSR (`deploy/sparse_linear.py`).
+
+What each format needs (the granularity it takes, what --compact may remove in it, whether CSR
+layers fit) is its `ExportFormat` declaration (`deploy/formats.py`), read here.
 
 Every file is checked before it is written: it is loaded back with the runtime that will run it
 (a fresh model + load_state_dict(strict=True), torch.jit.load, onnxruntime) and its outputs on a
@@ -39,14 +42,12 @@ from torch import nn
 
 from ticketlab.atomic import atomic_write_bytes
 from ticketlab.deploy.compact import CompactionReport, compact as compact_model
-from ticketlab.deploy.semi_structured import convertible_layers, semi_structured_bytes
+from ticketlab.deploy.formats import COMPACT_ALL, COMPACT_CHANNELS, COMPACT_NONE, ExportFormat, architecture_note
 from ticketlab.deploy.sparse_linear import csr_box_head as use_csr_box_head
 from ticketlab.deploy.ticket import Ticket, flat_outputs, load_ticket, max_difference
 from ticketlab.errors import TicketlabError
-from ticketlab.registry import EXPORT_FORMATS, MODEL_FAMILIES
+from ticketlab.registry import EXPORT_FORMATS
 
-SUFFIX = {"state_dict": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt",
-          "semi_structured": ".semi_structured.safetensors"}
 TORCH_SAVE_SUFFIXES = (".pt", ".pth")
 ONNX_OPSET = 17
 RTOL = ATOL = 1e-4  # float32 outputs after a different summation order (compaction, ONNX Runtime kernels)
@@ -62,11 +63,6 @@ class ExportResult:
     compaction: Optional[CompactionReport] = None
     csr_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def architecture_note(ticket: Ticket) -> str:
-    """Which stock model the exported state_dict loads into, or why none does (the family's word)."""
-    return MODEL_FAMILIES.get(ticket.cfg.model.family).export_note(ticket.cfg.model, ticket.experiment.data)
 
 
 def _state_dict_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
@@ -129,42 +125,43 @@ def _onnx_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, lis
     return data, [torch.from_numpy(o) for o in outputs], f"onnxruntime {onnxruntime.__version__} (CPU)"
 
 
-def _semi_structured_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
-    """The state_dict with the 2:4 layers named in its metadata (`deploy/semi_structured.py`); checked
-    as the dense model it is on every device without the kernels."""
-    data = semi_structured_bytes(model)
-    fresh = ticket.experiment.fresh_model(seed=0)
-    fresh.load_state_dict(safetensors.torch.load(data), strict=True)
-    fresh.eval()
-    with torch.no_grad():
-        return data, flat_outputs(fresh(ticket.example)), "load_state_dict(strict=True), dense, into a freshly built model"
+def _traced_size_note(model: nn.Module, ticket: Ticket) -> list[str]:
+    """A graph traced at one image size (a detector's: no batch axis) takes images of that size."""
+    return [] if ticket.task.batch_axis else [f"traced at {tuple(ticket.example[0].shape)}: feed images of that size"]
 
 
-Writer = Callable[[nn.Module, Ticket, Path], tuple[bytes, list[torch.Tensor], str]]
-EXPORT_FORMATS.register("state_dict", _state_dict_file)
-EXPORT_FORMATS.register("onnx", _onnx_file)
-EXPORT_FORMATS.register("torchscript", _torchscript_file)
-EXPORT_FORMATS.register("semi_structured", _semi_structured_file)
+EXPORT_FORMATS.register("state_dict", ExportFormat(_state_dict_file, ".safetensors", compact=COMPACT_CHANNELS,
+                                                   notes=architecture_note))
+EXPORT_FORMATS.register("onnx", ExportFormat(_onnx_file, ".onnx", notes=_traced_size_note))
+EXPORT_FORMATS.register("torchscript", ExportFormat(_torchscript_file, ".torchscript.pt", csr_box_head=True))
 
 
 def default_path(level_dir: Path, fmt: str, compact: bool) -> Path:
-    return Path(level_dir) / f"ticket{'_compact' if compact else ''}{SUFFIX[fmt]}"
+    return Path(level_dir) / f"ticket{'_compact' if compact else ''}{EXPORT_FORMATS.get(fmt).suffix}"
+
+
+def _names(allowed: Callable[[ExportFormat], bool]) -> str:
+    return " or ".join(f"--format {n}" for n, f in EXPORT_FORMATS.items() if allowed(f))
 
 
 def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compact: bool = False,
                  csr_box_head: bool = False) -> ExportResult:
     """Write level `level_dir` as `fmt`, after checking the file reproduces the masked model."""
-    writer: Writer = EXPORT_FORMATS.get(fmt)
-    if fmt == "semi_structured" and (compact or csr_box_head):
-        raise TicketlabError("--format semi_structured: the file is the ticket's own state_dict with 2:4 layers "
-                             "named; --compact / --csr-box-head change layer shapes or types")
-    if csr_box_head and fmt != "torchscript":
-        raise TicketlabError("--csr-box-head: sparse CSR weights run in PyTorch only; use --format torchscript")
+    spec: ExportFormat = EXPORT_FORMATS.get(fmt)
+    if compact and spec.compact == COMPACT_NONE:
+        raise TicketlabError(f"--compact with --format {fmt}: the file keeps the ticket's own layer shapes; use "
+                             + _names(lambda f: f.compact != COMPACT_NONE))
+    if csr_box_head and not spec.csr_box_head:
+        raise TicketlabError(f"--csr-box-head with --format {fmt}: sparse CSR weights run in PyTorch only; use "
+                             + _names(lambda f: f.csr_box_head))
     ticket = load_ticket(Path(level_dir))
-    if fmt == "state_dict" and compact and not ticket.units():
-        raise TicketlabError("--compact with --format state_dict: only a channel ticket (prune.granularity: channel) "
-                             "compacts into a state_dict its architecture can be rebuilt for; use --format onnx "
-                             "or torchscript")
+    refusal = spec.refusal(ticket.cfg.prune.granularity)
+    if refusal is not None:
+        raise TicketlabError(f"--format {fmt}: {refusal} ({level_dir}); nothing was written")
+    if compact and spec.compact == COMPACT_CHANNELS and not ticket.units():
+        raise TicketlabError(f"--compact with --format {fmt}: only a channel ticket (prune.granularity: channel) "
+                             "compacts into a file its architecture can be rebuilt for; use "
+                             + _names(lambda f: f.compact == COMPACT_ALL))
     path = Path(out) if out is not None else default_path(level_dir, fmt, compact)
     with torch.no_grad():
         reference = flat_outputs(ticket.model(ticket.example))
@@ -172,23 +169,16 @@ def export_level(level_dir: Path, fmt: str, out: Optional[Path] = None, *, compa
     if compact or csr_box_head:
         model = copy.deepcopy(ticket.model)
         if compact:
-            report = compact_model(model, ticket.units(), ticket.example, rules=fmt != "state_dict")
+            report = compact_model(model, ticket.units(), ticket.example, rules=spec.compact == COMPACT_ALL)
         if csr_box_head:
             swapped = use_csr_box_head(model)
             if not swapped:
                 raise TicketlabError(f"--csr-box-head: {ticket.cfg.model.family} has no R-CNN box head")
-    data, outputs, runtime = writer(model, ticket, path)
+    data, outputs, runtime = spec.write(model, ticket, path)
     diff = max_difference(reference, outputs, f"{path} checked with {runtime}")
     for a, b in zip(reference, outputs):
         if not torch.allclose(a.detach().cpu().double(), b.detach().cpu().double(), rtol=RTOL, atol=ATOL):
             raise TicketlabError(f"{path}: outputs differ from the masked model's by up to {diff:.3g} "
                                  f"(checked with {runtime}); nothing was written")
     atomic_write_bytes(path, data)
-    notes = [architecture_note(ticket)] if fmt in ("state_dict", "semi_structured") else []
-    if fmt == "semi_structured":
-        layers = [p for p, v in convertible_layers(model).items() if v == "2:4"]
-        notes.append(f"2:4 layers for CUDA's semi-structured kernels (load_semi_structured): {', '.join(layers)}; "
-                     "the rest runs dense")
-    if not ticket.task.batch_axis and fmt == "onnx":
-        notes.append(f"traced at {tuple(ticket.example[0].shape)}: feed images of that size")
-    return ExportResult(path, fmt, runtime, len(data), diff, report, swapped, notes)
+    return ExportResult(path, fmt, runtime, len(data), diff, report, swapped, spec.notes(model, ticket))

@@ -13,9 +13,11 @@ dense (their zeros cost a dense kernel as much as any value). A layer is convert
 has the pattern and a shape the CUTLASS kernels accept for float16/bfloat16 (rows a multiple of 32,
 columns a multiple of 64; cuSPARSELt accepts more, CUTLASS is the fallback when it is missing).
 
-The exported file (`ticketlab export LEVEL --format semi_structured`) is the ticket's plain
-state_dict as safetensors, zeros baked in, so it loads into the stock architecture and runs
-unchanged, dense, on any device; its metadata names the layers to convert. `load_semi_structured`
+The exported file (`ticketlab export LEVEL --format semi_structured`, registered here) is the
+ticket's plain state_dict as safetensors, zeros baked in, so it loads into the stock architecture and
+runs unchanged, dense, on any device; its metadata names the layers to convert. It takes N:M tickets
+whose pattern is 2:4's or sparser along 4 inputs (prune.granularity 2:4, 1:4) and keeps the
+ticket's layer shapes (no --compact, no CSR layers). `load_semi_structured`
 loads it and, only on a CUDA device of compute capability 8.0+, converts those layers (after casting
 the model to float16 or bfloat16, the dtypes the kernels take). Not measured here: the project's
 machines have no GPU (docs/benchmarks.md).
@@ -32,7 +34,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from ticketlab.deploy.formats import COMPACT_NONE, ExportFormat, architecture_note
+from ticketlab.deploy.ticket import Ticket, flat_outputs
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import EXPORT_FORMATS
 
 META_KEY = "ticketlab_semi_structured"
 PATTERN = (2, 4)                 # what the kernels take: at most 2 nonzeros in every 4 consecutive inputs
@@ -128,3 +133,26 @@ def load_semi_structured(model: nn.Module, path: Union[str, Path], device: Union
         return []
     model.to(dtype)
     return to_semi_structured_(model, read_layers(path))
+
+
+def _export_file(model: nn.Module, ticket: Ticket, path: Path) -> tuple[bytes, list[torch.Tensor], str]:
+    """The state_dict with the 2:4 layers named in its metadata; checked as the dense model it is on
+    every device without the kernels."""
+    data = semi_structured_bytes(model)
+    fresh = ticket.experiment.fresh_model(seed=0)
+    fresh.load_state_dict(safetensors.torch.load(data), strict=True)
+    fresh.eval()
+    with torch.no_grad():
+        return data, flat_outputs(fresh(ticket.example)), "load_state_dict(strict=True), dense, into a freshly built model"
+
+
+def _export_notes(model: nn.Module, ticket: Ticket) -> list[str]:
+    layers = [p for p, v in convertible_layers(model).items() if v == "2:4"]
+    return [*architecture_note(model, ticket),
+            f"2:4 layers for CUDA's semi-structured kernels (load_semi_structured): {', '.join(layers)}; "
+            "the rest runs dense"]
+
+
+EXPORT_FORMATS.register("semi_structured", ExportFormat(_export_file, ".semi_structured.safetensors",
+                                                        compact=COMPACT_NONE, granularities=("2:4", "1:4"),
+                                                        notes=_export_notes))

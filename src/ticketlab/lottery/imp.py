@@ -43,7 +43,7 @@ from ticketlab.rundir import (EARLY_BIRD_FILE, FINAL_FILE, INIT_FILE, MASK_FILE,
 from ticketlab.sparsity import full_mask, load_mask
 from ticketlab.train import flatten_optimizer_state, unflatten_optimizer_state
 from ticketlab.train.distributed import Dist, process_group
-from ticketlab.stop import StopFlag, Stopped
+from ticketlab.stop import StopFlag, Stopped, nothing_to_checkpoint
 from ticketlab.train.loop import LevelRun, RewindHook, StepHook
 
 
@@ -121,9 +121,10 @@ def run_imp(cfg: Config, out: Path, *, log: Callable[[str], None] = print, stop:
     run = RunDir(Path(out))
     p = cfg.prune
     with process_group(cfg.train.device, cfg.train.dist_timeout) as dist:
-        exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
-        check_at_init(exp)
-        exp.granularity()  # channel groups traced (and a bad channel_score refused) before any training
+        with nothing_to_checkpoint(stop):  # nothing written yet: a signal (e.g. mid channel trace) ends it at once
+            exp = build_experiment(cfg)  # validates data, model and scope before the run dir is touched
+            check_at_init(exp)
+            exp.granularity()  # channel groups traced (and a bad channel_score refused) before any training
         early = EarlyBird(exp, run.level_dir(0)) if p.early_bird or p.early_bird_stop else None
         with run_lock(run.root) if dist.is_main else contextlib.nullcontext():  # one writer per run dir
             dist.on_main(lambda: run.start(cfg, exp.task.record()))

@@ -33,7 +33,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.lottery.launch import LaunchConfig
 from ticketlab.lottery.shared import SHARED_DIR
 from ticketlab.rundir import RunDir, level_name
-from ticketlab.yaml_file import read_yaml_mapping
+from ticketlab.yaml_file import read_paper, read_yaml_mapping
 
 DENSE = "dense"
 
@@ -172,8 +172,5 @@ def load_spec(path: Path) -> MatrixSpec:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise TicketlabError(f"{path}: seeds: expected a list of integers, got {seeds!r}")
     launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
-    paper = data.get("paper")
-    if paper is not None and (not isinstance(paper, str) or not paper.strip()):
-        raise TicketlabError(f"{path}: paper: expected the figure or table the matrix reproduces, as text "
-                             f"(e.g. \"002 Fig. 3: ...\"), got {paper!r}")
-    return MatrixSpec(targets, sources, seeds, data.get("out"), baselines, Path(path), launch, paper)
+    return MatrixSpec(targets, sources, seeds, data.get("out"), baselines, Path(path), launch,
+                      read_paper(data, path, "matrix"))

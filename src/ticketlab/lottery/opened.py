@@ -44,7 +44,7 @@ def open_level(level_dir: Path) -> OpenedLevel:
     """Rebuild the run's experiment with the level's final weights and its checked mask."""
     level_dir = Path(level_dir)
     run = find_run(level_dir)
-    exp = build_experiment(run.load_config())
+    exp = build_experiment(run.data_config())
     files = check_level(level_dir, exp.model.state_dict(), exp.scope)
     exp.model.load_state_dict(files.final)
     return OpenedLevel(level_dir, run, exp, files.mask)

@@ -37,7 +37,7 @@ from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, MODULE_COLUMNS, 
 from ticketlab.atomic import atomic_write_json
 from ticketlab.config import Config, from_dict, load_config
 from ticketlab.errors import TicketlabError
-from ticketlab.yaml_file import read_yaml_mapping
+from ticketlab.yaml_file import read_paper, read_yaml_mapping
 from ticketlab.lottery.info import group_table, model_for_info
 from ticketlab.lottery.launch import LaunchConfig, launch_cells
 from ticketlab.lottery.plan import PlanRow, plan_rows
@@ -134,10 +134,7 @@ def load_study(path: Path) -> Study:
             raise TicketlabError(f"{path}: grid.{axis}: expected a non-empty list of values")
         if any(isinstance(v, dict) for v in values) and not all(isinstance(v, dict) for v in values):
             raise TicketlabError(f"{path}: grid.{axis}: mix of mappings and plain values; use one kind")
-    paper = data.get("paper")
-    if paper is not None and (not isinstance(paper, str) or not paper.strip()):
-        raise TicketlabError(f"{path}: paper: expected the figure or table the study reproduces, as text "
-                             "(e.g. \"001 Fig. 2a: mAP vs % of Base + Top pruned\")")
+    paper = read_paper(data, path, "study")
     preset = data.get("preset")
     if preset is not None:
         if preset not in PRESETS:
