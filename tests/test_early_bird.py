@@ -1,16 +1,21 @@
 """Early-bird tickets on the real digits data: the draws are IMP's level-1 pruning of the dense weights
 at that step (checked against torch.nn.utils.prune on a separate, shorter dense run), the record's IoUs
 equal set arithmetic on the mask files, the automatic mode really ends dense training where the
-detector fires, and a branch retrains from an early mask."""
+detector fires, a branch retrains from an early mask, and the report's Fig. 2f table is each draw's
+mean ± std over the seeds' records."""
 
+import csv
 import itertools
 import json
+import statistics
 
 import pytest
 import torch
 import torch.nn.utils.prune as tprune
 from safetensors.torch import load_file
 
+from ticketlab.analysis.early_bird import early_bird_sections
+from ticketlab.analysis.runs import load_runs
 from ticketlab.config import load_config
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.branches import run_branch
@@ -138,3 +143,46 @@ def test_stop_without_draws_is_rejected(tmp_path):
     with pytest.raises(TicketlabError, match="prune.early_bird_stop"):
         run_imp(cfg, tmp_path / "run", log=lambda s: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_report_gives_each_draw_its_mean_and_std_over_seeds(full, auto, tmp_path_factory):
+    """Paper 001 Fig. 2f is a mean over seeds with an error band: the report's per-series table holds,
+    per draw, the mean and sample std of the seeds' IoUs and retrained metrics, read back from the files."""
+    second = tmp_path_factory.mktemp("eb") / "seed1"
+    run_imp(config("train.seed=1"), second, log=lambda s: None)
+    for run in (full, second):  # both seeds retrain the 50% mask; only seed 1 the 20% one
+        if not (run / "level_01" / "branch_early_bird_0.5").is_dir():
+            run_branch(run / "level_01", "early_bird", fraction=0.5)
+    run_branch(second / "level_01", "early_bird", fraction=0.2)
+    report = tmp_path_factory.mktemp("eb") / "report"
+    report.mkdir(exist_ok=True)
+    blocks = early_bird_sections(report, load_runs([full, second, auto]), written := [])
+    assert report / "early_bird.png" in written
+    rows = list(csv.DictReader(open(report / "early_bird_by_series.csv", encoding="utf-8")))
+    assert len({r["series"] for r in rows}) == 2  # seeds 0 + 1, and the automatic run alone
+
+    def retrained(run, step):
+        found = [json.loads(p.read_text()) for p in (run / "level_01").glob("branch_early_bird_*/metrics.json")]
+        return [m["accuracy"] for m in found if m["early_bird_step"] == step]
+
+    pair = [r for r in rows if r["runs"] == "2"]
+    assert [int(r["step"]) for r in pair] == [d["step"] for d in record(full)["draws"]]
+    for r in pair:
+        step = int(r["step"])
+        kept = [next(d["iou_with_final"] for d in record(run)["draws"] if d["step"] == step) for run in (full, second)]
+        assert float(r["iou_with_final_mean"]) == pytest.approx(statistics.mean(kept))
+        assert float(r["iou_with_final_std"]) == pytest.approx(statistics.stdev(kept))
+        again = retrained(full, step) + retrained(second, step)
+        assert int(r["retrained_runs"]) == len(again)
+        if len(again) == 2:
+            assert float(r["retrained_std"]) == pytest.approx(statistics.stdev(again))
+        if again:
+            assert float(r["retrained_mean"]) == pytest.approx(statistics.mean(again))
+        tickets = [json.loads((run / "level_01" / "metrics.json").read_text())["accuracy"] for run in (full, second)]
+        assert float(r["ticket_mean"]) == pytest.approx(statistics.mean(tickets))
+    assert {int(r["retrained_runs"]) for r in pair} >= {1, 2}
+    alone = [r for r in rows if r["runs"] == "1"]
+    assert [int(r["step"]) for r in alone] == [d["step"] for d in record(auto)["draws"]]
+    assert all(r["iou_with_final_std"] == "" and r["ticket_runs"] == "0" for r in alone)  # stopped: no ticket line
+    shown = blocks[0].table[1]  # the page's table: mean (±std) [seeds] where there are two seeds
+    assert [row[2].endswith("[2]") and "(±" in row[2] for row in shown] == [r["runs"] == "2" for r in rows]

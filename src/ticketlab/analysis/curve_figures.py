@@ -18,35 +18,50 @@ from ticketlab.analysis.figures import _save, save_band_axes
 
 @dataclass(frozen=True)
 class EarlyBirdLine:
-    """One run's early-bird draws: % of dense training, IoU with the last draw (kept and pruned
-    weights), the retrained metric where a branch exists (NaN elsewhere) and the detector's step."""
+    """One series' early-bird draws over its seeds: % of dense training; per draw the mean and std
+    (0 for one seed) of the IoU with the last draw of the kept and of the pruned weights, and of the
+    retrained metric where branches exist (NaN elsewhere); the level-1 ticket's (mean, std); the % of
+    training at which each seed's detector fired."""
     label: str
     percent: Sequence[float]
     iou_kept: Sequence[float]
+    iou_kept_std: Sequence[float]
     iou_pruned: Sequence[float]
+    iou_pruned_std: Sequence[float]
     retrained: Sequence[float]
-    ticket: Optional[float]          # the level-1 ticket's metric (mask of the fully trained run)
-    fired_percent: Optional[float]
+    retrained_std: Sequence[float]
+    ticket: Optional[tuple[float, float]]  # the level-1 ticket's metric (mask of the fully trained run)
+    fired_percent: Sequence[float]
     stopped: bool
 
 
 def plot_early_bird(lines: Sequence[EarlyBirdLine], metric: str, out_png: Path, *, title: str) -> Path:
+    """IoU with the final mask against % of dense training, mean with a ±1 std band over seeds (001
+    Fig. 2f draws the mean over 5 runs with an error band); on the right axis the retrained early-bird
+    tickets (mean ± 1 std error bars) and the level-1 ticket (dashed, its ±1 std band)."""
     fig = Figure(figsize=(7.2, 4.4))
     ax = fig.subplots()
     right = ax.twinx()
     for i, ln in enumerate(lines):
         color = f"C{i % 10}"
-        ax.plot(ln.percent, ln.iou_kept, marker="o", color=color, label=f"{ln.label}: IoU kept")
-        ax.plot(ln.percent, ln.iou_pruned, marker="s", linestyle=":", color=color, label=f"{ln.label}: IoU pruned")
-        if np.isfinite(np.asarray(ln.retrained, dtype=float)).any():
-            right.plot(ln.percent, ln.retrained, marker="^", linestyle="none", color=color, markersize=8,
-                       label=f"{ln.label}: retrained {metric}")
+        x = np.asarray(ln.percent, dtype=float)
+        for mean, std, marker, style, what in ((ln.iou_kept, ln.iou_kept_std, "o", "-", "kept"),
+                                               (ln.iou_pruned, ln.iou_pruned_std, "s", ":", "pruned")):
+            y, s = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+            ax.plot(x, y, marker=marker, linestyle=style, color=color, label=f"{ln.label}: IoU {what}")
+            ax.fill_between(x, y - s, y + s, color=color, alpha=0.15, linewidth=0)
+        again = np.asarray(ln.retrained, dtype=float)
+        if np.isfinite(again).any():
+            right.errorbar(x, again, yerr=np.asarray(ln.retrained_std, dtype=float), marker="^", linestyle="none",
+                           color=color, markersize=8, capsize=3, label=f"{ln.label}: retrained {metric}")
         if ln.ticket is not None:
-            right.axhline(ln.ticket, color=color, linestyle="--", linewidth=0.9)
-        if ln.fired_percent is not None:
-            ax.axvline(ln.fired_percent, color=color, linestyle="-." if ln.stopped else ":", linewidth=1.0)
+            mean, std = ln.ticket
+            right.axhline(mean, color=color, linestyle="--", linewidth=0.9)
+            right.axhspan(mean - std, mean + std, color=color, alpha=0.08, linewidth=0)
+        for fired in ln.fired_percent:
+            ax.axvline(fired, color=color, linestyle="-." if ln.stopped else ":", linewidth=1.0)
     ax.set_xlabel("dense training done when the mask was drawn (%)")
-    ax.set_ylabel("IoU with the final mask")
+    ax.set_ylabel("IoU with the final mask (mean ± 1 std over seeds)")
     right.set_ylabel(f"{metric} of the retrained early-bird ticket")
     ax.set_xlim(0, 105)
     ax.grid(alpha=0.3)
