@@ -18,6 +18,7 @@ from PIL import Image
 from ticketlab.cli import main
 from ticketlab.config import Config, DataConfig
 from ticketlab.errors import TicketlabError
+from ticketlab.analysis.runs import group_series, load_run
 from ticketlab.rundir import locate_data, recorded_data_root
 
 DIGITS = Path(__file__).resolve().parents[1] / "configs" / "digits_lenet.yaml"
@@ -94,6 +95,12 @@ def test_an_old_run_dir_reads_its_relative_root_from_here_or_says_where_it_looke
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert f"{old / 'config.yaml'}: data.root=data/imgs" in err and str(base / "elsewhere" / "data" / "imgs") in err
+
+    monkeypatch.chdir(launch)  # an old seed and a new one of the same data are one series in a report
+    series = group_series([load_run(old), load_run(run)])
+    assert len(series) == 1 and len(series[0].runs) == 2
+    monkeypatch.chdir(base / "elsewhere")  # from elsewhere the relative root names other data
+    assert len(group_series([load_run(old), load_run(run)])) == 2
 
 
 def test_locate_data_names_a_recorded_root_that_is_gone(tmp_path, monkeypatch):
