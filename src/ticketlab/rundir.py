@@ -133,7 +133,7 @@ class RunDir:
         remove_stale_temporaries(self.root)
         cfg = recorded_data_root(cfg)
         if self.config_path.is_file():
-            old = flatten(to_dict(recorded_data_root(self.load_config())))  # an older run dir's relative root too
+            old = flatten(to_dict(self.recorded_config()))
             new = flatten(to_dict(cfg))
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             differ = [k for k in changed if k not in RESUMABLE_CHANGES | RECOVERY_CHANGES]
@@ -147,6 +147,11 @@ class RunDir:
         atomic_write_text(self.config_path, dump_config(cfg))
         if task is not None:
             atomic_write_json(self.root / TASK_FILE, {**asdict(task), "metrics": list(task.metrics)})
+
+    def recorded_config(self) -> Config:
+        """config.yaml as today's runs record it: an older run dir's relative data.root read as the
+        absolute path it names from the current directory, so it compares equal to a newer run's."""
+        return recorded_data_root(self.load_config())
 
     def data_config(self) -> Config:
         """The run's config for a command that reads its data again (`locate_data`)."""

@@ -24,7 +24,7 @@ from ticketlab.config import flatten, to_dict
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import TASKS
 from ticketlab.sparsity.level_files import check_level
-from ticketlab.rundir import RESUMABLE_CHANGES, RunDir, TaskRecord, level_name, recorded_data_root
+from ticketlab.rundir import RESUMABLE_CHANGES, RunDir, TaskRecord, level_name
 
 SPARSITY_KEYS = ("sparsity_scope", "sparsity_network")
 NOT_METRICS = {"level", "kept_scope", "scope_size", "steps", "seconds"}
@@ -72,9 +72,7 @@ def load_run(path: Path, label: Optional[str] = None) -> Run:
     if path.name.startswith("level_") and (path.parent / "config.yaml").is_file():
         raise TicketlabError(f"{path} is a level directory; give its run directory {path.parent}")
     run = RunDir(path)
-    # An old run dir's relative data.root read as the absolute path it names from here, so it groups
-    # with newer runs (which record data.root absolute) of the same data, e.g. a study resumed with more seeds.
-    config = flatten(to_dict(recorded_data_root(run.load_config())))
+    config = flatten(to_dict(run.recorded_config()))  # old and new seeds of a resumed study group together
     levels = {k: run.read_metrics(k) for k in run.finished_levels()}
     if not levels:
         raise TicketlabError(f"{path}: no finished level yet (no level_NN/metrics.json)")
