@@ -138,3 +138,32 @@ def test_a_study_names_the_paper_figure_it_reproduces_and_renaming_it_keeps_the_
     bad = write_study(spec.parent / "bad.yaml", **{**yaml.safe_load(spec.read_text()), "paper": ["Fig. 2c"]})
     with pytest.raises(TicketlabError, match="bad.yaml: paper: expected the figure or table"):
         load_study(bad)
+
+
+def test_each_line_of_a_sweep_is_judged_against_its_own_dense_model(tmp_path):
+    """Two models in one study (as paper 001 Fig. 3's ResNet-18 vs ResNet-50): each model's line in the
+    sweep figure carries the dense mean of that model's cells only, not of every cell pooled."""
+    spec = write_study(tmp_path / "two.yaml", config=str(ROOT / "configs/digits_lenet.yaml"),
+                       set=["train.duration=1ep", "train.eval_every=1ep", "prune.levels=1"],
+                       grid={"model": [{"model.width": 1.0}, {"model.width": 0.02}],
+                             "prune.rate": [0.5, 0.8], "train.seed": [0, 1]})
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    cells = json.loads((out / "study.json").read_text())["cells"]
+    dense: dict[str, dict[int, float]] = {}
+    for cell in cells:
+        m = json.loads((out / "cells" / cell["name"] / "level_00" / "metrics.json").read_text())
+        seed = yaml.safe_load((out / "cells" / cell["name"] / "config.yaml").read_text())["train"]["seed"]
+        dense.setdefault(cell["values"]["model"], {})[seed] = m["accuracy"]
+    own = {model: (statistics.mean(v.values()), statistics.stdev(v.values())) for model, v in dense.items()}
+    assert len(own) == 2 and abs(own["width=1.0"][0] - own["width=0.02"][0]) > 0.05
+
+    write_report([out], tmp_path / "r")
+    by_rate = list(csv.DictReader(open(tmp_path / "r" / "out_sweep_prune_rate.csv")))
+    by_model = list(csv.DictReader(open(tmp_path / "r" / "out_sweep_model.csv")))
+    assert len(by_rate) == 4 and len(by_model) == 4
+    for row in by_rate:  # a line per model: its dense reference all along the prune.rate axis
+        model = row["line"].removeprefix("model=")
+        assert (float(row["dense mean"]), float(row["dense std"])) == pytest.approx(own[model])
+    for row in by_model:  # a line per rate: at each model, that model's dense
+        assert (float(row["dense mean"]), float(row["dense std"])) == pytest.approx(own[row["model"]])

@@ -429,6 +429,13 @@ def flatten(d: Mapping, prefix: str = "") -> dict:
     return out
 
 
+def dense_part(flat: Mapping) -> dict:
+    """The keys of a flattened config that a run's dense level 0 is a function of: all but `prune.*`,
+    which only decides what is done with the dense weights. The shared dense level of a study
+    (lottery/shared.py) and each series' dense reference in the report (analysis/study.py) group by it."""
+    return {k: v for k, v in flat.items() if not k.startswith("prune.")}
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `key.sub=value` strings (value parsed as YAML) to a nested dict, in order."""
     for item in overrides:

@@ -102,20 +102,53 @@ def plot_convergence(lines: Sequence[HistoryLine], loss_name: str, metric: str, 
     return _save(fig, out_png)
 
 
-def plot_sweep(x_labels: Sequence[str], curves: Sequence[tuple[str, Sequence[float], Sequence[float]]],
-               out_png: Path, *, x_name: str, metric: str, title: str, dense: Optional[tuple[float, float]]) -> Path:
+MeanStd = Optional[tuple[float, float]]   # mean and std over seeds (0 for one seed); None: no value
+
+
+@dataclass(frozen=True)
+class SweepCurve:
+    """One line of a sweep figure: the metric at each value of the swept setting and the dense level
+    it is judged against there (the line's own dense model; the same value all along when the swept
+    setting is a `prune.*` one)."""
+    label: str
+    metric: Sequence[MeanStd]
+    dense: Sequence[MeanStd]
+
+
+def _arrays(points: Sequence[MeanStd]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([np.nan if p is None else p[0] for p in points], dtype=float),
+            np.array([np.nan if p is None else p[1] for p in points], dtype=float))
+
+
+def _dense_line(ax, x: np.ndarray, dense: Sequence[MeanStd], color: str, label: str) -> None:
+    d, ds = _arrays(dense)
+    if not np.isnan(d).all():
+        ax.plot(x, d, color=color, linestyle="--", linewidth=0.9, label=label)
+        ax.fill_between(x, d - ds, d + ds, color=color, alpha=0.1, linewidth=0)
+
+
+def plot_sweep(x_labels: Sequence[str], curves: Sequence[SweepCurve], out_png: Path, *, x_name: str,
+               metric: str, title: str) -> Path:
     """Metric (mean, band ±1 std) at each value of a swept setting, one line per other-setting combination;
-    the dense mean ± std as a dashed line and grey band."""
+    each line's dense mean ± std dashed with a light band in its color — one grey dashed line and band,
+    labelled "dense", when every line has the same dense reference (across the axis where it is constant)."""
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
     x = np.arange(len(x_labels))
-    if dense is not None:
-        ax.axhline(dense[0], color="grey", linestyle="--", linewidth=0.9, label="dense")
-        ax.axhspan(dense[0] - dense[1], dense[0] + dense[1], color="grey", alpha=0.15, linewidth=0)
-    for i, (label, mean, std) in enumerate(curves):
-        y, s = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
-        ax.plot(x, y, marker="o", color=f"C{i % 10}", label=label)
-        ax.fill_between(x, y - s, y + s, color=f"C{i % 10}", alpha=0.2, linewidth=0)
+    shared = len({tuple(c.dense) for c in curves}) == 1
+    if shared and len(set(curves[0].dense)) == 1 and curves[0].dense[0] is not None:
+        mean, std = curves[0].dense[0]
+        ax.axhline(mean, color="grey", linestyle="--", linewidth=0.9, label="dense")
+        ax.axhspan(mean - std, mean + std, color="grey", alpha=0.15, linewidth=0)
+    elif shared:
+        _dense_line(ax, x, curves[0].dense, "grey", "dense")
+    for i, c in enumerate(curves):
+        color = f"C{i % 10}"
+        y, s = _arrays(c.metric)
+        ax.plot(x, y, marker="o", color=color, label=c.label)
+        ax.fill_between(x, y - s, y + s, color=color, alpha=0.2, linewidth=0)
+        if not shared:
+            _dense_line(ax, x, c.dense, color, f"dense ({c.label})")
     ax.set_xticks(x)
     ax.set_xticklabels(x_labels, fontsize=8)
     return save_band_axes(fig, ax, x_name, metric, title, out_png)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ticketlab.analysis import tables
-from ticketlab.analysis.curve_figures import plot_sweep
+from ticketlab.analysis.curve_figures import SweepCurve, plot_sweep
 from ticketlab.analysis.figures import Curve, plot_metric_bands
 from ticketlab.analysis.page import Block
 from ticketlab.analysis.runs import Series, mean_std, series_labels
@@ -96,14 +96,13 @@ def _vs_rewind(out: Path, series: Sequence[Series], rows: Sequence[dict], writte
                 continue
             stats = {st: mean_std(v) for st, v in pts.items() if v}
             label = f"level {level}" + (f" ({names[fam]})" if names else "")
-            curves.append((label, [100 * stats[st].mean if st in stats else float("nan") for st in steps],
-                           [100 * (stats[st].std or 0.0) if st in stats else float("nan") for st in steps]))
+            curves.append(SweepCurve(label, [(100 * stats[st].mean, 100 * (stats[st].std or 0.0)) if st in stats
+                                             else None for st in steps], [None] * len(steps)))
     if not curves:
         return []
     name = "instability_vs_rewind_step.png"
     written.append(plot_sweep(x_labels, curves, out / name, x_name="rewind step (prune.rewind)",
-                              metric="error barrier (percentage points)", title="instability vs rewind step",
-                              dense=None))
+                              metric="error barrier (percentage points)", title="instability vs rewind step"))
     return [Block(heading="Instability vs rewind step", image=name, data=[FILE], caption=(
         "Error barrier between two copies trained from the rewind point with different data orders, against the "
         "rewind step (Frankle et al. 2020): a subnetwork is stable once its barrier is ~0, which is "

@@ -138,7 +138,8 @@ class Series:
         return record.higher_is_better_for(metric) if record is not None else not metric.endswith("loss")
 
 
-def _identity(run: Run) -> dict:
+def series_identity(run: Run) -> dict:
+    """What makes a run one experiment: its config but the seed and the keys that only say how far or where it ran."""
     return {k: v for k, v in run.config.items() if k not in SERIES_IGNORES}
 
 
@@ -169,7 +170,7 @@ def group_series(runs: Sequence[Run]) -> list[Series]:
     """Runs grouped by config (seed aside), in the order each experiment first appears."""
     groups: list[tuple[dict, list[Run]]] = []
     for run in runs:
-        ident = _identity(run)
+        ident = series_identity(run)
         for g_ident, members in groups:
             if g_ident == ident:
                 members.append(run)

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ticketlab.analysis import tables
-from ticketlab.analysis.curve_figures import plot_sweep
+from ticketlab.analysis.curve_figures import SweepCurve, plot_sweep
 from ticketlab.analysis.curve_sections import curve_blocks
 from ticketlab.analysis.page import Block
-from ticketlab.analysis.runs import Run, Stat, aggregate, group_series, is_matching, mean_std
+from ticketlab.analysis.runs import Run, Stat, aggregate, group_series, is_matching, mean_std, series_identity
 from ticketlab.atomic import atomic_write_bytes
+from ticketlab.config import dense_part
 from ticketlab.errors import TicketlabError
 
 STUDY_FILE = "study.json"
@@ -150,35 +151,64 @@ def _table(study: StudyDir, rows: Sequence[Row]) -> tuple[list[str], list[list[o
     return header, out
 
 
+def _own_dense(rows: Sequence[Row], head: str) -> list[Stat | None]:
+    """Each row's dense reference: level 0 of every cell of the study that shares the row's config but
+    `prune.*` (its dense model, whatever the prune axes say), one value per seed (cells that share a
+    dense level hold the same one), mean ± std over seeds. A study whose cells differ in the model
+    (001 Fig. 3: ResNet-18 vs ResNet-50) thus compares each backbone with its own dense network."""
+    per_seed: dict[str, dict[int, list[float]]] = {}
+    keys = []
+    for row in rows:
+        key = repr(sorted(dense_part(series_identity(row.runs[0])).items()))
+        keys.append(key)
+        for run in row.runs:
+            if 0 in run.levels and head in run.levels[0]:
+                per_seed.setdefault(key, {}).setdefault(run.seed, []).append(run.levels[0][head])
+    pooled = {k: mean_std(mean_std(v).mean for v in seeds.values()) for k, seeds in per_seed.items()}
+    return [pooled.get(k) for k in keys]
+
+
 def _sweep_blocks(out: Path, study: StudyDir, rows: Sequence[Row], tag: str, data: list[str],
                   written: list[Path]) -> list[Block]:
     axes = [a for a in study.axes if a != SEED_AXIS and a != "modules"]
     head = rows[0].metric_name
-    dense_vals = [r.levels[0][head] for row in rows for r in row.runs if 0 in r.levels and head in r.levels[0]]
-    dense = mean_std(dense_vals) if dense_vals else None
+    dense = _own_dense(rows, head)
     blocks = []
     for axis in axes:
         xs = list(dict.fromkeys(row.values[axis] for row in rows))
         if len(xs) < 2:
             continue
         others = [a for a in study.axes if a not in (axis, SEED_AXIS)]
-        lines: dict[str, dict[str, Stat]] = {}
-        for row in rows:
+        lines: dict[str, dict[str, tuple[Stat, Stat | None]]] = {}
+        for row, own in zip(rows, dense):
             label = ", ".join(f"{a}={row.values[a]}" for a in others) or head
             if row.metric is not None:
-                lines.setdefault(label, {})[row.values[axis]] = row.metric
-        curves = [(label, [pts[x].mean if x in pts else float("nan") for x in xs],
-                   [(pts[x].std or 0.0) if x in pts else float("nan") for x in xs]) for label, pts in lines.items()]
-        name = f"{tag}sweep_{''.join(c if c.isalnum() else '_' for c in axis)}.png"
-        written.append(plot_sweep(xs, curves, out / name, x_name=axis, metric=head,
-                                  title=f"{head} at the last level vs {axis}",
-                                  dense=(dense.mean, dense.std or 0.0) if dense else None))
-        blocks.append(Block(heading=f"{head} vs {axis}", image=name, data=data,
+                lines.setdefault(label, {})[row.values[axis]] = (row.metric, own)
+        curves = [SweepCurve(label, [_pair(pts[x][0]) if x in pts else None for x in xs],
+                             [_pair(pts[x][1]) if x in pts else None for x in xs]) for label, pts in lines.items()]
+        name = f"{tag}sweep_{''.join(c if c.isalnum() else '_' for c in axis)}"
+        written.append(tables.write_csv(out / f"{name}.csv", _sweep_table(axis, head, xs, curves)))
+        written.append(plot_sweep(xs, curves, out / f"{name}.png", x_name=axis, metric=head,
+                                  title=f"{head} at the last level vs {axis}"))
+        blocks.append(Block(heading=f"{head} vs {axis}", image=f"{name}.png", data=[f"{name}.csv", *data],
                             caption=f"{head} at each cell's last pruning level against {axis} (late resetting: "
                                     f"paper 001 Fig. 2b; rounds of pruning: Fig. 2d), mean ± 1 std over seeds; "
-                                    f"dashed line and grey band: the dense (level 0) mean ± std over all cells "
-                                    f"of {study.path.name}."))
+                                    f"dashed line and band: the dense (level 0) mean ± std over seeds of the cells "
+                                    f"of {study.path.name} that share the line's configuration but prune.* (its "
+                                    f"own dense model; grey when every line shares one)."))
     return blocks
+
+
+def _pair(s: Stat | None) -> tuple[float, float] | None:
+    return None if s is None else (s.mean, s.std or 0.0)
+
+
+def _sweep_table(axis: str, head: str, xs: Sequence[str], curves: Sequence[SweepCurve]) -> tables.Table:
+    """The sweep figure's numbers: per line and value of the axis, the metric and its dense reference."""
+    def ms(p: tuple[float, float] | None) -> list[object]:
+        return [None, None] if p is None else list(p)
+    header = ["line", axis, f"{head} mean", f"{head} std", "dense mean", "dense std"]
+    return header, [[c.label, x, *ms(m), *ms(d)] for c in curves for x, m, d in zip(xs, c.metric, c.dense)]
 
 
 def study_sections(out: Path, study: StudyDir, runs: Sequence[Run], written: list[Path],

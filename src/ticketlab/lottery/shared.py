@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ticketlab.atomic import atomic_save_safetensors, atomic_write_json
-from ticketlab.config import Config, flatten, to_dict
+from ticketlab.config import Config, dense_part, flatten, to_dict
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.early_bird import EARLY_BIRD_DIR, EarlyBird
 from ticketlab.lottery.experiment import Experiment, load_state, rewind_step_of, scope_of
@@ -50,7 +50,7 @@ def dense_key(cfg: Config) -> Optional[str]:
     """What level 0 of `cfg` is a function of, as a short hash; None when it also depends on `prune.*`."""
     if cfg.prune.early_bird_stop:
         return None
-    return _digest({k: v for k, v in flatten(to_dict(cfg)).items() if not k.startswith("prune.")})
+    return _digest(dense_part(flatten(to_dict(cfg))))
 
 
 def draw_key(cfg: Config) -> str:
