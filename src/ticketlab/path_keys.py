@@ -9,10 +9,11 @@ records every path key relative to itself (`RUN_DIR/paths.json`, `relative_paths
 Relocation: a run, study or matrix directory moved or copied together with its inputs
 (`cp -r work/ /elsewhere/`) keeps every path from the run dir to them, so a path key names the same
 input when it is the recorded absolute path *or* the recorded run-dir-relative path read from where the
-run dir is now (`same_location`). Both readers and the resume check use that one rule: a reader takes
-whichever of the two exists (`located`); a resume accepts a new config whose path names either
-place, and refuses any other path, so a different dataset (or weights file, or source level) at
-another place is still "a different config".
+run dir is now (`same_location`). Readers and the resume check use that one rule: a reader takes
+the run-dir-relative place when it exists (a copy reads the inputs copied with it), else the recorded
+one (`located`); a resume accepts a new config whose path names either place, and refuses any other
+path, so a different dataset (or weights file, or source level) at another place is still "a
+different config".
 
 Why place and not content: a dataset's identity would need a fingerprint of its files, and for an
 image folder (ImageNet: 1.3 M files) that means reading or at least listing all of them at every resume;
@@ -48,13 +49,18 @@ def is_relative(path: str) -> bool:
     return not Path(path).expanduser().is_absolute()
 
 
+def absolute(path: str) -> str:
+    """A relative path as the absolute one it names from the current directory (symlinks resolved)."""
+    return str(Path(path).resolve()) if is_relative(path) else path
+
+
 def recorded_paths(cfg: Config) -> Config:
     """`cfg` with every relative path key made absolute against the current directory (symlinks
     resolved), where the run reads it: what config.yaml records, so the run finds it from anywhere."""
     for key in PATH_KEYS:
         value = path_value(cfg, key)
         if value and is_relative(value):
-            cfg = with_path(cfg, key, str(Path(value).resolve()))
+            cfg = with_path(cfg, key, absolute(value))
     return cfg
 
 
@@ -86,11 +92,11 @@ def same_location(recorded: Optional[str], moved: Optional[str], now: Optional[s
 
 
 def located(recorded: str, moved: Optional[str]) -> Optional[str]:
-    """Where a recorded input is now: its recorded path (a relative one, from a run dir written before
-    paths were recorded absolute: from the current directory) when it exists, else its run-dir-relative
-    one when that exists, else None."""
-    here = str(Path(recorded).resolve()) if is_relative(recorded) else recorded
-    for candidate in (here, moved):
+    """Where a recorded input is now: its run-dir-relative place (`moved`) when that exists, so a
+    copied run dir reads the inputs copied with it; else its recorded path (a relative one, from a run
+    dir written before paths were recorded absolute: from the current directory) when that exists;
+    else None."""
+    for candidate in (moved, absolute(recorded)):
         if candidate is not None and Path(candidate).expanduser().exists():
             return candidate
     return None

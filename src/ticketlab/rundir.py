@@ -42,7 +42,7 @@ from typing import Optional
 from ticketlab.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ticketlab.config import Config, dump_config, flatten, from_dict, to_dict, validate
 from ticketlab.errors import TicketlabError
-from ticketlab.path_keys import (PATH_KEYS, is_relative, located, moved_path, path_value, recorded_paths, relative_paths,
+from ticketlab.path_keys import (PATH_KEYS, absolute, is_relative, located, moved_path, path_value, recorded_paths, relative_paths,
                                  same_location, with_path)
 from ticketlab.yaml_file import read_yaml_mapping
 
@@ -164,7 +164,7 @@ class RunDir:
         else: one line naming the run dir, the keys (old → new) and the ways on."""
         if not self.config_path.is_file():
             return {}
-        old = flatten(to_dict(self.recorded_config()))
+        old = flatten(to_dict(recorded_paths(self.load_config())))
         new = flatten(to_dict(recorded_paths(cfg)))
         moved = self.moved_paths()
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
@@ -181,9 +181,11 @@ class RunDir:
         return {k: (old.get(k), new.get(k)) for k in changed if k in RECOVERY_CHANGES}
 
     def recorded_config(self) -> Config:
-        """config.yaml as today's runs record it: an older run dir's relative path keys read as the
-        absolute paths they name from the current directory, so it compares equal to a newer run's."""
-        return recorded_paths(self.load_config())
+        """config.yaml as a run started today from here would record it: every path key where the
+        input is now (`locate_paths`: moved with the run dir, or at its recorded place; an older run
+        dir's relative path read from the current directory), so the seeds of one study compare equal
+        however the study dir was moved or extended (`report` groups series by it)."""
+        return locate_paths(self.load_config(), self.config_path, self.moved_paths(), must_exist=False)
 
     def moved_paths(self) -> dict[str, str]:
         """Path key → where it is had the run dir moved with it (paths.json read from where the run dir
@@ -250,21 +252,22 @@ class RunDir:
         return rows
 
 
-def locate_paths(cfg: Config, config_path: Path, moved: dict[str, str]) -> Config:
-    """A run's config with every path key found (`path_keys.located`): where it recorded it, or where the
-    run dir's move took it. One line naming the key and the place(s) looked at when it is in none."""
+def locate_paths(cfg: Config, config_path: Path, moved: dict[str, str], *, must_exist: bool = True) -> Config:
+    """A run's config with every path key found (`path_keys.located`): where the run dir's move took
+    it, or where it was recorded. An input in neither place: with `must_exist`, one line naming the key
+    and the place(s) looked at; without, its recorded path (made absolute from the current directory)."""
     for key in PATH_KEYS:
         value = path_value(cfg, key)
         if not value:
             continue
         found = located(value, moved.get(key))
-        if found is not None:
-            cfg = with_path(cfg, key, found)
+        if found is not None or not must_exist:
+            cfg = with_path(cfg, key, found or absolute(value))
             continue
         if is_relative(value):
             raise TicketlabError(f"{config_path}: {key}={value}: a relative path (the run dir predates recorded "
                                  f"absolute paths) and not found from the current directory as "
-                                 f"{Path(value).resolve()}; run the command from the directory the run was started "
+                                 f"{absolute(value)}; run the command from the directory the run was started "
                                  f"in, or write the absolute path into {key}")
         also = f", nor at {moved[key]} (where it would be, moved with the run dir)" if key in moved else ""
         raise TicketlabError(f"{config_path}: {key}={value}: not found{also} (the run's input has moved or is gone; "
