@@ -103,6 +103,16 @@ def test_a_recovery_change_applies_to_levels_left_to_train_only(tmp_path, capsys
     changes = [json.loads(line) for line in (run / "config_changes.jsonl").read_text().splitlines()]
     assert changes == [{"from_level": 2, "key": "train.lr", "old": 0.0012, "new": 0.05}]
 
+    # the rescued run, finished, under its original value (a sweep cell rescued by hand, its study rerun):
+    # reused with its record kept; any other value is still refused
+    before = _stamps(run)
+    assert main(["find", str(DIGITS), *_sets(TINY + ["prune.levels=2"]), "--out", str(run)]) == 0
+    assert _stamps(run) == before and yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 0.05
+    assert len((run / "config_changes.jsonl").read_text().splitlines()) == 1
+    capsys.readouterr()
+    assert main(["find", str(DIGITS), *_sets(TINY + ["prune.levels=2", "train.lr=0.01"]), "--out", str(run)]) == 2
+    _one_line_error(capsys, "train.lr: 0.05 → 0.01")
+
 
 def test_a_study_copied_with_its_data_resumes_and_other_data_is_refused(tmp_path, monkeypatch, capsys):
     work = tmp_path / "work"

@@ -28,19 +28,20 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ticketlab.config import Config
 
 PATH_KEYS = ("data.root", "model.weights", "init.source")
 
 
-def path_value(cfg: Config, key: str) -> Optional[str]:
+def key_value(cfg: Config, key: str) -> Any:
+    """The value of a top-level section's key (`data.root`, `train.lr`)."""
     section, name = key.split(".")
     return getattr(getattr(cfg, section), name)
 
 
-def with_path(cfg: Config, key: str, value: str) -> Config:
+def with_key(cfg: Config, key: str, value: Any) -> Config:
     section, name = key.split(".")
     return replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
 
@@ -58,9 +59,9 @@ def recorded_paths(cfg: Config) -> Config:
     """`cfg` with every relative path key made absolute against the current directory (symlinks
     resolved), where the run reads it: what config.yaml records, so the run finds it from anywhere."""
     for key in PATH_KEYS:
-        value = path_value(cfg, key)
+        value = key_value(cfg, key)
         if value and is_relative(value):
-            cfg = with_path(cfg, key, absolute(value))
+            cfg = with_key(cfg, key, absolute(value))
     return cfg
 
 
@@ -71,7 +72,7 @@ def relative_to(path: str, root: Path) -> str:
 
 def relative_paths(cfg: Config, root: Path) -> dict[str, str]:
     """Every path key of `cfg` relative to run dir `root`: RUN_DIR/paths.json."""
-    return {key: relative_to(value, root) for key in PATH_KEYS if (value := path_value(cfg, key))}
+    return {key: relative_to(value, root) for key in PATH_KEYS if (value := key_value(cfg, key))}
 
 
 def moved_path(relative: str, root: Path) -> str:

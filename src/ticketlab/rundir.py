@@ -42,8 +42,8 @@ from typing import Optional
 from ticketlab.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ticketlab.config import Config, dump_config, flatten, from_dict, to_dict, validate
 from ticketlab.errors import TicketlabError
-from ticketlab.path_keys import (PATH_KEYS, absolute, is_relative, located, moved_path, path_value, recorded_paths, relative_paths,
-                                 same_location, with_path)
+from ticketlab.path_keys import (PATH_KEYS, absolute, is_relative, key_value, located, moved_path, recorded_paths,
+                                 relative_paths, same_location, with_key)
 from ticketlab.yaml_file import read_yaml_mapping
 
 # Keys that may differ when `find` (or a sweep / matrix cell) is rerun on an existing run dir: they
@@ -99,6 +99,14 @@ class TaskRecord:
         return self.higher_is_better if metric == self.headline else not metric.endswith("loss")
 
 
+@dataclass(frozen=True)
+class Resume:
+    """What `RunDir.check_config` allows: the config to record and the recovery changes to log."""
+
+    record: Config
+    changes: dict[str, tuple]
+
+
 def level_name(level: int) -> str:
     return f"level_{level:02d}"
 
@@ -141,10 +149,10 @@ class RunDir:
         write the config (its path keys absolute), where those paths are from the run dir, and the task record."""
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.root)
-        cfg = recorded_paths(cfg)
-        self._log_changes(self.check_config(cfg))
-        atomic_write_text(self.config_path, dump_config(cfg))
-        relative = relative_paths(cfg, self.root)
+        resume = self.check_config(cfg)
+        self._log_changes(resume.changes)
+        atomic_write_text(self.config_path, dump_config(resume.record))
+        relative = relative_paths(resume.record, self.root)
         if relative:
             atomic_write_json(self.root / PATHS_FILE, {"format": "ticketlab-paths/1", "relative_to_run_dir": relative})
         if task is not None:
@@ -154,23 +162,28 @@ class RunDir:
         """Whether every level of `cfg` is done here."""
         return all(self.is_done(level) for level in range(cfg.prune.levels + 1))
 
-    def check_config(self, cfg: Config) -> dict[str, tuple]:
-        """The one rule for going on with an existing run dir under `cfg` (a resumed `find`, a sweep or
-        transfer-matrix cell, finished or not): its recorded config must equal `cfg`, except for
-        `RESUMABLE_CHANGES`, path keys that name the same place (`path_keys.same_location`: the run dir
-        moved with its inputs), and, while a level of `cfg` is still to train, `RECOVERY_CHANGES`, which
-        are returned (old, new) to be logged. A finished run reused with a new learning rate would
-        silently stand for a config it was not trained with, so there they are refused too. Anything
-        else: one line naming the run dir, the keys (old → new) and the ways on."""
+    def check_config(self, cfg: Config) -> Resume:
+        """The one rule for going on with this run dir under `cfg` (a resumed `find`, a sweep or
+        transfer-matrix cell, finished or not; docs/resume.md): its recorded config must equal `cfg`,
+        except for `RESUMABLE_CHANGES`, path keys that name the same place (`path_keys.same_location`:
+        the run dir moved with its inputs), and `RECOVERY_CHANGES` while a level of `cfg` is still to
+        train (returned, to be logged). A finished run reused with another learning rate would stand for
+        a config it was not trained with, so there they are refused, unless the value is one the run
+        had (`config_changes.jsonl`: a rescued cell rerun under its spec's original value keeps its
+        record). Anything else: one line naming the run dir, the keys (old → new) and the ways on."""
+        cfg = recorded_paths(cfg)
         if not self.config_path.is_file():
-            return {}
+            return Resume(cfg, {})
         old = flatten(to_dict(recorded_paths(self.load_config())))
-        new = flatten(to_dict(recorded_paths(cfg)))
+        new = flatten(to_dict(cfg))
         moved = self.moved_paths()
+        finished = self.finished(cfg)
+        had = self._recovery_history() if finished else {}
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
                          and not (k in PATH_KEYS and same_location(old.get(k), moved.get(k), new.get(k))))
-        finished = self.finished(cfg)
-        differ = [k for k in changed if k not in RESUMABLE_CHANGES | (set() if finished else RECOVERY_CHANGES)]
+        kept = [k for k in changed if new.get(k) in had.get(k, [])]
+        differ = [k for k in changed if k not in RESUMABLE_CHANGES | (set() if finished else RECOVERY_CHANGES)
+                  and k not in kept]
         if differ:
             shown = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in differ[:4])
             more = f" (+{len(differ) - 4} more)" if len(differ) > 4 else ""
@@ -178,7 +191,23 @@ class RunDir:
             raise TicketlabError(f"{self.root} was started with a different config ({shown}{more}){state}; use a "
                                  f"new --out, delete {self.root} to run it again, or rerun with the original config "
                                  "to reuse it")
-        return {k: (old.get(k), new.get(k)) for k in changed if k in RECOVERY_CHANGES}
+        for key in kept:
+            cfg = with_key(cfg, key, old[key])
+        return Resume(cfg, {k: (old.get(k), new.get(k)) for k in changed if k in RECOVERY_CHANGES and k not in kept})
+
+    def _recovery_history(self) -> dict[str, list]:
+        """Recovery key → every value `config_changes.jsonl` says the run had."""
+        path = self.root / CHANGES_FILE
+        if not path.is_file():
+            return {}
+        had: dict[str, list] = {}
+        try:
+            for line in path.read_text().splitlines():
+                change = json.loads(line)
+                had.setdefault(change["key"], []).extend([change["old"], change["new"]])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TicketlabError(f"{path}: unreadable config change log ({e.__class__.__name__})") from None
+        return had
 
     def recorded_config(self) -> Config:
         """config.yaml as a run started today from here would record it: every path key where the
@@ -257,12 +286,12 @@ def locate_paths(cfg: Config, config_path: Path, moved: dict[str, str], *, must_
     it, or where it was recorded. An input in neither place: with `must_exist`, one line naming the key
     and the place(s) looked at; without, its recorded path (made absolute from the current directory)."""
     for key in PATH_KEYS:
-        value = path_value(cfg, key)
+        value = key_value(cfg, key)
         if not value:
             continue
         found = located(value, moved.get(key))
         if found is not None or not must_exist:
-            cfg = with_path(cfg, key, found or absolute(value))
+            cfg = with_key(cfg, key, found or absolute(value))
             continue
         if is_relative(value):
             raise TicketlabError(f"{config_path}: {key}={value}: a relative path (the run dir predates recorded "
