@@ -54,7 +54,8 @@ def _images(root: Path, seed: int) -> None:
 def test_a_finished_matrix_cell_refuses_a_changed_spec_but_not_a_launch_setting(tmp_path, capsys):
     def spec(extra: list[str]) -> Path:
         path = tmp_path / "spec.yaml"
-        path.write_text(yaml.safe_dump({"seeds": [0], "targets": {"digits": {"config": str(DIGITS), "set": TINY + extra}},
+        target = {"config": str(DIGITS), "set": TINY + extra}
+        path.write_text(yaml.safe_dump({"seeds": [0], "targets": {"digits": target},
                                         "sources": {"random": ["prune.strategy=random"]}}))
         return path
 

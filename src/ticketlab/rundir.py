@@ -181,7 +181,7 @@ class RunDir:
         had = self._recovery_history() if finished else {}
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
                          and not (k in PATH_KEYS and same_location(old.get(k), moved.get(k), new.get(k))))
-        kept = [k for k in changed if new.get(k) in had.get(k, [])]
+        kept = [k for k in changed if k in RECOVERY_CHANGES and new.get(k) in had.get(k, [])]
         differ = [k for k in changed if k not in RESUMABLE_CHANGES | (set() if finished else RECOVERY_CHANGES)
                   and k not in kept]
         if differ:
