@@ -192,3 +192,34 @@ def test_relative_weights_and_source_are_recorded_and_follow_a_moved_run(tmp_pat
     capsys.readouterr()
     assert main(["eval", str(moved / "runs" / "b" / "level_01")]) == 2
     _one_line_error(capsys, "model.weights=", "not found", str(moved / "runs" / "a" / "level_00"))
+
+
+def test_a_matrix_moved_with_its_source_run_resumes_there(tmp_path, monkeypatch, capsys):
+    """model.weights and init.source are recorded absolute now; a matrix moved with its source run (and
+    every cell's weights) must still resume, through paths.json, and other weights are still refused."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["find", str(DIGITS), *_sets(TINY), "--out", "runs/src"]) == 0
+    theta = "model.weights=runs/src/level_00/final.safetensors"
+    spec = {"seeds": [0], "targets": {"digits": {"config": str(DIGITS), "set": TINY[:-1] + ["prune.levels=0"]}},
+            "baselines": {"dense θ_p": [theta]},
+            "sources": {"m_P": {"run": "runs/src", "baseline": "dense θ_p",
+                                "set": [theta, "init.mode=mask", "init.map=shared"]}}}
+    (work / "spec.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    assert main(["transfer-matrix", "spec.yaml", "--out", "out"]) == 0
+    table = (work / "out" / "matrix.csv").read_text()
+    before = _stamps(work / "out")
+
+    moved = tmp_path / "elsewhere" / "work"
+    shutil.move(work, moved)
+    monkeypatch.chdir(moved)
+    assert main(["transfer-matrix", "spec.yaml", "--out", "out"]) == 0
+    assert _stamps(moved / "out") == before and (moved / "out" / "matrix.csv").read_text() == table
+
+    other = dict(spec, baselines={"dense θ_p": ["model.weights=runs/src/level_01/final.safetensors"]})
+    (moved / "spec.yaml").write_text(yaml.safe_dump(other, allow_unicode=True))
+    capsys.readouterr()
+    assert main(["transfer-matrix", "spec.yaml", "--out", "out"]) == 2
+    _one_line_error(capsys, "out/dense__p/digits/seed_0 was started with a different config",
+                    "model.weights", "level_01/final.safetensors")
