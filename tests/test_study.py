@@ -162,8 +162,7 @@ def test_each_line_of_a_sweep_is_judged_against_its_own_dense_model(tmp_path):
     by_rate = list(csv.DictReader(open(tmp_path / "r" / "out_sweep_prune_rate.csv")))
     by_model = list(csv.DictReader(open(tmp_path / "r" / "out_sweep_model.csv")))
     assert len(by_rate) == 4 and len(by_model) == 4
-    for row in by_rate:  # a line per model: its dense reference all along the prune.rate axis
-        model = row["line"].removeprefix("model=")
-        assert (float(row["dense mean"]), float(row["dense std"])) == pytest.approx(own[model])
+    for row in by_rate:  # a line per model ("width=1.0"): its dense reference all along the prune.rate axis
+        assert (float(row["dense mean"]), float(row["dense std"])) == pytest.approx(own[row["line"]])
     for row in by_model:  # a line per rate: at each model, that model's dense
         assert (float(row["dense mean"]), float(row["dense std"])) == pytest.approx(own[row["model"]])

@@ -168,6 +168,13 @@ def _own_dense(rows: Sequence[Row], head: str) -> list[Stat | None]:
     return [pooled.get(k) for k in keys]
 
 
+def _shown(study: StudyDir, axis: str, value: str) -> str:
+    """An axis value in a legend: `key=value` for a config-key axis; a named axis's value (its mapping,
+    shown as `backbone=resnet50`) as it is, not prefixed with the axis name again."""
+    values = study.spec.get("grid", {}).get(axis) or [None]
+    return value if isinstance(values[0], dict) else f"{axis}={value}"
+
+
 def _sweep_blocks(out: Path, study: StudyDir, rows: Sequence[Row], tag: str, data: list[str],
                   written: list[Path]) -> list[Block]:
     axes = [a for a in study.axes if a != SEED_AXIS and a != "modules"]
@@ -181,7 +188,7 @@ def _sweep_blocks(out: Path, study: StudyDir, rows: Sequence[Row], tag: str, dat
         others = [a for a in study.axes if a not in (axis, SEED_AXIS)]
         lines: dict[str, dict[str, tuple[Stat, Stat | None]]] = {}
         for row, own in zip(rows, dense):
-            label = ", ".join(f"{a}={row.values[a]}" for a in others) or head
+            label = ", ".join(_shown(study, a, row.values[a]) for a in others) or head
             if row.metric is not None:
                 lines.setdefault(label, {})[row.values[axis]] = (row.metric, own)
         curves = [SweepCurve(label, [_pair(pts[x][0]) if x in pts else None for x in xs],
