@@ -14,7 +14,7 @@ C4 = "synth_fasterrcnn_c4_lite.yaml"
 CELLS = {"table3_modules": (16 * 3, C4), "fig2a_base_top": (3, C4), "fig2b_late_reset": (5 * 3, C4),
          "fig2ce_global_layerwise": (2 * 3, C4), "fig2d_oneshot_iterative": (2 * 3, C4), "fig2f_early_bird": (3, C4),
          "fig1_maskrcnn": (3, "synth_maskrcnn_lite.yaml"), "fig1_keypointrcnn": (3, "synth_keypointrcnn_lite.yaml"),
-         "fig3_r18_r50": (2 * 3 * 3, "synth_maskrcnn_lite.yaml")}
+         "fig3_r18_r50": (2 * 3, "synth_maskrcnn_lite.yaml")}
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))

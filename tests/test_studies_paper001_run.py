@@ -31,7 +31,7 @@ SHORT = {"fig1_maskrcnn": (ROUNDS, {}), "fig1_keypointrcnn": (ROUNDS, {}), "fig2
                                                        {"prune.rate": 0.5, "prune.levels": 2}]}),
          "fig2b_late_reset": ([], {"prune.rewind": ["init", "1it"]}),
          "fig2f_early_bird": (["train.duration=10it", "train.eval_every=10it"], {}),  # 6 distinct draw steps
-         "fig3_r18_r50": ([], {"prune.rate": [0.9]})}
+         "fig3_r18_r50": (ROUNDS, {})}
 # what each study's page must show, besides its cells table: the headings after "Paper <paper> — "
 FIGURES = {
     "fig1_maskrcnn": ["segm_AP vs sparsity", "bbox_AP vs sparsity"],
@@ -41,7 +41,7 @@ FIGURES = {
     "fig2d_oneshot_iterative": ["bbox_AP vs schedule"],
     "fig2b_late_reset": ["bbox_AP vs prune.rewind"],
     "fig2f_early_bird": [],
-    "fig3_r18_r50": ["segm_AP vs backbone"],
+    "fig3_r18_r50": ["segm_AP vs sparsity", "bbox_AP vs sparsity", "segm_AP vs backbone"],
     "table3_modules": [],
 }
 # and the report sections (no paper heading) that draw the rest of the figure
