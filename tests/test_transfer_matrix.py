@@ -176,3 +176,59 @@ def test_report_universal_table_shows_the_range_and_where_it_ends(tmp_path):
     assert [(t["universal levels"], t["universal up to level"], t["its scope sparsity %"],
              t["first failing level (targets)"]) for t in table] == [("1 3", "1", 50.0, "2 (b c)"),
                                                                      ("1 2 3", "3", 87.5, "—")]
+
+
+def test_a_target_with_its_own_seeds_runs_and_averages_only_those(tmp_path):
+    """Paper 001 ran COCO once and VOC over 5 runs: `targets.<name>.seeds` overrides the spec's
+    `seeds:` for that column only, in the cells on disk, matrix.csv, columns.csv and the report."""
+    import html
+
+    fast = ["model.family=cifar_resnet20", "model.width=0.25", "train.duration=2it", "train.eval_every=2it",
+            "train.checkpoint_every=2it", "prune.levels=0"]
+    spec = {"seeds": [0], "paper": "test: per-target seeds",
+            "targets": {"twice": {"config": "configs/digits_lenet.yaml", "set": fast, "seeds": [0, 1],
+                                  "columns": ["accuracy"]},
+                        "once": {"config": "configs/digits_lenet.yaml", "set": fast + ["train.lr=0.05"],
+                                 "columns": ["accuracy"]}},
+            "sources": {"magnitude 50%": ["init.mode=magnitude", "init.sparsity=0.5"]}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = tmp_path / "out"
+    assert main(["transfer-matrix", str(path), "--out", str(out)]) == 0
+    cells = sorted(str(p.parent.relative_to(out)) for p in out.glob("*/*/seed_*/config.yaml"))
+    assert cells == ["dense/once/seed_0", "dense/twice/seed_0", "dense/twice/seed_1",
+                     "magnitude_50/once/seed_0", "magnitude_50/twice/seed_0", "magnitude_50/twice/seed_1"]
+
+    def accs(row, target):
+        return [json.loads(p.read_text())["accuracy"]
+                for p in sorted((out / row / target).glob("seed_*/level_00/metrics.json"))]
+
+    rows = {(r["source"], r["target"]): r for r in csv.DictReader(open(out / "matrix.csv"))}
+    columns = {(r["source"], r["target"]): r for r in csv.DictReader(open(out / "columns.csv"))}
+    for (source, target), r in rows.items():
+        values = accs("dense" if source == "dense" else "magnitude_50", target)
+        assert int(r["seeds"]) == int(columns[(source, target)]["seeds"]) == len(values) == (2 if target == "twice" else 1)
+        std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+        for table in (r, columns[(source, target)]):
+            assert float(table["mean"]) == pytest.approx(np.mean(values))
+            assert float(table["std"]) == pytest.approx(std)
+    dense = accs("dense", "twice")
+    ticket = np.mean(accs("magnitude_50", "twice")) >= np.mean(dense) - np.std(dense, ddof=1)
+    assert rows[("magnitude 50%", "twice")]["matching"] == str(bool(ticket))
+    assert json.loads((out / "matrix.json").read_text())["seeds"] == {"twice": [0, 1], "once": [0]}
+
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    page = html.unescape((tmp_path / "report" / "index.html").read_text())
+    twice = f"{np.mean(dense):.4f} (±{np.std(dense, ddof=1):.4f})"
+    assert twice in page and f"{accs('dense', 'once')[0]:.4f}" in page
+    assert "mean over each target's seeds (twice 2, once 1)" in page
+
+
+@pytest.mark.parametrize("seeds", [[], [0, 0], ["a"], 3, [True]])
+def test_bad_target_seeds_are_one_line_naming_file_and_key(tmp_path, capsys, seeds):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"targets": {"voc": {"config": "configs/digits_lenet.yaml", "seeds": seeds}},
+                                    "sources": {"m": ["init.mode=mask"]}}))
+    assert main(["transfer-matrix", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}: targets.voc.seeds: expected a non-empty list" in err

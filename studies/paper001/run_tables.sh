@@ -8,7 +8,8 @@
 # (every run dir, study and matrix; rerunning resumes them all) and reports/; a `configs` link to this
 # repository's configs/ lets the studies' relative paths resolve there. TICKETLAB (default: the
 # repository's .venv/bin/ticketlab) and PYTHON (.venv/bin/python) may point elsewhere.
-# Measured (2 shared cores, load 12–18 from other sessions, so provisional): see README, "Paper 001,
+# Measured (2 cores shared with other sessions; Tables 1, 2, 4, the data and the sources re-measured
+# at load 1–7, the rest at load 12–18, so provisional): see README, "Paper 001,
 # figure by figure".
 set -eu
 REPO=$(cd "$(dirname "$0")/../.." && pwd)

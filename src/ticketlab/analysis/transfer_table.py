@@ -91,12 +91,14 @@ def transfer_table_block(out: Path, path: Path, written: list[Path]) -> Block:
     written.append(tables.write_csv(Path(out) / data, (header, body)))
     paper = _paper(path)
     title = "sources × targets in the paper's form"
-    seeds = max(r["seeds"] for r in rows)
+    seeds = {r["target"]: r["seeds"] for r in rows}  # a target's own `seeds:` may differ from the others'
+    runs = ", ".join(f"{t} {n}" for t, n in seeds.items())
     return Block(heading=f"Paper {paper} — {title}" if paper else f"Transfer matrix {path}: {title}",
                  data=[data], table=(header, body),
                  paragraphs=[f"Transfer matrix {path}: one row per source, per target the network sparsity at "
                              f"the cell's last level, how much of the transferred tensors the transferred mask "
                              f"prunes (the backbone's \"Prune %\" of paper 001 Tables 1, 2 and 4; — where nothing "
-                             f"is transferred) and the metrics the spec's `columns:` name, mean over "
-                             f"{seeds} seed(s)" + (" (± sample std)" if seeds > 1 else "") + ". The matching "
-                             "verdicts are in matrix.md."])
+                             f"is transferred) and the metrics the spec's `columns:` name, mean over each "
+                             f"target's seeds ({runs})" + (" ± sample std where there are several"
+                                                           if max(seeds.values()) > 1 else "") +
+                             ". The matching verdicts are in matrix.md."])

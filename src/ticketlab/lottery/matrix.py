@@ -78,7 +78,7 @@ def matrix_cells(spec: MatrixSpec, out: Path) -> dict[str, tuple[Config, Path]]:
     """`row/column/seed_<s>` → (config, run dir), in table order."""
     return {f"{slug(row.name)}/{slug(column)}/seed_{seed}":
             (cell_config(spec, row, column, seed), Path(out) / slug(row.name) / slug(column) / f"seed_{seed}")
-            for column in spec.targets for row in spec.rows() for seed in spec.seeds}
+            for column in spec.targets for row in spec.rows() for seed in spec.seeds_of(column)}
 
 
 def matrix_groups(cells: dict[str, tuple[Config, Path]], out: Path) -> dict[str, DenseGroup]:
@@ -125,12 +125,12 @@ def run_matrix(spec: MatrixSpec, out: Path, *, log: Callable[[str], None] = prin
     rows = []
     plan = spec.rows()
     for column, target in spec.targets.items():
-        record = _column_record(cells, plan[0], column, spec.seeds[0])
+        record = _column_record(cells, plan[0], column, spec.seeds_of(column)[0])
         metric = target.metric or record.headline
         stats: dict[str, Stat] = {}
         for row in plan:
             values = []
-            for seed in spec.seeds:
+            for seed in spec.seeds_of(column):
                 cfg, run_dir = cells[f"{slug(row.name)}/{slug(column)}/seed_{seed}"]
                 last = RunDir(run_dir).read_metrics(cfg.prune.levels)
                 if metric not in last:

@@ -46,7 +46,7 @@ def column_rows(spec: MatrixSpec, cells: dict[str, tuple[Config, Path]], slug: C
         if not target.columns:
             continue
         for row in spec.rows():
-            runs = [cells[f"{slug(row.name)}/{slug(column)}/seed_{seed}"] for seed in spec.seeds]
+            runs = [cells[f"{slug(row.name)}/{slug(column)}/seed_{seed}"] for seed in spec.seeds_of(column)]
             lasts = [(RunDir(d).read_metrics(cfg.prune.levels), d) for cfg, d in runs]
             network = mean_std(float(last["sparsity_network"]) for last, _ in lasts).mean
             moved = [_transferred(d) for _, d in lasts]
@@ -66,7 +66,8 @@ def column_rows(spec: MatrixSpec, cells: dict[str, tuple[Config, Path]], slug: C
 
 def write_columns(spec: MatrixSpec, rows: list[dict], out: Path) -> None:
     """OUT/matrix.json, and OUT/columns.csv (none when no target lists `columns`)."""
-    atomic_write_json(Path(out) / MATRIX_FILE, {"paper": spec.paper, "spec": str(spec.path), "seeds": spec.seeds,
+    atomic_write_json(Path(out) / MATRIX_FILE, {"paper": spec.paper, "spec": str(spec.path), "seeds":
+                                                {t: spec.seeds_of(t) for t in spec.targets},
                                                 "targets": list(spec.targets)})
     if not rows:  # a spec that no longer lists columns leaves no stale table behind
         (Path(out) / COLUMNS_FILE).unlink(missing_ok=True)

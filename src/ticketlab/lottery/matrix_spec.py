@@ -2,10 +2,11 @@
 
     paper: "002 Fig. 3: ..."               # optional: the figure or table it reproduces; heads its report
     out: runs/universality                 # optional; --out overrides
-    seeds: [0, 1, 2]
+    seeds: [0, 1, 2]                       # every target's seeds, unless the target lists its own
     targets:                               # columns: a config plus overrides (+ the metric to judge)
       digits: {config: configs/digits_resnet.yaml, set: [train.duration=5ep]}
       coco: {config: ..., columns: [bbox_AP, bbox_AP50]}   # optional: metrics of the paper-form table (report)
+      voc: {config: ..., seeds: [0, 1, 2, 3, 4]}           # optional: this column's own seeds
     baselines:                             # optional dense rows besides `dense`, e.g. one per θ_p
       dense SimCLR: [model.weights=runs/simclr/level_00/final.safetensors]
     sources:                               # rows
@@ -20,6 +21,8 @@
 A row of a run source is named `<source> L<NN>` and trains `init.source=<run>/level_NN` plus its `set`.
 Paper 002 judges each transferred ticket against the dense model *from the same pre-trained weights*
 θ_p (Eq. 1), hence one baseline per θ_p; `dense` (the target config as is) is always there.
+A target's `seeds:` replaces the spec's for that column alone: paper 001 ran its COCO columns once and
+its VOC column over 5 runs (Tables 1, 2, 4), so one column may need more runs than the others.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Target:
     overrides: list[str] = field(default_factory=list)
     metric: Optional[str] = None  # null = the task's headline metric
     columns: list[str] = field(default_factory=list)  # metrics the report's paper-form table shows (analysis/transfer_table.py)
+    seeds: Optional[list[int]] = None  # None = the spec's `seeds:`
 
 
 @dataclass
@@ -75,6 +79,11 @@ class MatrixSpec:
     path: Optional[Path] = None  # the spec file (cells launched as processes rerun it with --cell)
     launch: LaunchConfig = field(default_factory=LaunchConfig)  # where cells run (`launch.py`)
     paper: Optional[str] = None  # the figure or table it reproduces, e.g. "002 Fig. 3: ..."
+
+    def seeds_of(self, column: str) -> list[int]:
+        """The seeds of target `column`: its own `seeds:`, else the spec's."""
+        own = self.targets[column].seeds
+        return self.seeds if own is None else own
 
     def rows(self) -> list[Row]:
         """dense, the extra baselines (judged against dense), then every source row in spec order."""
@@ -134,6 +143,13 @@ def _run_source(path: Path, name: str, value: dict, baselines: dict) -> RunSourc
     return RunSource(value["run"], levels, _strings(value.get("set"), f"{where}.set"), baseline)
 
 
+def _seeds(value, where: str) -> list[int]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in value) or len(set(value)) < len(value):
+        raise TicketlabError(f"{where}: expected a non-empty list of distinct integers (e.g. [0, 1, 2]), got {value!r}")
+    return value
+
+
 def load_spec(path: Path) -> MatrixSpec:
     data = read_yaml_mapping(path, "transfer-matrix spec",
                              "a mapping with keys targets, sources, baselines, seeds, out, launch, paper")
@@ -144,15 +160,17 @@ def load_spec(path: Path) -> MatrixSpec:
                              f"{', '.join(sorted(keys))})")
     targets = {}
     for name, t in (data.get("targets") or {}).items():
-        if not isinstance(t, dict) or not isinstance(t.get("config"), str) or set(t) - {"config", "set", "metric", "columns"}:
+        if (not isinstance(t, dict) or not isinstance(t.get("config"), str)
+                or set(t) - {"config", "set", "metric", "columns", "seeds"}):
             raise TicketlabError(f"{path}: targets.{name}: expected {{config: FILE, set: [...], metric: NAME, "
-                                 f"columns: [METRIC, ...]}}")
+                                 f"columns: [METRIC, ...], seeds: [SEED, ...]}}")
         columns = t.get("columns") or []
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             raise TicketlabError(f"{path}: targets.{name}.columns: expected a list of metric names "
                                  f"(e.g. [bbox_AP, bbox_AP50]), got {columns!r}")
+        seeds = _seeds(t["seeds"], f"{path}: targets.{name}.seeds") if "seeds" in t else None
         targets[str(name)] = Target(t["config"], _strings(t.get("set"), f"{path}: targets.{name}.set"), t.get("metric"),
-                                    columns)
+                                    columns, seeds)
     baselines = {str(k): _strings(v, f"{path}: baselines.{k}") for k, v in (data.get("baselines") or {}).items()}
     sources: dict[str, list[str] | RunSource] = {}
     for k, v in (data.get("sources") or {}).items():
@@ -168,9 +186,7 @@ def load_spec(path: Path) -> MatrixSpec:
     clash = [n for n in sources if n in baselines]
     if clash:
         raise TicketlabError(f"{path}: sources.{clash[0]}: also the name of a baseline; pick another")
-    seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise TicketlabError(f"{path}: seeds: expected a list of integers, got {seeds!r}")
+    seeds = _seeds(data.get("seeds", [0]), f"{path}: seeds")
     launch = from_dict(LaunchConfig, data.get("launch") or {}, "launch.")
     return MatrixSpec(targets, sources, seeds, data.get("out"), baselines, Path(path), launch,
                       read_paper(data, path, "matrix"))
