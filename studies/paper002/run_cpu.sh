@@ -27,7 +27,7 @@
 # fig3/fig4/fig5 after checking their config.yaml equal the spec's; none trained). Run fresh, table1 trains every cell again.
 # fig3_target_tickets at 3 seeds (Fig. 8's three runs; fig3's stage trains them): its 6 seed-1/2 cells 136 s, fig8 at 3 seeds 565 s.
 # At load 5-7: data 60 s, theta 405 s, fig2 379 s; fig5's segmentation with DeepLabv3+ at output stride 16: its tickets
-# 133 s + its 45-cell matrix at 3 seeds 839 s.
+# 133 s + its 45-cell matrix at 3 seeds 839 s; table1 after it 1697 s (its 36 segmentation cells copied from fig5's, 108 trained; load 2-9).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
