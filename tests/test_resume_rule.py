@@ -223,3 +223,34 @@ def test_a_matrix_moved_with_its_source_run_resumes_there(tmp_path, monkeypatch,
     assert main(["transfer-matrix", "spec.yaml", "--out", "out"]) == 2
     _one_line_error(capsys, "out/dense__p/digits/seed_0 was started with a different config",
                     "model.weights", "level_01/final.safetensors")
+
+
+def test_the_place_rule_with_symlinked_data(tmp_path):
+    """A data dir that is a symlink (data/voc → /datasets/voc) is recorded resolved; a tree copied with
+    the link keeps naming it, a copy that carried the data itself is read there, other data is not the same."""
+    from ticketlab.path_keys import located, moved_path, relative_to, same_location
+
+    real = tmp_path / "datasets" / "voc"
+    real.mkdir(parents=True)
+    run = tmp_path / "work" / "runs" / "x"
+    run.mkdir(parents=True)
+    (tmp_path / "work" / "data").mkdir()
+    (tmp_path / "work" / "data" / "voc").symlink_to(real)
+    recorded = str((tmp_path / "work" / "data" / "voc").resolve())
+    assert recorded == str(real.resolve())
+    relative = relative_to(recorded, run)
+
+    linked = tmp_path / "linked" / "work"  # cp -r keeps the symlink: the moved place does not exist
+    shutil.copytree(tmp_path / "work", linked, symlinks=True)
+    moved = moved_path(relative, linked / "runs" / "x")
+    assert same_location(recorded, moved, str(linked / "data" / "voc"))
+    assert located(recorded, moved) == recorded
+
+    carried = tmp_path / "carried"  # the data's whole tree copied along: read from the copy
+    shutil.copytree(tmp_path, carried, ignore=shutil.ignore_patterns("carried", "linked"), symlinks=True)
+    moved = moved_path(relative_to(recorded, run), carried / "work" / "runs" / "x")
+    assert located(recorded, moved) == str(carried / "datasets" / "voc")
+    assert same_location(recorded, moved, str(carried / "datasets" / "voc"))
+    other = tmp_path / "other"
+    other.mkdir()
+    assert not same_location(recorded, moved, str(other)) and not same_location(recorded, None, str(other))
