@@ -37,7 +37,7 @@ def test_output_stride_groups_and_logits(backbone, os_, aux):
     with torch.no_grad():
         features = model.backbone(x)["out"]
         out = model(x)
-    expected = os_ or 32  # BasicBlock ResNets are never dilated
+    expected = os_ or 8  # torchvision's default, BasicBlock ResNets too (models/dilation.py)
     assert tuple(features.shape[-2:]) == (64 // expected, 96 // expected)
     assert out["out"].shape == (2, 5, 64, 96) and (("aux" in out) == aux)
     names = [n for n, _ in model.named_parameters()]
@@ -51,9 +51,9 @@ def test_output_stride_groups_and_logits(backbone, os_, aux):
     assert all(n.startswith(("backbone.", "classifier.", "aux_classifier.")) for n in names)
 
 
-def test_basic_block_backbone_refuses_dilation():
-    with pytest.raises(TicketlabError, match="output_stride"):
-        build_model(_cfg("resnet34", output_stride=16), DATA)
+def test_refuses_unknown_output_stride_and_backbone():
+    with pytest.raises(TicketlabError, match="model.segmentation.output_stride: expected 8, 16 or 32, got 4"):
+        build_model(_cfg("resnet34", output_stride=4), DATA)
     with pytest.raises(TicketlabError, match="model.backbone"):
         build_model(_cfg("resnet51"), DATA)
 

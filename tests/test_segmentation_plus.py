@@ -54,8 +54,8 @@ def test_refuses_what_it_cannot_build():
         plus(aux_loss=True)
     with pytest.raises(TicketlabError, match="8 or 16"):
         plus(output_stride=32)
-    with pytest.raises(TicketlabError, match="model.backbone.*resnet18.*resnet50, resnet101"):
-        build_model(ModelConfig(family="deeplabv3plus", backbone="resnet18"), DATA)
+    with pytest.raises(TicketlabError, match="model.backbone.*resnet18, resnet34, resnet50, resnet101"):
+        build_model(ModelConfig(family="deeplabv3plus", backbone="resnet152"), DATA)
 
 
 def ticket(module, tmp_path, name, convs):
@@ -73,6 +73,26 @@ def ticket(module, tmp_path, name, convs):
 
 def trunk_convs(module, prefix):
     return [n for n, p in module.named_parameters() if p.dim() == 4 and n.startswith(prefix + "layer")]
+
+
+@pytest.mark.parametrize("os_", [16, 8])
+def test_resnet18_at_output_stride_16_or_8_keeps_the_classifier_trunk_and_takes_its_ticket(os_, tmp_path):
+    """Paper 002's CPU-scale trunk: a quarter-width ResNet-18 classifier's ticket fills DeepLabv3+'s backbone."""
+    torch.manual_seed(3)
+    classifier = build_model(ModelConfig(family="resnet18", width=WIDTH, num_classes=10), DATA).module
+    seg = build_model(ModelConfig(family="deeplabv3plus", backbone="resnet18", width=WIDTH,
+                                  segmentation=SegmentationConfig(head_channels=16, output_stride=os_)), DATA).module
+    trunk = {k[len("backbone."):]: tuple(v.shape) for k, v in seg.state_dict().items() if k.startswith("backbone.")}
+    assert trunk == {k: tuple(v.shape) for k, v in classifier.state_dict().items() if not k.startswith("fc.")}
+    with torch.no_grad():
+        assert seg.eval().backbone(torch.randn(1, 3, 64, 96))["layer4"].shape[-2:] == (64 // os_, 96 // os_)
+    level, mask, state = ticket(classifier, tmp_path, "classifier", trunk_convs(classifier, ""))
+    cfg = load_config("configs/paper002_cpu_segment.yaml", [f"init.source={level}",
+                                                            f"model.segmentation.output_stride={os_}"])
+    t = plan_transfer(cfg, seg)
+    assert set(t.mask) == {f"backbone.{n}" for n in mask}
+    for n, keep in mask.items():
+        assert torch.equal(t.mask[f"backbone.{n}"], keep) and torch.equal(t.values[f"backbone.{n}"], state[n])
 
 
 def test_tickets_and_weights_move_both_ways_between_classifier_and_segmenter(tmp_path):

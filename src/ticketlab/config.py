@@ -83,8 +83,8 @@ class SegmentationConfig:
     deeplabv3_resnet50 (deeplabv3) and Chen et al. 2018's DeepLabv3+ (deeplabv3plus)."""
 
     output_stride: Optional[int] = option(None, "input size / feature size: 8, 16 or 32 (deeplabv3plus: 8 or 16); "
-                                      "null = 8 for ResNet-50/101 (torchvision), 16 for deeplabv3plus, 32 for "
-                                      "ResNet-18/34 (no dilation in BasicBlock)")
+                                      "null = 8 for deeplabv3 (torchvision), 16 for deeplabv3plus; any ResNet, "
+                                      "BasicBlocks dilated too (models/dilation.py)")
     atrous_rates: Optional[list[int]] = option(None, "ASPP dilation rates; null = 12, 24, 36 at output "
                                            "stride 8, halved at 16, quartered at 32")
     head_channels: int = option(256, "channels of the ASPP branches and the head conv (DeepLabHead: 256), and of "

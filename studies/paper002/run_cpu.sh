@@ -21,11 +21,13 @@
 # Each study's own header says what the paper ran and what the CPU-scale default changes.
 # Reports go to runs/paper002/report/<stage>/index.html.
 # Measured (2 shared cores at load 12-26, one thread; provisional): data 32 s, theta 203 s, fig2 347 s,
-# fig3 989 s, table2 1084 s, fig9 469 s, fig8 436 s, fig5 1468 s (1 seed); later, at load 5-8: fig4 712 s
-# (its 45 mask cells; tickets and dense cells from before), fig11 757 s, fig5 at 3 seeds 1267 s (detection) + 436 s (segmentation, seeds 1 and 3);
-# at load 3-4, seed 2 of fig5 366 s (detection) + 195 s (segmentation), table1 37 s (all its cells copied from
+# fig3 989 s, table2 1084 s, fig9 469 s, fig8 436 s, fig5 1468 s (1 seed; segmentation then DeepLabV3 at OS 32); later, at load 5-8: fig4 712 s
+# (its 45 mask cells; tickets and dense cells from before), fig11 757 s, fig5 at 3 seeds 1267 s (detection);
+# at load 3-4, seed 2 of fig5 366 s (detection), table1 37 s (all its cells copied from
 # fig3/fig4/fig5 after checking their config.yaml equal the spec's; none trained). Run fresh, table1 trains every cell again.
 # fig3_target_tickets at 3 seeds (Fig. 8's three runs; fig3's stage trains them): its 6 seed-1/2 cells 136 s, fig8 at 3 seeds 565 s.
+# At load 5-7: data 60 s, theta 405 s, fig2 379 s; fig5's segmentation with DeepLabv3+ at output stride 16: its tickets
+# 133 s + its 45-cell matrix at 3 seeds 839 s; table1 after it 1697 s (its 36 segmentation cells copied from fig5's, 108 trained; load 2-9).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"

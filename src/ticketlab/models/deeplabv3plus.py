@@ -6,7 +6,8 @@ channels by a 1×1 conv) through a 3×3 conv; the logits are upsampled ×4 to th
 and the head are segmentation_models_pytorch's `DeepLabV3PlusDecoder` and `SegmentationHead`
 (depthwise-separable ASPP and fusion convs, ASPP dropout 0.5, as smp's DeepLabV3Plus), built with
 `encoder_weights` never involved: nothing is downloaded. The encoder is not smp's: it is ticketlab's
-torchvision ResNet (any `model.width`, dilated with torchvision's `replace_stride_with_dilation`),
+torchvision ResNet (any depth and `model.width`; dilated by `models/dilation.py`, which also dilates
+ResNet-18/34's BasicBlocks, so paper 002's CPU-scale quarter-width ResNet-18 runs at output stride 16),
 because a ticket transfers only between identical trunks, and ticketlab's classifiers, SimCLR/MoCo
 models and detectors are width-scaled at CPU scale, which smp's fixed-width encoders cannot match.
 
@@ -32,7 +33,7 @@ from ticketlab.config import ModelConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
 from ticketlab.models.resnet_keys import load_model_weights
-from ticketlab.models.segmentation import segmentation_groups, segmentation_trunk
+from ticketlab.models.segmentation import BACKBONES, segmentation_groups, segmentation_trunk
 from ticketlab.models.spec import SEGMENTER, BuiltModel, ModelFamily
 from ticketlab.registry import MODEL_FAMILIES
 
@@ -42,7 +43,6 @@ LOW_LEVEL_STRIDE = 4  # layer1's stride, where the decoder fuses and outputs
 ASPP_DROPOUT = 0.5  # smp's DeepLabV3Plus default
 HEAD = "segmentation_head.0"  # the class conv, whose size is the number of classes
 DEFAULT_STRIDE = 16  # Chen et al. 2018 (and paper 002's configs)
-BACKBONES = ("resnet50", "resnet101")  # Bottleneck ResNets: torchvision cannot dilate BasicBlocks
 
 
 class DeepLabV3Plus(nn.Module):
@@ -99,4 +99,4 @@ def build_deeplabv3plus(cfg: ModelConfig, data: DataBundle) -> BuiltModel:
 
 
 MODEL_FAMILIES.register("deeplabv3plus", ModelFamily(build_deeplabv3plus, SEGMENTER, tuple(groups()),
-                                                     backbones=BACKBONES))
+                                                     backbones=tuple(BACKBONES)))

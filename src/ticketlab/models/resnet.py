@@ -66,7 +66,6 @@ class WidthResNet(ResNet):
         width: float,
         num_classes: int = 1000,
         norm_layer: NormLayer = None,
-        replace_stride_with_dilation: Optional[list[bool]] = None,
     ) -> None:
         # Mirrors torchvision.models.resnet.ResNet.__init__ (groups=1, width_per_group=64), with 64
         # replaced by the scaled stem width; calling nn.Module.__init__ directly
@@ -86,10 +85,9 @@ class WidthResNet(ResNet):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, base, layers[0])
-        dilate = replace_stride_with_dilation or [False, False, False]
-        self.layer2 = self._make_layer(block, base * 2, layers[1], stride=2, dilate=dilate[0])
-        self.layer3 = self._make_layer(block, base * 4, layers[2], stride=2, dilate=dilate[1])
-        self.layer4 = self._make_layer(block, base * 8, layers[3], stride=2, dilate=dilate[2])
+        self.layer2 = self._make_layer(block, base * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, base * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, base * 8, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(base * 8 * block.expansion, num_classes)
         init_like_torchvision(self)
@@ -97,13 +95,11 @@ class WidthResNet(ResNet):
 
 def torchvision_resnet(
     depth: int, width: float = 1.0, num_classes: int = 1000, norm_layer: NormLayer = None,
-    replace_stride_with_dilation: Optional[list[bool]] = None,
 ) -> ResNet:
     """A randomly initialised torchvision ResNet-`depth`, channels scaled by `width`.
 
     depth ∈ {18, 34, 50, 101, 152}. width == 1.0 calls torchvision's own constructor.
-    `replace_stride_with_dilation` (layer2..4, torchvision's argument) needs Bottleneck blocks
-    (depth ≥ 50): torchvision's BasicBlock raises NotImplementedError for dilation.
+    DeepLab's dilation is applied afterwards (models/dilation.py).
     """
     if depth not in _LAYERS:
         raise TicketlabError(
@@ -112,11 +108,9 @@ def torchvision_resnet(
     if not width > 0:
         raise TicketlabError(f"model.width: expected a positive number, got {width!r}")
     if width == 1.0:
-        return _CONSTRUCTORS[depth](weights=None, num_classes=num_classes, norm_layer=norm_layer,
-                                    replace_stride_with_dilation=replace_stride_with_dilation)
+        return _CONSTRUCTORS[depth](weights=None, num_classes=num_classes, norm_layer=norm_layer)
     block, layers = _LAYERS[depth]
-    return WidthResNet(block, layers, width, num_classes=num_classes, norm_layer=norm_layer,
-                       replace_stride_with_dilation=replace_stride_with_dilation)
+    return WidthResNet(block, layers, width, num_classes=num_classes, norm_layer=norm_layer)
 
 
 def stage_channels(model: ResNet) -> list[int]:

@@ -11,9 +11,9 @@ state_dicts, and ResNet classification checkpoints under the `backbone.` prefix,
 `deeplabv3` is torchvision's model as is (ASPP, logits upsampled bilinearly to the input), without
 the v3+ decoder; paper 002's configs use `deeplabv3plus`.
 
-Output stride: ResNet-50/101 replace the stride of layer3-4 (OS 8, torchvision's default) or
-layer4 (OS 16) with dilation. torchvision's BasicBlock raises on dilation, so ResNet-18/34 run
-at output stride 32 (no dilation); asking them for 8 or 16 is an error rather than a silent change.
+Output stride: the ResNet's layer3-4 (OS 8, torchvision's default) or layer4 (OS 16) trade their
+stride for dilation after construction (`models/dilation.py`, which also dilates ResNet-18/34's
+BasicBlocks, which torchvision refuses to); OS 32 leaves the ResNet as it is.
 
 Module groups (DESIGN.md; the same names, and the same stages, as the R-CNN family's C4 and FPN layouts):
   base = backbone.{conv1, bn1, layer1, layer2, layer3}   top = backbone.layer4
@@ -34,6 +34,7 @@ from torchvision.models.segmentation.fcn import FCNHead
 from ticketlab.config import ModelConfig
 from ticketlab.data.bundle import DataBundle
 from ticketlab.errors import TicketlabError
+from ticketlab.models.dilation import dilate_resnet
 from ticketlab.models.resnet import stage_channels, torchvision_resnet
 from ticketlab.models.resnet_keys import load_model_weights
 from ticketlab.models.spec import SEGMENTER, BuiltModel, ModelFamily
@@ -43,8 +44,6 @@ BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
 DEFAULT_BACKBONE = "resnet50"  # paper 002's backbone
 BODY = "backbone"
 STEM = (f"{BODY}.conv1", f"{BODY}.bn1")
-# layer2, layer3, layer4 stride → dilation per output stride (torchvision's replace_stride_with_dilation)
-DILATION = {8: [False, True, True], 16: [False, False, True], 32: [False, False, False]}
 RATES_AT_OS8 = (12, 24, 36)  # torchvision's DeepLabHead; DeepLabv3 uses 6, 12, 18 at OS 16
 DEFAULT_STRIDE = 8  # torchvision's deeplabv3_resnet50
 HEADS = ("classifier.4", "aux_classifier.4")  # the 1×1 convs whose size is the number of classes
@@ -74,18 +73,6 @@ def deeplab_head(in_channels: int, num_classes: int, rates: list[int], channels:
     )
 
 
-def _output_stride(cfg: ModelConfig, depth: int, default: int) -> int:
-    requested = cfg.segmentation.output_stride
-    basic = depth < 50
-    os_ = requested if requested is not None else (32 if basic else default)
-    if os_ not in DILATION:
-        raise TicketlabError(f"model.segmentation.output_stride: expected 8, 16 or 32, got {os_}")
-    if basic and os_ != 32:
-        raise TicketlabError(f"model.segmentation.output_stride: {cfg.backbone} has BasicBlocks, which torchvision "
-                             f"cannot dilate; expected 32 (or null), got {os_}")
-    return os_
-
-
 @dataclass
 class Trunk:
     """The dilated ResNet of a DeepLab model and the sizes its head is built for."""
@@ -108,12 +95,11 @@ def segmentation_trunk(cfg: ModelConfig, data: DataBundle, default_stride: int) 
     opts = cfg.segmentation
     if opts.head_channels < 1:
         raise TicketlabError(f"model.segmentation.head_channels: expected a positive integer, got {opts.head_channels}")
-    depth = BACKBONES[name]
-    os_ = _output_stride(cfg, depth, default_stride)
+    os_ = opts.output_stride if opts.output_stride is not None else default_stride
+    resnet = dilate_resnet(torchvision_resnet(BACKBONES[name], cfg.width), os_)  # checks os_
     rates = list(opts.atrous_rates or [r * 8 // os_ for r in RATES_AT_OS8])
     if len(rates) < 1 or min(rates) < 1:
         raise TicketlabError(f"model.segmentation.atrous_rates: expected positive integers, got {rates}")
-    resnet = torchvision_resnet(depth, cfg.width, replace_stride_with_dilation=DILATION[os_])
     return Trunk(resnet, stage_channels(resnet), num_classes, rates, os_)
 
 
