@@ -13,7 +13,8 @@
 #            for a few minutes on the crops, as scripts/paper002_cpu.py does)
 #   fig2     IMP on each pre-training task from its θ_p (Fig. 2); its report also draws Figs. 6 and 7
 #   fig3 fig4 fig5 fig11 table1   transfer matrices of fig2's levels onto the downstream targets (fig5's
-#            detection matrix is also Fig. 10: AP50 and AP75 columns); figN_*_tickets: IMP on a target itself
+#            detection matrices: fig5_detection_yolov4 with the paper's YOLOv4, fig5_detection with Faster
+#            R-CNN, also Fig. 10: AP50 and AP75 columns); figN_*_tickets: IMP on a target itself
 #   table2   SimCLR temperature: one more IMP level per temperature, transferred to classification
 #   fig9     SimCLR IMP on a deeper ResNet (ResNet-34 for ResNet-152) and its transfer; fig12 its pre-training curve
 #   fig8     the controls m^c, m_r, m + Δm_10% of fig3's IMP runs on the classification target from θ_Img,
@@ -69,7 +70,8 @@ tickets() { $TL sweep $S/$1.yaml --out $R/$1; }  # IMP on a downstream task itse
 
 fig3() { tickets fig3_target_tickets; matrix fig3 fig3_classification.yaml; }
 fig4() { tickets fig4_target_tickets; matrix fig4 fig4_domain_gap.yaml; }
-fig5() {  # also Fig. 10 (AP50, AP75 columns) and Fig. 11's Faster R-CNN panel
+fig5() {  # YOLOv4 (the paper's Fig. 5 detector); Faster R-CNN: also Fig. 10 (AP50, AP75) and Fig. 11's panel
+  tickets fig5_detection_yolov4_tickets; matrix fig5_detection_yolov4 fig5_detection_yolov4.yaml
   tickets fig5_detection_tickets; matrix fig5_detection fig5_detection.yaml
   tickets fig5_segmentation_tickets; matrix fig5_segmentation fig5_segmentation.yaml
 }
