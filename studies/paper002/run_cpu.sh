@@ -27,6 +27,7 @@
 # at load 3-4, seed 2 of fig5 366 s (detection) + 195 s (segmentation), table1 37 s (all its cells copied from
 # fig3/fig4/fig5 after checking their config.yaml equal the spec's; none trained). Run fresh, table1 trains every cell again.
 # fig3_target_tickets at 3 seeds (Fig. 8's three runs; fig3's stage trains them): its 6 seed-1/2 cells 136 s, fig8 at 3 seeds 565 s.
+# fig5's YOLOv4 part at 3 seeds (load 6-7): fig5_detection_yolov4_tickets 158 s, fig5_detection_yolov4 1726 s (45 trainings).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
