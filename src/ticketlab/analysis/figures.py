@@ -35,6 +35,14 @@ class Curve:
     dense: Optional[float] = None   # dense mean, drawn dashed
 
 
+@dataclass(frozen=True)
+class Bars:
+    """One series for `plot_kept_per_layer`: per layer, the mean and std (0 where unknown) of a fraction."""
+    label: str
+    mean: Mapping[str, float]
+    std: Mapping[str, float]
+
+
 def _save(fig: Figure, out_png: Path) -> Path:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -82,12 +90,16 @@ def _layer_order(per_run: Sequence[tuple[str, Mapping[str, object]]]) -> list[st
     return names
 
 
-def _grouped_bars(ax, per_run: Sequence[tuple[str, Mapping[str, float]]], names: Sequence[str]) -> None:
+def _grouped_bars(ax, per_run: Sequence[tuple[str, Mapping[str, float]]], names: Sequence[str],
+                  errors: Optional[Sequence[Mapping[str, float]]] = None) -> None:
+    """One bar per entry of `per_run` at each name; `errors`, one table per entry, draws ± error bars."""
     width = 0.8 / max(1, len(per_run))
     x = np.arange(len(names))
     for i, (label, table) in enumerate(per_run):
         ys = [table.get(n, np.nan) for n in names]
-        ax.bar(x - 0.4 + width * (i + 0.5), ys, width=width, label=label, color=f"C{i % 10}")
+        err = None if errors is None else [errors[i].get(n, 0.0) for n in names]
+        ax.bar(x - 0.4 + width * (i + 0.5), ys, width=width, label=label, color=f"C{i % 10}",
+               yerr=err, capsize=2 if err is not None else 0, error_kw={"elinewidth": 0.8})
     ax.set_xticks(x)
     ax.set_xticklabels([short_name(n) for n in names], rotation=90, fontsize=7)
     ax.grid(axis="y", alpha=0.3)
@@ -98,15 +110,14 @@ def _bar_figure(n_layers: int) -> Figure:
     return Figure(figsize=(max(6.4, 0.35 * n_layers + 2.0), 4.8))
 
 
-def plot_kept_per_layer(per_run: Sequence[tuple[str, Sequence[tuple[str, float]]]], out_png: Path, *,
-                        title: str) -> Path:
-    """Grouped bars: for each layer, the % of its weights each run keeps."""
-    tables = [(label, {n: 100.0 * f for n, f in rows}) for label, rows in per_run]
-    names = _layer_order(tables)
+def plot_kept_per_layer(bars: Sequence[Bars], out_png: Path, *, title: str) -> Path:
+    """Grouped bars: for each layer, the mean % of its weights each series keeps, ±1 std error bars."""
+    names = _layer_order([(b.label, b.mean) for b in bars])
     fig = _bar_figure(len(names))
     ax = fig.subplots()
-    _grouped_bars(ax, tables, names)
-    ax.set_ylabel("weights kept (%)")
+    _grouped_bars(ax, [(b.label, {n: 100.0 * f for n, f in b.mean.items()}) for b in bars], names,
+                  errors=[{n: 100.0 * e for n, e in b.std.items()} for b in bars])
+    ax.set_ylabel("weights kept (%, mean ± 1 std over seeds)")
     ax.set_ylim(0, 105)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()

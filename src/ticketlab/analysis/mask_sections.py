@@ -18,7 +18,7 @@ import torch
 from ticketlab.analysis import figures, tables
 from ticketlab.analysis.masks import is_conv, kernel_map, kept_per_layer, similarity_matrix, zero_kernels
 from ticketlab.analysis.page import Block
-from ticketlab.analysis.runs import Run, Series
+from ticketlab.analysis.runs import Run, Series, Stat, mean_std
 
 Mask = Mapping[str, torch.Tensor]
 
@@ -65,15 +65,62 @@ def series_text(series: Sequence[Series]) -> str:
     return "; ".join(f"{s.label}: {runs_text(s.runs)}" for s in series)
 
 
+@dataclass(frozen=True)
+class KeptSeries:
+    """One series' share of each layer kept, over the seeds whose masks hold the layer."""
+    series: Series
+    numel: dict[str, int]          # layer → its size (equal in every run of the series)
+    seeds: dict[str, list[int]]    # layer → the seeds of the runs whose masks hold it
+    kept: dict[str, Stat]          # layer → mean, sample std (None for one run) and n of the kept fraction
+
+
+def kept_by_series(series: Sequence[Series], mask_of: Mapping[Path, Mask]) -> list[KeptSeries]:
+    """Per series and layer, the kept fraction's mean ± sample std over the series' runs (paper 001
+    Fig. 2c draws one bar per pruning method; the seeds of a method are one series)."""
+    out = []
+    for s in series:
+        values: dict[str, list[float]] = {}
+        numel: dict[str, int] = {}
+        seeds: dict[str, list[int]] = {}
+        for run in s.runs:
+            mask = mask_of[run.path]
+            for name, frac in kept_per_layer(mask):
+                values.setdefault(name, []).append(frac)
+                numel.setdefault(name, mask[name].numel())
+                seeds.setdefault(name, []).append(run.seed)
+        out.append(KeptSeries(series=s, numel=numel, seeds=seeds,
+                              kept={n: mean_std(v) for n, v in values.items()}))
+    return out
+
+
+def kept_series_table(kept: Sequence[KeptSeries]) -> tables.Table:
+    header = ["series", "layer", "numel", "n", "seeds", "kept_fraction_mean", "kept_fraction_std"]
+    rows = []
+    for k in kept:
+        for name, st in k.kept.items():
+            seeds = " ".join(map(str, k.seeds[name]))
+            rows.append([k.series.label, name, k.numel[name], st.n, seeds, st.mean, st.std])
+    return header, rows
+
+
 def kept_section(at: AtLevel, series: Sequence[Series], written: list[Path]) -> Block:
-    name, data = f"kept_per_layer_{at.tag}.png", f"kept_per_layer_{at.tag}.csv"
+    name, data, per_run = (f"kept_per_layer_{at.tag}.png", f"kept_per_layer_by_series_{at.tag}.csv",
+                           f"kept_per_layer_{at.tag}.csv")
     series_of = {r.label: s.label for s in series for r in s.runs}
-    written.append(tables.write_csv(at.out / data, tables.kept_table(at.runs, at.masks, series_of)))
-    written.append(figures.plot_kept_per_layer([(r.label, kept_per_layer(m)) for r, m in zip(at.runs, at.masks)],
-                                               at.out / name, title=f"weights kept per layer, level {at.level}"))
-    return Block(heading="Weights kept per layer", image=name, data=[data],
-                 caption=f"Percentage of each pruned tensor's weights kept (paper 001 Fig. 2c), at {at.where}. "
-                         f"Runs: {runs_text(at.runs)}; series: {series_text(series)}.")
+    written.append(tables.write_csv(at.out / per_run, tables.kept_table(at.runs, at.masks, series_of)))
+    kept = kept_by_series(series, {r.path: m for r, m in zip(at.runs, at.masks)})
+    written.append(tables.write_csv(at.out / data, kept_series_table(kept)))
+    bars = [figures.Bars(label=f"{short_label(k.series)} (n={len(k.series.runs)})",
+                         mean={n: st.mean for n, st in k.kept.items()},
+                         std={n: st.std or 0.0 for n, st in k.kept.items()}) for k in kept]
+    written.append(figures.plot_kept_per_layer(bars, at.out / name,
+                                               title=f"weights kept per layer, level {at.level}"))
+    return Block(heading="Weights kept per layer", image=name, data=[data, per_run],
+                 caption=f"Percentage of each pruned tensor's weights kept (paper 001 Fig. 2c), at {at.where}: "
+                         f"one bar per series (runs that differ only by seed), the mean over its seeds with "
+                         f"±1 sample std error bars (none for a single run; n in the legend, per layer in "
+                         f"{data}; each run's counts in {per_run}). "
+                         f"Series: {short_series_text(series)}.")
 
 
 def similarity_sections(at: AtLevel, written: list[Path]) -> list[Block]:
