@@ -19,7 +19,8 @@ from ticketlab.cli import main
 from ticketlab.config import Config, DataConfig
 from ticketlab.errors import TicketlabError
 from ticketlab.analysis.runs import group_series, load_run
-from ticketlab.rundir import locate_data, recorded_data_root
+from ticketlab.path_keys import recorded_paths
+from ticketlab.rundir import locate_paths
 
 DIGITS = Path(__file__).resolve().parents[1] / "configs" / "digits_lenet.yaml"
 SET = ["data.format=imagefolder", "data.root=data/imgs", "data.image_size=8", "model.width=0.1",
@@ -78,8 +79,8 @@ def test_an_old_run_dir_reads_its_relative_root_from_here_or_says_where_it_looke
     run = base / "run"
     old = base / "old_run"
     old.mkdir()
-    for p in run.rglob("*"):  # the same run, as a run dir written before roots were recorded
-        if p.is_file():
+    for p in run.rglob("*"):  # the same run, as a run dir written before roots (and paths.json) were recorded
+        if p.is_file() and p.name != "paths.json":
             (old / p.relative_to(run)).parent.mkdir(parents=True, exist_ok=True)
             (old / p.relative_to(run)).write_bytes(p.read_bytes())
     config = yaml.safe_load((old / "config.yaml").read_text())
@@ -107,9 +108,9 @@ def test_locate_data_names_a_recorded_root_that_is_gone(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "d").mkdir()
     relative = Config(data=DataConfig(format="imagefolder", root="d"))
-    assert recorded_data_root(relative).data.root == str(tmp_path / "d")
-    assert recorded_data_root(Config()).data.root is None  # digits: no root to record
-    assert locate_data(relative, Path("c.yaml")).data.root == str(tmp_path / "d")
+    assert recorded_paths(relative).data.root == str(tmp_path / "d")
+    assert recorded_paths(Config()).data.root is None  # digits: no root to record
+    assert locate_paths(relative, Path("c.yaml"), {}).data.root == str(tmp_path / "d")
     gone = Config(data=DataConfig(format="imagefolder", root=str(tmp_path / "gone")))
     with pytest.raises(TicketlabError, match=rf"c.yaml: data.root={tmp_path / 'gone'}: not found"):
-        locate_data(gone, Path("c.yaml"))
+        locate_paths(gone, Path("c.yaml"), {})

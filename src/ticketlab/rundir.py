@@ -15,11 +15,14 @@ optimizer state), `level_NN/checkpoint.safetensors` while a level trains, for de
 `ticketlab eval --save-detections` writes), read by the report's COCO breakdowns, and
 `config_changes.jsonl` when a rerun changed the learning rate or warmup (see RECOVERY_CHANGES).
 
-`config.yaml` records where the run's data is: a relative `data.root` is written as the absolute path
-it named in the directory `find` ran in (`recorded_data_root`), so `eval`, `report`, `branch` and
-`export` read the same data from any directory. A run dir written before that holds the relative
-path; it is read from the current directory, with one line naming the key and both paths when the
-data is not there (`locate_data`).
+`config.yaml` records where the run's inputs are: a relative `data.root`, `model.weights` or
+`init.source` is written as the absolute path it named in the directory `find` ran in, and `paths.json`
+holds the same paths relative to the run dir, so `eval`, `report`, `branch` and `export` find them from
+any directory, and a run dir moved or copied together with its inputs still finds them and resumes
+(`path_keys.py` has the rule and why). A run dir written before holds relative paths; they are read
+from the current directory, with one line naming the key and the path(s) when the input is not there
+(`locate_paths`). Whether a run dir may go on under a given config, finished or not, is decided in one
+place (`RunDir.check_config`).
 
 `task.json` (added with the task registry) lets `report`, `sweep` and `transfer-matrix` read a run
 without importing its task: {"task": "detection", "headline": "bbox_AP", "higher_is_better": true,
@@ -31,7 +34,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -39,13 +42,19 @@ from typing import Optional
 from ticketlab.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ticketlab.config import Config, dump_config, flatten, from_dict, to_dict, validate
 from ticketlab.errors import TicketlabError
+from ticketlab.path_keys import (PATH_KEYS, absolute, is_relative, key_value, located, moved_path, recorded_paths,
+                                 relative_paths, same_location, with_key)
 from ticketlab.yaml_file import read_yaml_mapping
 
-# Keys that may differ when `find` is rerun on an existing run dir: they change how or how far the
-# run goes on, not what a finished level means.
-RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers", "train.tensorboard", "train.dist_timeout"}
-# Keys that may also differ, to rescue a level that diverged (a lower learning rate, a longer warmup):
-# they change the levels still to train, so each change is logged with the first level it applies to.
+# Keys that may differ when `find` (or a sweep / matrix cell) is rerun on an existing run dir: they
+# change how or how far the run goes on, not what a finished level means: where it runs, how its data
+# is loaded, what it logs, how often it saves resumable state (a resumed level is bit-exact whatever
+# the interval), and the image-size guard (it refuses files; it does not change the ones it reads).
+RESUMABLE_CHANGES = {"prune.levels", "train.device", "data.num_workers", "train.tensorboard", "train.dist_timeout",
+                     "train.checkpoint_every", "data.max_image_pixels"}
+# Keys that may also differ while a level is still to train, to rescue a level that diverged (a lower
+# learning rate, a longer warmup): they change the levels still to train, so each change is logged
+# with the first level it applies to. A finished run refuses them (`RunDir.check_config`).
 RECOVERY_CHANGES = {"train.lr", "train.warmup"}
 CHANGES_FILE = "config_changes.jsonl"
 
@@ -53,6 +62,7 @@ CHANGES_FILE = "config_changes.jsonl"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.csv"
 TASK_FILE = "task.json"
+PATHS_FILE = "paths.json"  # every path key relative to the run dir: where it is if moved with it (path_keys.py)
 INIT_FILE = "init.json"  # what model.weights and init: put into the model (lottery/imp.py)
 # per level (or branch) directory
 MASK_FILE = "mask.safetensors"
@@ -87,6 +97,14 @@ class TaskRecord:
     def higher_is_better_for(self, metric: str) -> bool:
         """The headline's recorded direction; for any other metric larger is better, except losses."""
         return self.higher_is_better if metric == self.headline else not metric.endswith("loss")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What `RunDir.check_config` allows: the config to record and the recovery changes to log."""
+
+    record: Config
+    changes: dict[str, tuple]
 
 
 def level_name(level: int) -> str:
@@ -127,35 +145,93 @@ class RunDir:
             raise TicketlabError(f"{self.config_path}: {e}") from None
 
     def start(self, cfg: Config, task: Optional[TaskRecord] = None) -> None:
-        """Create the run dir, or check that an existing one was made with the same config; write
-        the config (its data.root absolute) and the task record."""
+        """Create the run dir, or check that an existing one may go on with `cfg` (`check_config`);
+        write the config (its path keys absolute), where those paths are from the run dir, and the task record."""
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.root)
-        cfg = recorded_data_root(cfg)
-        if self.config_path.is_file():
-            old = flatten(to_dict(self.recorded_config()))
-            new = flatten(to_dict(cfg))
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            differ = [k for k in changed if k not in RESUMABLE_CHANGES | RECOVERY_CHANGES]
-            if differ:
-                shown = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in differ[:4])
-                more = f" (+{len(differ) - 4} more)" if len(differ) > 4 else ""
-                raise TicketlabError(
-                    f"{self.root} was started with a different config ({shown}{more}); "
-                    "use a new --out, or rerun with the original config to resume")
-            self._log_changes({k: (old.get(k), new.get(k)) for k in changed if k in RECOVERY_CHANGES})
-        atomic_write_text(self.config_path, dump_config(cfg))
+        resume = self.check_config(cfg)
+        self._log_changes(resume.changes)
+        atomic_write_text(self.config_path, dump_config(resume.record))
+        relative = relative_paths(resume.record, self.root)
+        if relative:
+            atomic_write_json(self.root / PATHS_FILE, {"format": "ticketlab-paths/1", "relative_to_run_dir": relative})
         if task is not None:
             atomic_write_json(self.root / TASK_FILE, {**asdict(task), "metrics": list(task.metrics)})
 
+    def finished(self, cfg: Config) -> bool:
+        """Whether every level of `cfg` is done here."""
+        return all(self.is_done(level) for level in range(cfg.prune.levels + 1))
+
+    def check_config(self, cfg: Config) -> Resume:
+        """The one rule for going on with this run dir under `cfg` (a resumed `find`, a sweep or
+        transfer-matrix cell, finished or not; docs/resume.md): its recorded config must equal `cfg`,
+        except for `RESUMABLE_CHANGES`, path keys that name the same place (`path_keys.same_location`:
+        the run dir moved with its inputs), and `RECOVERY_CHANGES` while a level of `cfg` is still to
+        train (returned, to be logged). A finished run reused with another learning rate would stand for
+        a config it was not trained with, so there they are refused, unless the value is one the run
+        had (`config_changes.jsonl`: a rescued cell rerun under its spec's original value keeps its
+        record). Anything else: one line naming the run dir, the keys (old → new) and the ways on."""
+        cfg = recorded_paths(cfg)
+        if not self.config_path.is_file():
+            return Resume(cfg, {})
+        old = flatten(to_dict(recorded_paths(self.load_config())))
+        new = flatten(to_dict(cfg))
+        moved = self.moved_paths()
+        finished = self.finished(cfg)
+        had = self._recovery_history() if finished else {}
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
+                         and not (k in PATH_KEYS and same_location(old.get(k), moved.get(k), new.get(k))))
+        kept = [k for k in changed if k in RECOVERY_CHANGES and new.get(k) in had.get(k, [])]
+        differ = [k for k in changed if k not in RESUMABLE_CHANGES | (set() if finished else RECOVERY_CHANGES)
+                  and k not in kept]
+        if differ:
+            shown = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in differ[:4])
+            more = f" (+{len(differ) - 4} more)" if len(differ) > 4 else ""
+            state = ("; every level is finished, so none would train with the new values" if finished else "")
+            raise TicketlabError(f"{self.root} was started with a different config ({shown}{more}){state}; use a "
+                                 f"new --out, delete {self.root} to run it again, or rerun with the original config "
+                                 "to reuse it")
+        for key in kept:
+            cfg = with_key(cfg, key, old[key])
+        return Resume(cfg, {k: (old.get(k), new.get(k)) for k in changed if k in RECOVERY_CHANGES and k not in kept})
+
+    def _recovery_history(self) -> dict[str, list]:
+        """Recovery key → every value `config_changes.jsonl` says the run had."""
+        path = self.root / CHANGES_FILE
+        if not path.is_file():
+            return {}
+        had: dict[str, list] = {}
+        try:
+            for line in path.read_text().splitlines():
+                change = json.loads(line)
+                had.setdefault(change["key"], []).extend([change["old"], change["new"]])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TicketlabError(f"{path}: unreadable config change log ({e.__class__.__name__})") from None
+        return had
+
     def recorded_config(self) -> Config:
-        """config.yaml as today's runs record it: an older run dir's relative data.root read as the
-        absolute path it names from the current directory, so it compares equal to a newer run's."""
-        return recorded_data_root(self.load_config())
+        """config.yaml as a run started today from here would record it: every path key where the
+        input is now (`locate_paths`: moved with the run dir, or at its recorded place; an older run
+        dir's relative path read from the current directory), so the seeds of one study compare equal
+        however the study dir was moved or extended (`report` groups series by it)."""
+        return locate_paths(self.load_config(), self.config_path, self.moved_paths(), must_exist=False)
+
+    def moved_paths(self) -> dict[str, str]:
+        """Path key → where it is had the run dir moved with it (paths.json read from where the run dir
+        is now); empty for a run dir written before paths.json existed."""
+        path = self.root / PATHS_FILE
+        if not path.is_file():
+            return {}
+        try:
+            relative = json.loads(path.read_text())["relative_to_run_dir"]
+            return {str(k): moved_path(str(v), self.root) for k, v in relative.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise TicketlabError(f"{path}: unreadable paths record ({e.__class__.__name__}); delete it to "
+                                 "read the run's recorded absolute paths only") from None
 
     def data_config(self) -> Config:
-        """The run's config for a command that reads its data again (`locate_data`)."""
-        return locate_data(self.load_config(), self.config_path)
+        """The run's config for a command that reads its inputs again: every path key located (`locate_paths`)."""
+        return locate_paths(self.load_config(), self.config_path, self.moved_paths())
 
     def task_record(self) -> Optional[TaskRecord]:
         """RUN_DIR/task.json, or None for a run dir written before it existed."""
@@ -205,32 +281,27 @@ class RunDir:
         return rows
 
 
-def recorded_data_root(cfg: Config) -> Config:
-    """`cfg` with a relative data.root made absolute against the current directory, where the run
-    reads it: what config.yaml records, so the data is found again from anywhere."""
-    if not cfg.data.root or Path(cfg.data.root).expanduser().is_absolute():
-        return cfg
-    return replace(cfg, data=replace(cfg.data, root=str(Path(cfg.data.root).resolve())))
-
-
-def locate_data(cfg: Config, config_path: Path) -> Config:
-    """A run's config with its data.root found: the absolute path it records, or (a run dir written
-    before roots were recorded absolute) its relative path from the current directory. One line
-    naming the key and the path(s) when the data is in neither place."""
-    root = cfg.data.root
-    if not root:
-        return cfg
-    recorded = Path(root).expanduser()
-    found = recorded_data_root(cfg)
-    if Path(found.data.root).expanduser().exists():
-        return found
-    if recorded.is_absolute():
-        raise TicketlabError(f"{config_path}: data.root={root}: not found (the run's data has moved or is gone; "
-                             "put it back there or write its new path into data.root)")
-    raise TicketlabError(f"{config_path}: data.root={root}: a relative path (the run dir predates recorded "
-                         f"absolute data roots) and not found from the current directory as {found.data.root}; "
-                         "run the command from the directory the run was started in, or write the data's "
-                         "absolute path into data.root")
+def locate_paths(cfg: Config, config_path: Path, moved: dict[str, str], *, must_exist: bool = True) -> Config:
+    """A run's config with every path key found (`path_keys.located`): where the run dir's move took
+    it, or where it was recorded. An input in neither place: with `must_exist`, one line naming the key
+    and the place(s) looked at; without, its recorded path (made absolute from the current directory)."""
+    for key in PATH_KEYS:
+        value = key_value(cfg, key)
+        if not value:
+            continue
+        found = located(value, moved.get(key))
+        if found is not None or not must_exist:
+            cfg = with_key(cfg, key, found or absolute(value))
+            continue
+        if is_relative(value):
+            raise TicketlabError(f"{config_path}: {key}={value}: a relative path (the run dir predates recorded "
+                                 f"absolute paths) and not found from the current directory as "
+                                 f"{absolute(value)}; run the command from the directory the run was started "
+                                 f"in, or write the absolute path into {key}")
+        also = f", nor at {moved[key]} (where it would be, moved with the run dir)" if key in moved else ""
+        raise TicketlabError(f"{config_path}: {key}={value}: not found{also} (the run's input has moved or is gone; "
+                             f"put it back there or write its new path into {key})")
+    return cfg
 
 
 def write_metrics(level_dir: Path, metrics: dict) -> None:

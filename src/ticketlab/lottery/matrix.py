@@ -38,7 +38,8 @@ from ticketlab.errors import TicketlabError
 from ticketlab.lottery.launch import LaunchConfig, launch_cells
 from ticketlab.lottery.matrix_columns import column_rows, write_columns
 from ticketlab.lottery.matrix_spec import DENSE, MatrixSpec, Row, RunSource, load_spec
-from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, finished, plan_groups, run_member, run_named
+from ticketlab.lottery.shared import (SHARED_DIR, DenseGroup, check_cells, finished, plan_groups, run_member,
+                                      run_named)
 from ticketlab.rundir import RunDir, TaskRecord
 from ticketlab.stop import StopFlag
 from ticketlab.tasks import task_class
@@ -98,6 +99,7 @@ def _run_cells(spec: MatrixSpec, out: Path, log: Callable[[str], None], stop: Op
                launch: LaunchConfig) -> dict[str, tuple[Config, Path]]:
     """Every cell run (or resumed): here one after another, or launched as processes (`launch.py`)."""
     cells = matrix_cells(spec, out)
+    check_cells(cells)
     groups = matrix_groups(cells, out)
     if not (launch.slurm or launch.workers > 1):
         for name, (cfg, root) in cells.items():

@@ -204,8 +204,15 @@ def run_member(cfg: Config, root: Path, group: Optional[DenseGroup], *, log: Cal
 
 def finished(cfg: Config, root: Path) -> bool:
     """Whether every level of `cfg` is done in run dir `root`."""
-    run = RunDir(root)
-    return all(run.is_done(level) for level in range(cfg.prune.levels + 1))
+    return RunDir(root).finished(cfg)
+
+
+def check_cells(cells: dict[str, tuple[Config, Path]]) -> None:
+    """Every cell (name → (config, run dir)) that has a run dir may go on under its config
+    (`RunDir.check_config`), checked before anything trains: a finished cell is reused only with the
+    config it ran with, so a spec edit such as a new train.lr is refused, not silently ignored."""
+    for cfg, root in cells.values():
+        RunDir(root).check_config(cfg)
 
 
 def run_named(name: str, cells: dict[str, tuple[Config, Path]], groups: dict[str, DenseGroup], *,

@@ -37,11 +37,12 @@ from ticketlab.analysis.study import AGGREGATE_FILE, CELLS_DIR, MODULE_COLUMNS, 
 from ticketlab.atomic import atomic_write_json
 from ticketlab.config import Config, from_dict, load_config
 from ticketlab.errors import TicketlabError
+from ticketlab.path_keys import moved_path, relative_to, same_location
 from ticketlab.yaml_file import read_paper, read_yaml_mapping
 from ticketlab.lottery.info import group_table, model_for_info
 from ticketlab.lottery.launch import LaunchConfig, launch_cells
 from ticketlab.lottery.plan import PlanRow, plan_rows
-from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, finished, plan_groups, run_named
+from ticketlab.lottery.shared import SHARED_DIR, DenseGroup, check_cells, finished, plan_groups, run_named
 from ticketlab.stop import StopFlag
 
 def module_group_axis(cfg: Config) -> list[dict]:
@@ -165,6 +166,7 @@ def _params(cfg: Config) -> dict[str, int]:
 
 def write_study_files(out: Path, study: Study, cells: list[dict], metric: Optional[str] = None) -> None:
     atomic_write_json(out / STUDY_FILE, {"format": "ticketlab-study/1", "spec": study.spec(),
+                                         "relative_to_study_dir": {"config": relative_to(str(study.config), out)},
                                          "axes": list(study.axes), "cells": cells})
     done = [out / CELLS_DIR / c["name"] for c in cells if c["finished"]]
     if done:
@@ -204,11 +206,22 @@ def _what_runs(spec: dict) -> dict:
     return {k: v for k, v in spec.items() if k != "paper"}
 
 
+def same_spec(old: dict, study: Study, out: Path) -> bool:
+    """Whether study.json `old` (in `out`) holds `study`'s spec. Its config file is the same when it is
+    at the recorded path or, the study dir having moved with it, at the recorded path relative to the
+    study dir (`path_keys.same_location`, the rule every run dir follows)."""
+    before, now = _what_runs(old.get("spec") or {}), _what_runs(json.loads(json.dumps(study.spec())))
+    relative = (old.get("relative_to_study_dir") or {}).get("config")
+    moved = moved_path(relative, out) if isinstance(relative, str) else None
+    return ({**before, "config": None} == {**now, "config": None}
+            and same_location(before.get("config"), moved, now["config"]))
+
+
 def open_study(path: Path, out: Path) -> StudyRun:
     study = load_study(path)
     out = Path(out)
     old = json.loads((out / STUDY_FILE).read_text()) if (out / STUDY_FILE).is_file() else {}
-    if old and _what_runs(old.get("spec") or {}) != _what_runs(json.loads(json.dumps(study.spec()))):
+    if old and not same_spec(old, study, out):
         raise TicketlabError(f"{out} holds a study with a different spec; use a new --out, or restore {path}")
     cells = study.cells()
     configs = {c.name: cell_config(study, c) for c in cells}
@@ -228,6 +241,7 @@ def run_study(path: Path, out: Path, *, log: Callable[[str], None] = print, stop
     `launch` (default: the study file's) runs cells as separate processes when it asks for workers or SLURM;
     `metric`: the metric of aggregate.csv's matching verdicts (default: the task's headline)."""
     sr = open_study(path, out)
+    check_cells(sr.units())
     sr.out.mkdir(parents=True, exist_ok=True)
     launch = launch or sr.study.launch
     known = _known_params(sr.out)
