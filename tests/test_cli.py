@@ -1,10 +1,19 @@
-"""The command line: bad input ends in one line on stderr and a non-zero exit, never a traceback."""
+"""The command line: bad input ends in one line on stderr and a non-zero exit, never a traceback.
+
+A diverged level, `eval` with a mask that does not fit and `find --debug` run as real `python -m
+ticketlab` processes (what reaches stderr from imports to exit, a warning included); the errors found
+before any training, and the rerun that resumes the diverged level, call the same `cli.main` in the
+test process (`run_here`), where a traceback would fail the test as the exception itself, as a
+process costs seconds of interpreter and torch start-up (tests/test_hostile_inputs.py takes `find`'s
+bad configs, data and files through real processes).
+"""
 
 import csv
 import json
 import math
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -17,6 +26,19 @@ from ticketlab.config import load_config
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "ticketlab", *args], capture_output=True, text=True, timeout=300)
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stderr: str
+
+
+def run_here(capsys, *args) -> Result:
+    """`ticketlab ARGS` through `cli.main` in this process: its exit status and what it wrote to stderr."""
+    capsys.readouterr()
+    returncode = main(list(args))
+    return Result(returncode, capsys.readouterr().err)
 
 
 def assert_one_line_error(result, *fragments):
@@ -36,36 +58,37 @@ def tiny_run(tmp_path_factory):
     return out
 
 
-def test_unknown_key_and_wrong_type(tmp_path):
+def test_unknown_key_and_wrong_type(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train: {lrr: 0.1}\n")
-    assert_one_line_error(run_cli("find", str(cfg), "--out", str(tmp_path / "r")), str(cfg), "train.lrr", "train.lr")
-    assert_one_line_error(run_cli("find", "configs/digits_lenet.yaml", "--set", "train.lr=abc",
-                                  "--out", str(tmp_path / "r")), "train.lr", "expected a number")
+    assert_one_line_error(run_here(capsys, "find", str(cfg), "--out", str(tmp_path / "r")), str(cfg), "train.lrr",
+                          "train.lr")
+    assert_one_line_error(run_here(capsys, "find", "configs/digits_lenet.yaml", "--set", "train.lr=abc",
+                                   "--out", str(tmp_path / "r")), "train.lr", "expected a number")
 
 
-def test_missing_data_dir(tmp_path):
-    result = run_cli("find", "configs/cifar10_resnet20.yaml", "--set", f"data.root={tmp_path / 'nowhere'}",
-                     "--out", str(tmp_path / "r"))
+def test_missing_data_dir(tmp_path, capsys):
+    result = run_here(capsys, "find", "configs/cifar10_resnet20.yaml", "--set", f"data.root={tmp_path / 'nowhere'}",
+                      "--out", str(tmp_path / "r"))
     assert_one_line_error(result, "nowhere", "cifar-10-batches-py")
 
 
-def test_changed_config_on_resume_refused(tiny_run):
-    result = run_cli("find", "configs/digits_lenet.yaml", "--set", "train.duration=1ep", "--set", "prune.levels=1",
-                     "--set", "train.batch_size=32", "--out", str(tiny_run))
+def test_changed_config_on_resume_refused(tiny_run, capsys):
+    result = run_here(capsys, "find", "configs/digits_lenet.yaml", "--set", "train.duration=1ep", "--set",
+                      "prune.levels=1", "--set", "train.batch_size=32", "--out", str(tiny_run))
     assert_one_line_error(result, "different config", "train.batch_size")
 
 
-def test_diverged_level_resumes_with_a_lower_learning_rate_and_the_change_is_logged(tmp_path):
+def test_diverged_level_resumes_with_a_lower_learning_rate_and_the_change_is_logged(tmp_path, capsys):
     args = ["find", "configs/digits_lenet.yaml", "--set", "train.optimizer=sgd", "--set", "train.duration=4ep",
             "--set", "train.checkpoint_every=1ep", "--set", "train.schedule=multistep",
             "--set", "train.milestones=[1ep]", "--set", "train.gamma=100", "--set", "prune.levels=1",
             "--out", str(tmp_path / "r")]
     # epoch 1 at lr 0.2 is healthy and checkpointed; at 0.2 × 100 level 0 blows up in epoch 2
-    diverged = run_cli(*args, "--set", "train.lr=0.2")
+    diverged = run_cli(*args, "--set", "train.lr=0.2")  # a process: nothing but the line reaches stderr
     assert_one_line_error(diverged, "training diverged at step", "train.lr", "level_00/checkpoint.safetensors")
 
-    rescued = run_cli(*args, "--set", "train.lr=0.0005")
+    rescued = run_here(capsys, *args, "--set", "train.lr=0.0005")
     assert rescued.returncode == 0, rescued.stderr
     assert load_config(tmp_path / "r" / "config.yaml").train.lr == 0.0005
     changes = [json.loads(line) for line in (tmp_path / "r" / "config_changes.jsonl").read_text().splitlines()]

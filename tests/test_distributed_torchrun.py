@@ -2,7 +2,9 @@
 
 Two processes with the global batch split between them must find the masks one process finds (the
 same samples per step; only the order of float reductions differs), leave a run dir of the same
-shape, fail as a whole when one rank is killed, and resume bit-exactly on a rerun.
+shape, fail as a whole when one rank is killed, and resume bit-exactly on a rerun. The single-process
+runs they are compared with are the same `find` in this test process (`cli.main`, no interpreter
+start-up), while the torchrun job runs beside it.
 
 Detection is compared under settings that remove the differences which are not rounding: frozen
 norms (BatchNorm would normalise over each rank's shard — SyncBatchNorm needs CUDA), anchor and RoI
@@ -24,6 +26,7 @@ import pytest
 from safetensors import safe_open
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ticketlab.cli import main
 from ticketlab.data.synth import SynthConfig, generate_synthetic
 
 DIGITS = ["configs/digits_lenet.yaml", "--set", "train.duration=12ep", "--set", "train.checkpoint_every=2ep",
@@ -31,10 +34,15 @@ DIGITS = ["configs/digits_lenet.yaml", "--set", "train.duration=12ep", "--set", 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
 
 
-def find(args: list[str], out: Path, nproc: int = 1) -> subprocess.Popen:
-    launcher = TORCHRUN if nproc == 2 else [sys.executable]
-    return subprocess.Popen([*launcher, "-m", "ticketlab", "find", *args, "--out", str(out)],
+def find(args: list[str], out: Path) -> subprocess.Popen:
+    """`torchrun --nproc_per_node 2 -m ticketlab find ARGS --out OUT`, started."""
+    return subprocess.Popen([*TORCHRUN, "-m", "ticketlab", "find", *args, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def find_single(args: list[str], out: Path) -> None:
+    """`ticketlab find ARGS --out OUT` in one process: this one."""
+    assert main(["find", *args, "--out", str(out)]) == 0
 
 
 def finished(proc: subprocess.Popen) -> None:
@@ -68,8 +76,8 @@ def assert_like_single_process(ddp: Path, single: Path, levels: int) -> None:
 @pytest.fixture(scope="module")
 def digits_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("digits")
-    single, ddp = find(DIGITS, root / "single"), find(DIGITS, root / "ddp", nproc=2)
-    finished(single)
+    ddp = find(DIGITS, root / "ddp")
+    find_single(DIGITS, root / "single")
     finished(ddp)
     return root / "single", root / "ddp"
 
@@ -87,7 +95,7 @@ def test_two_processes_find_the_single_process_masks(digits_runs):
 def test_killed_rank_fails_the_job_and_a_rerun_resumes_exactly(digits_runs, tmp_path):
     _, reference = digits_runs
     out = tmp_path / "killed"
-    job = find(DIGITS, out, nproc=2)
+    job = find(DIGITS, out)
     checkpoint = out / "level_01" / "checkpoint.safetensors"
     deadline = time.time() + 300
     while not checkpoint.exists() and job.poll() is None and time.time() < deadline:
@@ -101,7 +109,7 @@ def test_killed_rank_fails_the_job_and_a_rerun_resumes_exactly(digits_runs, tmp_
     assert "rank      : 1" in err and "SIGKILL" in err  # torchrun's summary names the dead rank
     assert not (out / "level_01" / "metrics.json").exists()
 
-    finished(find(DIGITS, out, nproc=2))
+    finished(find(DIGITS, out))
     for level in range(2):
         for name in ("mask.safetensors", "rewind.safetensors", "final.safetensors"):
             assert (out / f"level_{level:02d}" / name).read_bytes() == \
@@ -117,8 +125,8 @@ def test_two_processes_find_the_single_process_detection_masks(tmp_path):
             "--set", "prune.levels=1", "--set", "data.augment=false", "--set", "model.detection.norm=frozen",
             "--set", "model.detection.rpn_batch_size_per_image=4096",  # ≥ the 4092 anchors of a 128-px image
             "--set", "model.detection.box_batch_size_per_image=512"]  # ≥ 300 proposals + ground truth
-    single, ddp = find(args, tmp_path / "single"), find(args, tmp_path / "ddp", nproc=2)
-    finished(single)
+    ddp = find(args, tmp_path / "ddp")
+    find_single(args, tmp_path / "single")
     finished(ddp)
     assert_like_single_process(tmp_path / "ddp", tmp_path / "single", levels=1)
 
