@@ -4,9 +4,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ticketlab"
-# top to bottom; the shared foundations (config, registry, rundir, atomic, errors, yaml_file, stop) sit under everything
+# top to bottom; the shared foundations (config, path_keys, registry, rundir, atomic, errors, yaml_file, stop) sit under everything
 LAYERS = ["cli", "deploy", "lottery", "analysis", "train", "tasks", "models", "data", "sparsity", "foundation"]
-FOUNDATION = {"config", "registry", "rundir", "atomic", "errors", "yaml_file", "stop", "__init__", "__main__"}
+FOUNDATION = {"config", "path_keys", "registry", "rundir", "atomic", "errors", "yaml_file", "stop", "__init__", "__main__"}
 
 
 def layer_of(module: str) -> str:
