@@ -64,12 +64,12 @@ def test_breakdown_studies_prune_to_the_papers_levels(name, levels):
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("p001")
     data = root / "data"
-    assert main(["data", "synth", "--out", str(data / "synth64"), "--image-size", "64", "--n-train", "6",
+    assert main(["data", "synth", "--out", str(data / "synth64_320"), "--image-size", "64", "--n-train", "6",
                  "--n-val", "4", "--max-objects", "3"]) == 0
     assert main(["data", "synth-crops", "--out", str(data / "crops"), "--n-train", "12", "--n-val", "8",
                  "--imbalance", "1.0"]) == 0
     from ticketlab.data.voc_write import synth_to_voc
-    synth_to_voc(data / "synth64", data / "voc64" / "VOC2007")
+    synth_to_voc(data / "synth64_320", data / "voc64_320" / "VOC2007")
     source = root / "runs" / "imagenet_r18"
     assert main(["find", "configs/paper001_cpu_imagenet_r18.yaml", "--out", str(source),
                  "--set", f"data.root={data / 'crops'}", "--set", "prune.levels=1", *(

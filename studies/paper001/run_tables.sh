@@ -29,10 +29,10 @@ step() {  # step NAME COMMAND...: run it, print its wall time
 }
 
 data() {
-    [ -f data/synth64/val.json ] || "$TICKETLAB" data synth --out data/synth64 --image-size 64
+    [ -f data/synth64_320/val.json ] || "$TICKETLAB" data synth --out data/synth64_320 --image-size 64
     [ -f data/crops/crops.json ] || "$TICKETLAB" data synth-crops --out data/crops
-    [ -d data/voc64/VOC2007/ImageSets ] || "$PYTHON" -c \
-        "from ticketlab.data.voc_write import synth_to_voc; synth_to_voc('data/synth64', 'data/voc64/VOC2007')"
+    [ -d data/voc64_320/VOC2007/ImageSets ] || "$PYTHON" -c \
+        "from ticketlab.data.voc_write import synth_to_voc; synth_to_voc('data/synth64_320', 'data/voc64_320/VOC2007')"
 }
 
 step data data
@@ -44,7 +44,7 @@ step "report App. C.2" "$TICKETLAB" report runs/paper001/appc_keypoints --level 
 step "Table 1" "$TICKETLAB" transfer-matrix "$STUDIES/table1_imagenet_tickets.yaml" --out runs/paper001/table1
 step "report Table 1" "$TICKETLAB" report runs/paper001/table1 --out reports/table1
 step "App. D (convergence)" "$TICKETLAB" sweep "$STUDIES/appd_convergence.yaml" --out runs/paper001/appd
-step "report App. D" "$TICKETLAB" report runs/paper001/appd --out reports/appd
+step "report App. D" "$TICKETLAB" report runs/paper001/appd --level 2 --out reports/appd
 step "Table 5" "$TICKETLAB" transfer-matrix "$STUDIES/table5_cross_task.yaml" --out runs/paper001/table5
 step "report Table 5" "$TICKETLAB" report runs/paper001/table5 --out reports/table5
 step "ImageNet source R-50" "$TICKETLAB" find configs/paper001_cpu_imagenet_r50.yaml --out runs/paper001/imagenet_r50
