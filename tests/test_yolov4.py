@@ -13,6 +13,7 @@ from ticketlab.models import build_model
 from ticketlab.models.yolo_boxes import YoloBoxCoder, cell_grid, default_anchors
 from ticketlab.models.yolo_loss import YoloLoss, assign
 from ticketlab.sparsity.scope import resolve_scope
+from ticketlab.tasks.rcnn_val_loss import rcnn_loss_terms
 
 
 def _data(num_classes=4, size=64):
@@ -141,3 +142,29 @@ def test_bad_sizes_are_one_line_errors(key, value, match):
 def test_cell_grid_is_column_then_row():
     g = cell_grid(2, 3, torch.device("cpu"), torch.float32)
     assert g.shape == (2, 3, 2) and g[1, 2].tolist() == [2.0, 1.0]
+
+
+def test_groupnorm_neck_trains_and_evaluates_alike_where_batchnorm_does_not():
+    """neck_norm: groupnorm swaps every neck/head BatchNorm for GroupNorm (same parameter names, so
+    checkpoints and masks map), and its loss no longer depends on train vs eval mode: what made
+    BatchNorm's eval-mode scores part from training's on 96-px scenes (docs/detection002.md)."""
+    images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
+    targets = [{"boxes": torch.tensor([[4.0, 5.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[10.0, 30.0, 35.0, 60.0]]), "labels": torch.tensor([2])}]
+    gaps, names = {}, {}
+    for norm in ("batchnorm", "groupnorm"):
+        torch.manual_seed(0)
+        model = build_model(_lite(norm="frozen", neck_norm=norm), _data()).module  # trunk: as pretrained
+        norms = [m for n, m in model.named_modules() if n.startswith(("neck.", "head.")) and
+                 isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm))]
+        assert norms and all(isinstance(m, torch.nn.GroupNorm if norm == "groupnorm" else torch.nn.BatchNorm2d)
+                             for m in norms)
+        if norm == "groupnorm":
+            assert all(m.num_channels // m.num_groups <= 16 for m in norms)
+        names[norm] = {n for n, _ in model.named_parameters()}
+        model.train()
+        with torch.no_grad():
+            train_loss = float(sum(model(images, targets).values()))
+        gaps[norm] = abs(rcnn_loss_terms(model, images, targets)["loss"] - train_loss)
+    assert names["batchnorm"] == names["groupnorm"]
+    assert gaps["groupnorm"] < 1e-4 < gaps["batchnorm"]

@@ -113,6 +113,9 @@ class YoloConfig(SingleStageConfig):
 
     neck_channels: int = option(512, "channels of the SPP / stride-32 path of the neck; the stride-16 and "
                             "stride-8 paths have 1/2 and 1/4 of it (YOLOv4: 512)")
+    neck_norm: str = option("batchnorm", "norm of every neck and head conv: batchnorm (yolov4.cfg) or groupnorm "
+                        "(16 channels per group; for small inputs, where the stride-32 map holds a few cells)",
+                        choices=("batchnorm", "groupnorm"))
     anchors: Optional[list[list[float]]] = option(None, "9 anchor [w, h] pairs in input pixels, 3 per stride "
                                               "8, 16, 32; null = YOLOv4's COCO anchors (at 608) scaled to input_size")
     anchor_iou_thresh: float = option(0.213, "besides the best anchor, every anchor whose shape IoU with a box "

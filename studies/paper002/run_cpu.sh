@@ -13,8 +13,8 @@
 #            for a few minutes on the crops, as scripts/paper002_cpu.py does)
 #   fig2     IMP on each pre-training task from its θ_p (Fig. 2); its report also draws Figs. 6 and 7
 #   fig3 fig4 fig5 fig11 table1   transfer matrices of fig2's levels onto the downstream targets (fig5's
-#            detection matrices: fig5_detection_yolov4 with the paper's YOLOv4, fig5_detection with Faster
-#            R-CNN, also Fig. 10: AP50 and AP75 columns); figN_*_tickets: IMP on a target itself
+#            detection matrices: fig5_detection_yolov4 with the paper's YOLOv4, also Fig. 10: its AP50 and
+#            AP75 columns; fig5_detection with Faster R-CNN, Fig. 11's panel); figN_*_tickets: IMP on a target itself
 #   table2   SimCLR temperature: one more IMP level per temperature, transferred to classification
 #   fig9     SimCLR IMP on a deeper ResNet (ResNet-34 for ResNet-152) and its transfer; fig12 its pre-training curve
 #   fig8     the controls m^c, m_r, m + Δm_10% of fig3's IMP runs on the classification target from θ_Img,
@@ -29,7 +29,8 @@
 # fig3_target_tickets at 3 seeds (Fig. 8's three runs; fig3's stage trains them): its 6 seed-1/2 cells 136 s, fig8 at 3 seeds 565 s.
 # At load 5-7: data 60 s, theta 405 s, fig2 379 s; fig5's segmentation with DeepLabv3+ at output stride 16: its tickets
 # 133 s + its 45-cell matrix at 3 seeds 839 s; table1 after it 1697 s (its 36 segmentation cells copied from fig5's, 108 trained; load 2-9).
-# fig5's YOLOv4 part at 3 seeds (load 6-7): fig5_detection_yolov4_tickets 158 s, fig5_detection_yolov4 1726 s (45 trainings).
+# fig5's YOLOv4 part at 3 seeds (load 6-7): fig5_detection_yolov4_tickets 158 s, fig5_detection_yolov4 1726 s (45 trainings);
+# with GroupNorm in its neck (load 1-2): 40 s and 385 s. At load 1: data 18 s, theta 62 s, fig2 77 s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
@@ -66,14 +67,15 @@ matrix() {  # matrix STAGE SPEC
 }
 
 fig2() {  # the three pre-training tasks' IMP runs; one report draws Fig. 2 and, across them, Figs. 6 and 7
+  # (Fig. 7's kernel maps at level 2, 75%: the level nearest the paper's 79.03%)
   for task in supervised simclr moco; do $TL sweep $S/fig2_$task.yaml --out $R/fig2_$task; done
-  $TL report $R/fig2_supervised $R/fig2_simclr $R/fig2_moco --out $R/report/fig2
+  $TL report $R/fig2_supervised $R/fig2_simclr $R/fig2_moco --level 2 --out $R/report/fig2
 }
 tickets() { $TL sweep $S/$1.yaml --out $R/$1; }  # IMP on a downstream task itself: its m_T rows
 
 fig3() { tickets fig3_target_tickets; matrix fig3 fig3_classification.yaml; }
 fig4() { tickets fig4_target_tickets; matrix fig4 fig4_domain_gap.yaml; }
-fig5() {  # YOLOv4 (the paper's Fig. 5 detector); Faster R-CNN: also Fig. 10 (AP50, AP75) and Fig. 11's panel
+fig5() {  # YOLOv4 (the paper's Fig. 5 detector, also Fig. 10: AP50, AP75); Faster R-CNN: Fig. 11's panel
   tickets fig5_detection_yolov4_tickets; matrix fig5_detection_yolov4 fig5_detection_yolov4.yaml
   tickets fig5_detection_tickets; matrix fig5_detection fig5_detection.yaml
   tickets fig5_segmentation_tickets; matrix fig5_segmentation fig5_segmentation.yaml

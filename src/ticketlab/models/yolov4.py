@@ -7,7 +7,10 @@ Architecture, as yolov4.cfg lays it out, with CSPDarknet53 replaced by the ResNe
   neck.bu*     PAN bottom-up: 3×3 stride-2 conv, concatenated, five convs
   head.{0,1,2} a 3×3 conv and a 1×1 conv to 3 anchors × (4 box + 1 objectness + K classes) per stride.
 Neck convs are conv + BatchNorm + LeakyReLU(0.1), widths neck_channels · (1/4, 1/2, 1) per stride
-(YOLOv4: 128, 256, 512). The loss is `models/yolo_loss.py` (CIoU), boxes `models/yolo_boxes.py`.
+(YOLOv4: 128, 256, 512). `neck_norm: groupnorm` puts GroupNorm (16 channels a group) in place of every
+neck and head BatchNorm: on small inputs (96 px: a 3×3 stride-32 map, 72 positions per channel in a
+batch of 8, where the paper's 416–608 px give 1,352 or more) BatchNorm's batch statistics part from its
+running ones and the detector scores far worse in eval mode than it trains (docs/detection002.md). The loss is `models/yolo_loss.py` (CIoU), boxes `models/yolo_boxes.py`.
 
 Interface: torchvision's detectors' — `model(images, targets)` in train mode returns the loss terms,
 `model(images)` in eval mode a list of {boxes, labels, scores} in each image's own coordinates —
@@ -28,7 +31,7 @@ dominated by the no-object loss of thousands of cells.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,17 +56,29 @@ PRIOR = 0.01
 PRE_NMS_TOP_N = 1000
 
 
-class ConvBN(nn.Sequential):
-    """conv (no bias) + BatchNorm + LeakyReLU(0.1): darknet's `[convolutional] batch_normalize=1 leaky`."""
+GROUP_CHANNELS = 16  # channels per GroupNorm group (neck_norm: groupnorm)
+Norm = Callable[[int], nn.Module]
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1) -> None:
-        super().__init__(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
+
+def neck_norm(name: str) -> Norm:
+    """The norm layer of every neck and head conv, for `model.yolo.neck_norm` (its choices are checked)."""
+    if name == "groupnorm":
+        return lambda c: nn.GroupNorm(max(1, c // GROUP_CHANNELS), c)
+    return nn.BatchNorm2d
+
+
+class ConvNorm(nn.Sequential):
+    """conv (no bias) + norm + LeakyReLU(0.1): darknet's `[convolutional] batch_normalize=1 leaky`."""
+
+    def __init__(self, cin: int, cout: int, norm: Norm, kernel: int = 1, stride: int = 1) -> None:
+        super().__init__(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), norm(cout),
                          nn.LeakyReLU(0.1, inplace=True))
 
 
-def five_convs(cin: int, c: int) -> nn.Sequential:
+def five_convs(cin: int, c: int, norm: Norm) -> nn.Sequential:
     """1×1, 3×3, 1×1, 3×3, 1×1 alternating c and 2c channels (each PAN stage of yolov4.cfg)."""
-    return nn.Sequential(ConvBN(cin, c), ConvBN(c, 2 * c, 3), ConvBN(2 * c, c), ConvBN(c, 2 * c, 3), ConvBN(2 * c, c))
+    return nn.Sequential(ConvNorm(cin, c, norm), ConvNorm(c, 2 * c, norm, 3), ConvNorm(2 * c, c, norm),
+                         ConvNorm(c, 2 * c, norm, 3), ConvNorm(2 * c, c, norm))
 
 
 class SPP(nn.Module):
@@ -80,17 +95,19 @@ class SPP(nn.Module):
 class YoloNeck(nn.Module):
     """SPP on the stride-32 features, then PAN; returns the stride 8, 16, 32 maps (w/4, w/2, w channels)."""
 
-    def __init__(self, in_channels: Sequence[int], width: int) -> None:
+    def __init__(self, in_channels: Sequence[int], width: int, norm: Norm) -> None:
         super().__init__()
         c3, c4, c5 = in_channels
         w5, w4, w3 = width, width // 2, width // 4
-        self.spp_in = nn.Sequential(ConvBN(c5, w5), ConvBN(w5, 2 * w5, 3), ConvBN(2 * w5, w5))
-        self.spp = SPP()
-        self.spp_out = nn.Sequential(ConvBN(4 * w5, w5), ConvBN(w5, 2 * w5, 3), ConvBN(2 * w5, w5))
-        self.up5, self.lat4, self.td4 = ConvBN(w5, w4), ConvBN(c4, w4), five_convs(2 * w4, w4)
-        self.up4, self.lat3, self.td3 = ConvBN(w4, w3), ConvBN(c3, w3), five_convs(2 * w3, w3)
-        self.down3, self.bu4 = ConvBN(w3, w4, 3, 2), five_convs(2 * w4, w4)
-        self.down4, self.bu5 = ConvBN(w4, w5, 3, 2), five_convs(2 * w5, w5)
+
+        def three(cin: int) -> nn.Sequential:
+            return nn.Sequential(ConvNorm(cin, w5, norm), ConvNorm(w5, 2 * w5, norm, 3), ConvNorm(2 * w5, w5, norm))
+
+        self.spp_in, self.spp, self.spp_out = three(c5), SPP(), three(4 * w5)
+        self.up5, self.lat4, self.td4 = ConvNorm(w5, w4, norm), ConvNorm(c4, w4, norm), five_convs(2 * w4, w4, norm)
+        self.up4, self.lat3, self.td3 = ConvNorm(w4, w3, norm), ConvNorm(c3, w3, norm), five_convs(2 * w3, w3, norm)
+        self.down3, self.bu4 = ConvNorm(w3, w4, norm, 3, 2), five_convs(2 * w4, w4, norm)
+        self.down4, self.bu5 = ConvNorm(w4, w5, norm, 3, 2), five_convs(2 * w5, w5, norm)
         self.out_channels = [w3, w4, w5]
 
     def forward(self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor) -> list[torch.Tensor]:
@@ -102,14 +119,14 @@ class YoloNeck(nn.Module):
         return [n3, n4, n5]
 
 
-def yolo_head(channels: int, num_classes: int) -> nn.Sequential:
+def yolo_head(channels: int, num_classes: int, norm: Norm) -> nn.Sequential:
     """3×3 conv (2× channels) then the 1×1 prediction conv, its objectness and class biases at the prior."""
     pred = nn.Conv2d(2 * channels, ANCHORS_PER_STRIDE * (5 + num_classes), 1)
     with torch.no_grad():
         bias = pred.bias.view(ANCHORS_PER_STRIDE, 5 + num_classes)
         bias.zero_()
         bias[:, 4:] = math.log(PRIOR / (1 - PRIOR))
-    return nn.Sequential(ConvBN(channels, 2 * channels, 3), pred)
+    return nn.Sequential(ConvNorm(channels, 2 * channels, norm, 3), pred)
 
 
 class YOLOv4(nn.Module):
@@ -123,8 +140,9 @@ class YOLOv4(nn.Module):
         self.transform = GeneralizedRCNNTransform(input_size, input_size, IMAGENET_MEAN, IMAGENET_STD,
                                                   size_divisible=max(STRIDES))
         self.backbone = nn.ModuleDict({"body": body})
-        self.neck = YoloNeck(trunk_channels[1:], cfg.neck_channels)
-        self.head = nn.ModuleList(yolo_head(c, num_classes) for c in self.neck.out_channels)
+        norm = neck_norm(cfg.neck_norm)
+        self.neck = YoloNeck(trunk_channels[1:], cfg.neck_channels, norm)
+        self.head = nn.ModuleList(yolo_head(c, num_classes, norm) for c in self.neck.out_channels)
         self.register_buffer("anchors", anchors, persistent=False)
         self.coders = [YoloBoxCoder(s, k) for s, k in zip(STRIDES, cfg.scale_xy)]
         self.loss = YoloLoss(cfg, num_classes, self.coders)
