@@ -10,7 +10,8 @@ Neck convs are conv + BatchNorm + LeakyReLU(0.1), widths neck_channels · (1/4, 
 (YOLOv4: 128, 256, 512). `neck_norm: groupnorm` puts GroupNorm (16 channels a group) in place of every
 neck and head BatchNorm: on small inputs (96 px: a 3×3 stride-32 map, 72 positions per channel in a
 batch of 8, where the paper's 416–608 px give 1,352 or more) BatchNorm's batch statistics part from its
-running ones and the detector scores far worse in eval mode than it trains (docs/detection002.md). The loss is `models/yolo_loss.py` (CIoU), boxes `models/yolo_boxes.py`.
+running ones and the detector scores far worse in eval mode than it trains (docs/detection002.md).
+The loss is `models/yolo_loss.py` (CIoU), boxes `models/yolo_boxes.py`.
 
 Interface: torchvision's detectors' — `model(images, targets)` in train mode returns the loss terms,
 `model(images)` in eval mode a list of {boxes, labels, scores} in each image's own coordinates —
