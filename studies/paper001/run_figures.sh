@@ -13,8 +13,7 @@
 # the ones the full study would have). Measured times: README, "Paper 001, figure by figure" — one seed
 # 309–756 s per study (load 8–25); seeds 1–2 added to a finished seed 0 (load 1–8): Fig. 1 Mask R-CNN
 # 502 s, Keypoint R-CNN 221 s, Fig. 2a 743 s, 2b 543 s, 2c/2e 843 s, 2d 731 s, 2f 845 s, Table 3 1,650 s
-# (load 2–4); Fig. 3 (IMP, 120 it per level), seed 0: 966 s (load 1–7, in two runs). Fig. 3's seeds 1–2:
-# not run yet.
+# (load 2–4); Fig. 3 (IMP, 120 it per level, lr 0.01), seeds 0, 1, 2: 1005 s (load 1–2).
 #   OUT     where the study dirs and reports go (default runs/paper001_figures)
 #   PYTHON  the interpreter with ticketlab installed (default python3)
 #   STUDIES the folder of the study files (default: this script's)

@@ -17,6 +17,7 @@ WORK=${1:-runs/paper001_tables}
 TICKETLAB=${TICKETLAB:-$REPO/.venv/bin/ticketlab}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 STUDIES=$REPO/studies/paper001
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"  # one thread: as fast on 2 cores, and repeatable
 mkdir -p "$WORK/runs/paper001" "$WORK/reports"
 cd "$WORK"
 [ -e configs ] || ln -s "$REPO/configs" configs

@@ -30,7 +30,8 @@
 # At load 5-7: data 60 s, theta 405 s, fig2 379 s; fig5's segmentation with DeepLabv3+ at output stride 16: its tickets
 # 133 s + its 45-cell matrix at 3 seeds 839 s; table1 after it 1697 s (its 36 segmentation cells copied from fig5's, 108 trained; load 2-9).
 # fig5's YOLOv4 part at 3 seeds (load 6-7): fig5_detection_yolov4_tickets 158 s, fig5_detection_yolov4 1726 s (45 trainings);
-# with GroupNorm in its neck (load 1-2): 40 s and 385 s. At load 1: data 18 s, theta 62 s, fig2 77 s.
+# with GroupNorm in its neck (load 1-2): 40 s and 385 s. At load 1-2: data 18 s, theta 62 s, fig2 77 s, table1 605 s (all 144
+# cells trained, YOLOv4 its detection target).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
