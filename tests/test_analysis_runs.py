@@ -100,6 +100,16 @@ def test_default_level_is_the_sparsest_level_where_every_series_matches(four_run
     assert default_level(only_global, [aggregate(s) for s in group_series(only_global)]) == 3
 
 
+def test_default_level_is_the_last_one_when_no_pruned_level_matches(tmp_path):
+    """Level 0's masks are all ones: mask figures drawn there would show nothing."""
+    runs = load_runs([write_run(tmp_path / "a", ["train.seed=0"], [0.9, 0.5, 0.4])])
+    stats = [aggregate(s) for s in group_series(runs)]
+    assert [s.matching for s in stats[0]] == [None, False, False]
+    assert default_level(runs, stats) == 2
+    one_level = load_runs([write_run(tmp_path / "b", ["train.seed=0"], [0.9])])
+    assert default_level(one_level, [aggregate(s) for s in group_series(one_level)]) == 0
+
+
 def test_levels_missing_in_some_runs_are_averaged_over_the_others(tmp_path):
     a = write_run(tmp_path / "a", ["train.seed=0"], [0.9, 0.8, 0.7])
     b = write_run(tmp_path / "b", ["train.seed=1"], [0.8, 0.6])

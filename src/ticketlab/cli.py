@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "form a series; a study stands for its finished cells)")
     p.add_argument("--out", required=True, help="output directory for index.html, PNG figures and CSV tables")
     p.add_argument("--level", type=int, help="level of the mask figures (default: the sparsest level at which "
-                   "every series still matches)")
+                   "every series still matches, or the last level when no pruned level does)")
     p.add_argument("--metric", help=METRIC_HELP)
     p.set_defaults(func=cmd_report)
 

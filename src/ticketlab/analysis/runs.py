@@ -287,10 +287,11 @@ def common_levels(runs: Sequence[Run]) -> list[int]:
 
 def default_level(runs: Sequence[Run], stats: Sequence[Sequence[LevelStats]]) -> int:
     """The level for mask figures: the sparsest level every run finished at which no series' headline
-    has stopped matching (level 0 always qualifies; a series without a headline never objects)."""
+    has stopped matching (a series without a headline never objects). When no pruned level qualifies,
+    the sparsest level every run finished: level 0's masks are dense, there is nothing to draw."""
     common = common_levels(runs)
     if not common:
         raise TicketlabError("report: the runs have no finished level in common; choose one with --level")
     verdicts = [{s.level: s.matching for s in series_stats} for series_stats in stats]
-    ok = [lv for lv in common if all(v.get(lv) is not False for v in verdicts)]
+    ok = [lv for lv in common if lv > 0 and all(v.get(lv) is not False for v in verdicts)]
     return ok[-1] if ok else common[-1]
