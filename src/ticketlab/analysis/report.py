@@ -40,6 +40,7 @@ from ticketlab.analysis.runs import (
     default_level,
     group_series,
     load_runs,
+    matches_in_every_series,
 )
 from ticketlab.analysis.trunk import trunk_mask
 from ticketlab.atomic import atomic_write_text
@@ -85,9 +86,9 @@ def _check_level(runs: Sequence[Run], level: int) -> None:
 def _default_reason(level: int, common: Sequence[int], stats: Sequence[Sequence[LevelStats]]) -> str:
     if all(ls.matching is None for st in stats for ls in st):
         return "the last level every run finished (no matching verdict to go by)"
-    matches = all(ls.matching is not False for st in stats for ls in st if ls.level == level)
     if level == common[-1]:
-        return ("the last level every run finished; every series still matches there" if matches else
+        return ("the last level every run finished; every series still matches there"
+                if matches_in_every_series(stats, level) else
                 "the last level every run finished: no pruned level matches in every series")
     return "the sparsest level every run finished at which every series still matches"
 

@@ -285,6 +285,11 @@ def common_levels(runs: Sequence[Run]) -> list[int]:
     return sorted(levels)
 
 
+def matches_in_every_series(stats: Sequence[Sequence[LevelStats]], level: int) -> bool:
+    """No series' headline has stopped matching at `level` (a series without a verdict there never objects)."""
+    return all(ls.matching is not False for series_stats in stats for ls in series_stats if ls.level == level)
+
+
 def default_level(runs: Sequence[Run], stats: Sequence[Sequence[LevelStats]]) -> int:
     """The level for mask figures: the sparsest level every run finished at which no series' headline
     has stopped matching (a series without a headline never objects). When no pruned level qualifies,
@@ -292,6 +297,5 @@ def default_level(runs: Sequence[Run], stats: Sequence[Sequence[LevelStats]]) ->
     common = common_levels(runs)
     if not common:
         raise TicketlabError("report: the runs have no finished level in common; choose one with --level")
-    verdicts = [{s.level: s.matching for s in series_stats} for series_stats in stats]
-    ok = [lv for lv in common if lv > 0 and all(v.get(lv) is not False for v in verdicts)]
+    ok = [lv for lv in common if lv > 0 and matches_in_every_series(stats, lv)]
     return ok[-1] if ok else common[-1]
